@@ -1,0 +1,144 @@
+//! The `MailboxBinding` kind: one mailbox linked to a provider.
+// kube's `printcolumn(...)` repeats `type_ = ...` per column, which clippy mistakes for a
+// duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{LocalSecretRef, ObjectRef};
+
+/// One mailbox linked to an EmailProvider, authenticated through an
+/// ExchangeServiceAccount or its own credentials.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "mailops.dev",
+    version = "v1alpha1",
+    kind = "MailboxBinding",
+    namespaced,
+    shortname = "mbx",
+    category = "mailops",
+    status = "MailboxBindingStatus",
+    doc = "One mailbox linked to an EmailProvider, authenticated through an ExchangeServiceAccount or its own credentials.",
+    printcolumn(name = "Email", type_ = "string", json_path = ".spec.emailAddress"),
+    printcolumn(
+        name = "Provider",
+        type_ = "string",
+        json_path = ".status.provider",
+        description = "The EmailProvider in use"
+    ),
+    printcolumn(
+        name = "Via",
+        type_ = "string",
+        json_path = ".status.authenticatedVia",
+        description = "ServiceAccount or Credentials"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MailboxBindingSpec {
+    /// The mailbox's address, `local@domain`.
+    #[schemars(length(min = 3, max = 320))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{EMAIL_PATTERN}')")).message("spec.emailAddress must be local@domain, e.g. jane.doe@contoso.com"))]
+    pub email_address: String,
+
+    /// The EmailProvider to use. Omitted: the provider whose `domains` contains the
+    /// address's domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_ref: Option<ObjectRef>,
+
+    /// Login for the mailbox. Required when the provider's `loginFormat` is `Manual`;
+    /// otherwise derived from the address and ignored if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 320))]
+    pub login: Option<String>,
+
+    /// How the mailbox authenticates: exactly one of `serviceAccountRef` and
+    /// `credentialsSecretRef`.
+    pub authentication: BindingAuthentication,
+
+    /// Allow sending email from this mailbox.
+    #[serde(default)]
+    pub enable_sending: bool,
+
+    /// Sync messages (such as replies) from this mailbox.
+    #[serde(default)]
+    pub enable_syncing: bool,
+
+    /// Connect the mailbox's calendar. Unset: connected automatically when authenticated
+    /// through the service account, otherwise not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_calendar: Option<bool>,
+}
+
+/// `local@domain`: a dot-atom local part (RFC 5322 atext) and a DNS domain of at least two
+/// labels, as the body of a CEL string literal.
+pub const EMAIL_PATTERN: &str = r"^[A-Za-z0-9!#$%&*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$";
+
+/// How a binding authenticates.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.serviceAccountRef) != has(self.credentialsSecretRef)").message("spec.authentication must set exactly one of serviceAccountRef and credentialsSecretRef"))]
+pub struct BindingAuthentication {
+    /// Authenticate through this ExchangeServiceAccount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_ref: Option<ObjectRef>,
+    /// Authenticate with a Secret in the binding's namespace: key `password` for a Basic
+    /// provider, `refreshToken` for an OAuth2 provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<LocalSecretRef>,
+}
+
+/// Through what a binding authenticated.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AuthenticatedVia {
+    /// Through an ExchangeServiceAccount.
+    ServiceAccount,
+    /// With the binding's own credentials Secret.
+    Credentials,
+}
+
+/// Observed state of a MailboxBinding.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MailboxBindingStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Authorized`, `Verified` and `CalendarConnected`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Name of the EmailProvider in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Effective login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
+    /// `ServiceAccount` or `Credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticated_via: Option<AuthenticatedVia>,
+    /// The EWS URL or Graph base URL in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// When Exchange last confirmed the mailbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verified_time: Option<Time>,
+}

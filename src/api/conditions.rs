@@ -1,0 +1,288 @@
+//! Condition types, the one documented list of condition reasons, and helpers that build
+//! `metav1.Condition`s while keeping `lastTransitionTime` stable when nothing changed.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+/// Summary condition on every kind (kstatus-compatible).
+pub const READY: &str = "Ready";
+/// Provider / service account: a token or login was obtained with the configured credentials.
+pub const AUTHENTICATED: &str = "Authenticated";
+/// Provider: its endpoint answers over TLS.
+pub const REACHABLE: &str = "Reachable";
+/// Provider / service account: deletion is requested (and possibly blocked).
+pub const TERMINATING: &str = "Terminating";
+/// Binding: the binding's namespace may use the provider and service account it names.
+pub const AUTHORIZED: &str = "Authorized";
+/// Binding: Exchange confirmed the mailbox with the effective credentials.
+pub const VERIFIED: &str = "Verified";
+/// Binding: the mailbox's calendar is connected.
+pub const CALENDAR_CONNECTED: &str = "CalendarConnected";
+
+/// Every condition reason mailops writes. CamelCase, stable: users alert and script on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// All checks passed.
+    Verified,
+    /// The object is being reconciled for the first time or after a change.
+    Reconciling,
+    /// A condition does not apply (e.g. calendar not requested, Basic provider not using tokens).
+    NotRequested,
+    /// The named provider does not exist, or no provider serves the address's domain.
+    ProviderNotFound,
+    /// More than one provider serves the address's domain.
+    AmbiguousProvider,
+    /// The provider exists but is not Ready.
+    ProviderNotReady,
+    /// The provider is being deleted; no new binding may attach to it.
+    ProviderTerminating,
+    /// The named ExchangeServiceAccount does not exist.
+    ServiceAccountNotFound,
+    /// The service account is not Ready.
+    ServiceAccountNotReady,
+    /// The service account is being deleted; no new binding may attach to it.
+    ServiceAccountTerminating,
+    /// The service account belongs to a different provider than the binding uses.
+    ServiceAccountProviderMismatch,
+    /// The binding's namespace is not admitted by the provider's or service account's
+    /// `allowedNamespaces`.
+    NamespaceNotAllowed,
+    /// A referenced Secret does not exist.
+    SecretNotFound,
+    /// A referenced Secret lacks the expected key.
+    SecretKeyMissing,
+    /// The provider's `loginFormat` is `Manual` and the binding gives no `spec.login`.
+    LoginRequired,
+    /// The credentials kind does not fit the provider's authentication method.
+    AuthMethodMismatch,
+    /// An endpoint is not allowed (e.g. plain http without `--allow-insecure-endpoints`).
+    InsecureEndpoint,
+    /// Exchange or Entra ID refused the credentials.
+    InvalidCredentials,
+    /// Exchange does not know the mailbox.
+    MailboxNotFound,
+    /// Exchange answered access denied for this mailbox while the credentials work.
+    OutOfScope,
+    /// The app token lacks a permission the settings need (e.g. `Mail.Send`).
+    MissingPermission,
+    /// The server could not be reached (DNS, TCP, TLS, timeout, 5xx).
+    Unreachable,
+    /// Exchange asked us to slow down (HTTP 429 / ErrorServerBusy).
+    Throttled,
+    /// Exchange answered something mailops could not interpret.
+    UnexpectedResponse,
+    /// Deletion is blocked while other objects still use this one.
+    InUse,
+    /// Deletion proceeds: nothing uses the object any more.
+    Deleting,
+}
+
+impl Reason {
+    /// Every reason, in documentation order.
+    pub const ALL: &'static [Reason] = &[
+        Reason::Verified,
+        Reason::Reconciling,
+        Reason::NotRequested,
+        Reason::ProviderNotFound,
+        Reason::AmbiguousProvider,
+        Reason::ProviderNotReady,
+        Reason::ProviderTerminating,
+        Reason::ServiceAccountNotFound,
+        Reason::ServiceAccountNotReady,
+        Reason::ServiceAccountTerminating,
+        Reason::ServiceAccountProviderMismatch,
+        Reason::NamespaceNotAllowed,
+        Reason::SecretNotFound,
+        Reason::SecretKeyMissing,
+        Reason::LoginRequired,
+        Reason::AuthMethodMismatch,
+        Reason::InsecureEndpoint,
+        Reason::InvalidCredentials,
+        Reason::MailboxNotFound,
+        Reason::OutOfScope,
+        Reason::MissingPermission,
+        Reason::Unreachable,
+        Reason::Throttled,
+        Reason::UnexpectedResponse,
+        Reason::InUse,
+        Reason::Deleting,
+    ];
+
+    /// The CamelCase string written into conditions and Events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Verified => "Verified",
+            Reason::Reconciling => "Reconciling",
+            Reason::NotRequested => "NotRequested",
+            Reason::ProviderNotFound => "ProviderNotFound",
+            Reason::AmbiguousProvider => "AmbiguousProvider",
+            Reason::ProviderNotReady => "ProviderNotReady",
+            Reason::ProviderTerminating => "ProviderTerminating",
+            Reason::ServiceAccountNotFound => "ServiceAccountNotFound",
+            Reason::ServiceAccountNotReady => "ServiceAccountNotReady",
+            Reason::ServiceAccountTerminating => "ServiceAccountTerminating",
+            Reason::ServiceAccountProviderMismatch => "ServiceAccountProviderMismatch",
+            Reason::NamespaceNotAllowed => "NamespaceNotAllowed",
+            Reason::SecretNotFound => "SecretNotFound",
+            Reason::SecretKeyMissing => "SecretKeyMissing",
+            Reason::LoginRequired => "LoginRequired",
+            Reason::AuthMethodMismatch => "AuthMethodMismatch",
+            Reason::InsecureEndpoint => "InsecureEndpoint",
+            Reason::InvalidCredentials => "InvalidCredentials",
+            Reason::MailboxNotFound => "MailboxNotFound",
+            Reason::OutOfScope => "OutOfScope",
+            Reason::MissingPermission => "MissingPermission",
+            Reason::Unreachable => "Unreachable",
+            Reason::Throttled => "Throttled",
+            Reason::UnexpectedResponse => "UnexpectedResponse",
+            Reason::InUse => "InUse",
+            Reason::Deleting => "Deleting",
+        }
+    }
+
+    /// Whether the problem lies in the user's declared state (fix the YAML or a Secret)
+    /// rather than in Exchange or the network. Such failures wait for a change instead of
+    /// retrying on a timer.
+    pub fn needs_user_change(self) -> bool {
+        matches!(
+            self,
+            Reason::ProviderNotFound
+                | Reason::AmbiguousProvider
+                | Reason::ServiceAccountNotFound
+                | Reason::ServiceAccountProviderMismatch
+                | Reason::NamespaceNotAllowed
+                | Reason::SecretNotFound
+                | Reason::SecretKeyMissing
+                | Reason::LoginRequired
+                | Reason::AuthMethodMismatch
+                | Reason::InsecureEndpoint
+                | Reason::ProviderTerminating
+                | Reason::ServiceAccountTerminating
+        )
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A condition as computed by pure code, before timestamps are attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Desired {
+    /// Condition type, one of the constants above.
+    pub type_: &'static str,
+    /// `true` for `"True"`, `false` for `"False"`.
+    pub status: bool,
+    /// Why.
+    pub reason: Reason,
+    /// Human-readable detail; never holds a secret value.
+    pub message: String,
+}
+
+impl Desired {
+    /// A `"True"` condition.
+    pub fn ok(type_: &'static str, reason: Reason, message: impl Into<String>) -> Self {
+        Desired {
+            type_,
+            status: true,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// A `"False"` condition.
+    pub fn fail(type_: &'static str, reason: Reason, message: impl Into<String>) -> Self {
+        Desired {
+            type_,
+            status: false,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Turn desired conditions into `metav1.Condition`s. A condition whose status did not
+/// change keeps its previous `lastTransitionTime`, so re-applying an unchanged status is
+/// byte-identical and costs no write.
+pub fn materialize(
+    previous: &[Condition],
+    desired: &[Desired],
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    desired
+        .iter()
+        .map(|d| {
+            let status = if d.status { "True" } else { "False" };
+            let last_transition_time = previous
+                .iter()
+                .find(|c| c.type_ == d.type_ && c.status == status)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or(Time(now));
+            Condition {
+                type_: d.type_.to_string(),
+                status: status.to_string(),
+                reason: d.reason.as_str().to_string(),
+                message: d.message.clone(),
+                observed_generation: generation,
+                last_transition_time,
+            }
+        })
+        .collect()
+}
+
+/// Find a condition by type.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Whether the `Ready` condition is `"True"`.
+pub fn is_ready(conditions: &[Condition]) -> bool {
+    find(conditions, READY).is_some_and(|c| c.status == "True")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_strings_are_unique_camel_case() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in Reason::ALL {
+            let s = r.as_str();
+            assert!(s.chars().next().unwrap().is_ascii_uppercase(), "{s}");
+            assert!(s.chars().all(|c| c.is_ascii_alphanumeric()), "{s}");
+            assert_eq!(format!("{r:?}"), s, "as_str must match the variant name");
+            assert!(seen.insert(s), "duplicate {s}");
+        }
+    }
+
+    #[test]
+    fn unchanged_status_keeps_transition_time() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let t1: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
+        let first = materialize(
+            &[],
+            &[Desired::ok(READY, Reason::Verified, "ok")],
+            Some(1),
+            t0,
+        );
+        let again = materialize(
+            &first,
+            &[Desired::ok(READY, Reason::Verified, "ok")],
+            Some(2),
+            t1,
+        );
+        assert_eq!(again[0].last_transition_time, Time(t0));
+        let flipped = materialize(
+            &again,
+            &[Desired::fail(READY, Reason::Unreachable, "down")],
+            Some(2),
+            t1,
+        );
+        assert_eq!(flipped[0].last_transition_time, Time(t1));
+        assert_eq!(flipped[0].reason, "Unreachable");
+    }
+}

@@ -1,0 +1,166 @@
+//! Exchange behind a trait: what the controllers ask of a mail backend, with no Kubernetes
+//! types, so controllers are tested with a fake and the real EWS / Graph client lives
+//! beside it.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use secrecy::SecretString;
+
+use crate::api::conditions::Reason;
+
+/// Credentials handed to the backend, already read from Secrets. Secret material is held
+/// in `SecretString`, whose `Debug` is redacted.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    /// App-only OAuth 2.0 client credentials (a provider's or a service account's app).
+    ClientCredentials {
+        /// Authority base URL, e.g. `https://login.microsoftonline.com`.
+        authority: String,
+        /// Tenant ID or domain.
+        tenant_id: String,
+        /// Application (client) ID.
+        client_id: String,
+        /// Client secret.
+        client_secret: SecretString,
+        /// Scopes to request (e.g. `https://graph.microsoft.com/.default`).
+        scopes: Vec<String>,
+    },
+    /// Delegated OAuth 2.0 refresh token of one mailbox, redeemed with the provider's app.
+    RefreshToken {
+        /// Authority base URL.
+        authority: String,
+        /// Tenant ID or domain.
+        tenant_id: String,
+        /// Application (client) ID.
+        client_id: String,
+        /// Client secret of the app.
+        client_secret: SecretString,
+        /// The mailbox's refresh token.
+        refresh_token: SecretString,
+        /// Scopes to request.
+        scopes: Vec<String>,
+    },
+    /// User name and password (Basic authentication against Exchange Server).
+    Basic {
+        /// User name (for a service account: the impersonation account).
+        username: String,
+        /// Password.
+        password: SecretString,
+    },
+}
+
+/// Which protocol and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// Exchange Web Services at this URL (`https://host/EWS/Exchange.asmx`).
+    Ews {
+        /// Full EWS URL.
+        url: String,
+    },
+    /// Microsoft Graph at this base (`https://graph.microsoft.com/v1.0`).
+    Graph {
+        /// Graph base URL including the version segment.
+        base: String,
+    },
+}
+
+impl Service {
+    /// A static label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Service::Ews { .. } => "ews",
+            Service::Graph { .. } => "graph",
+        }
+    }
+}
+
+/// Why a check failed, as a condition reason and a message fit for status (no secrets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Condition reason.
+    pub reason: Reason,
+    /// Human-readable detail, keeping server error codes (e.g. `AADSTS7000215`).
+    pub message: String,
+    /// Server-requested delay before trying again (`Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl Failure {
+    /// A failure without a server-requested delay.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// What to check for a provider.
+#[derive(Clone, Debug)]
+pub struct ProviderProbe {
+    /// Provider name (for logs and per-provider limits).
+    pub provider: String,
+    /// The endpoint mailboxes use.
+    pub service: Service,
+    /// The provider's own app credentials; `None` for Basic providers (only reachability).
+    pub credential: Option<Credential>,
+}
+
+/// Result of a provider check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderOutcome {
+    /// The endpoint answered over TLS.
+    pub reachable: Result<(), Failure>,
+    /// A token was obtained; `None` when the provider has no OAuth2 credentials.
+    pub authenticated: Option<Result<(), Failure>>,
+}
+
+/// What to verify for one mailbox.
+#[derive(Clone, Debug)]
+pub struct MailboxProbe {
+    /// Provider name (for logs and per-provider limits).
+    pub provider: String,
+    /// The mailbox's SMTP address.
+    pub email: String,
+    /// Effective login (Basic user name, or the mailbox to impersonate).
+    pub login: String,
+    /// Where to probe.
+    pub service: Service,
+    /// With which credentials.
+    pub credential: Credential,
+    /// Acting through a service account: EWS impersonation of `email`, or app-only Graph.
+    pub via_service_account: bool,
+    /// Also check the calendar folder.
+    pub check_calendar: bool,
+    /// Also check the right to send (`Mail.Send` for Graph app tokens).
+    pub check_send: bool,
+}
+
+/// Result of a mailbox verification.
+#[derive(Clone, Debug)]
+pub struct MailboxOutcome {
+    /// The mailbox's inbox could be opened.
+    pub mailbox: Result<(), Failure>,
+    /// The calendar could be opened; `None` when not asked for or not reached.
+    pub calendar: Option<Result<(), Failure>>,
+    /// A refresh token the authority rotated, to be written back to the binding's Secret.
+    pub rotated_refresh_token: Option<SecretString>,
+}
+
+/// The mail system as the controllers see it.
+pub trait MailBackend: Send + Sync + 'static {
+    /// Check a provider's endpoint and, for OAuth2, its app credentials.
+    fn check_provider<'a>(&'a self, probe: &'a ProviderProbe) -> BoxFuture<'a, ProviderOutcome>;
+    /// Check that service-account credentials work (a token or a login is obtained).
+    fn authenticate<'a>(
+        &'a self,
+        provider: &'a str,
+        service: &'a Service,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Result<(), Failure>>;
+    /// Verify one mailbox (inbox, and the calendar when asked).
+    fn verify_mailbox<'a>(&'a self, probe: &'a MailboxProbe) -> BoxFuture<'a, MailboxOutcome>;
+}
+pub mod client;

@@ -1,0 +1,19 @@
+//! mailops: a Kubernetes operator that makes Exchange / Microsoft 365 mailbox
+//! connectivity declarative.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod check;
+pub mod config;
+pub mod controller;
+pub mod endpoints;
+pub mod error;
+pub mod exchange;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod resolve;
+pub mod telemetry;
+
+pub use error::{Error, Result};

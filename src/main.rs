@@ -1,0 +1,52 @@
+//! The `mailops` command: `run` starts the operator, `check` validates manifests offline,
+//! `crd` prints the CRDs.
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "mailops",
+    version,
+    about = "Declarative Exchange / Microsoft 365 mailbox connectivity for Kubernetes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator against the cluster in KUBECONFIG or the pod's service account.
+    Run(mailops::config::RunArgs),
+    /// Validate and resolve manifests offline, without a cluster.
+    Check(mailops::check::CheckArgs),
+    /// Print the three CustomResourceDefinitions as YAML (what `crds/` holds).
+    Crd,
+}
+
+fn main() -> Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Run(args) => {
+            mailops::telemetry::init(args.log_format)?;
+            let config = mailops::config::OperatorConfig::from(&args);
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(mailops::controller::run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(args) => {
+            let ok = mailops::check::run(&args)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Crd => {
+            print!("{}", mailops::api::crds_yaml()?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
