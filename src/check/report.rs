@@ -1,0 +1,186 @@
+//! What `mailops check` prints: a row per binding and a line per problem, as text or JSON.
+
+use serde::Serialize;
+
+use crate::api::AuthenticatedVia;
+use crate::api::conditions::Reason;
+use crate::resolve::Resolution;
+
+/// Output format of `mailops check`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// A table of bindings, then one line per problem.
+    #[default]
+    Text,
+    /// One JSON document: `{"objects": n, "bindings": [...], "problems": [...]}`.
+    Json,
+}
+
+/// One resolved (or unresolvable) MailboxBinding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BindingRow {
+    /// Namespace of the binding.
+    pub namespace: String,
+    /// Name of the binding.
+    pub name: String,
+    /// Its email address.
+    pub email: String,
+    /// Resolved provider.
+    pub provider: Option<String>,
+    /// Effective login.
+    pub login: Option<String>,
+    /// `ServiceAccount` or `Credentials`.
+    pub via: Option<String>,
+    /// `Resolved`, or the condition reason that stops it.
+    pub verdict: String,
+    /// Detail for a failed verdict, or notes (e.g. switches the provider turns off).
+    pub message: Option<String>,
+}
+
+impl BindingRow {
+    pub(crate) fn new(namespace: &str, name: &str, email: &str) -> Self {
+        BindingRow {
+            namespace: namespace.into(),
+            name: name.into(),
+            email: email.into(),
+            provider: None,
+            login: None,
+            via: None,
+            verdict: String::new(),
+            message: None,
+        }
+    }
+
+    pub(crate) fn resolved(&mut self, r: &Resolution, problem: Option<String>) {
+        self.provider = Some(r.provider.clone());
+        self.login = Some(r.login.clone());
+        self.via = Some(
+            match r.via {
+                AuthenticatedVia::ServiceAccount => "ServiceAccount",
+                AuthenticatedVia::Credentials => "Credentials",
+            }
+            .into(),
+        );
+        match problem {
+            Some(message) => {
+                self.verdict = Reason::SecretKeyMissing.as_str().into();
+                self.message = Some(message);
+            }
+            None => {
+                self.verdict = "Resolved".into();
+                self.message = (!r.settings.notes.is_empty()).then(|| r.settings.notes.join("; "));
+            }
+        }
+    }
+
+    pub(crate) fn failed(&mut self, reason: Option<Reason>, message: &str) {
+        self.verdict = reason.map_or("Invalid", Reason::as_str).into();
+        self.message = Some(message.into());
+    }
+}
+
+/// One problem, naming file, document, object and field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// File name or `<stdin>`.
+    pub source: String,
+    /// 1-based document index within the file.
+    pub document: usize,
+    /// `Kind name` or `Kind namespace/name`.
+    pub object: String,
+    /// The offending field, when there is one.
+    pub field: Option<String>,
+    /// The condition reason the controller would report, when there is one.
+    pub reason: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: document {} ({})",
+            self.source, self.document, self.object
+        )?;
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        if let Some(reason) = &self.reason {
+            write!(f, ": {reason}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The outcome of a check.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// How many mailops objects were read.
+    pub objects: usize,
+    /// One row per MailboxBinding.
+    pub bindings: Vec<BindingRow>,
+    /// Everything wrong; empty when the input is good.
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    /// Render as text or JSON.
+    pub fn render(&self, format: OutputFormat) -> crate::Result<String> {
+        match format {
+            OutputFormat::Json => serde_json::to_string_pretty(self)
+                .map(|s| s + "\n")
+                .map_err(|e| crate::Error::Serialize(e.to_string())),
+            OutputFormat::Text => Ok(self.render_text()),
+        }
+    }
+
+    fn render_text(&self) -> String {
+        let header = ["BINDING", "EMAIL", "PROVIDER", "LOGIN", "VIA", "VERDICT"].map(String::from);
+        let rows: Vec<[String; 6]> = self
+            .bindings
+            .iter()
+            .map(|b| {
+                let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+                [
+                    format!("{}/{}", b.namespace, b.name),
+                    b.email.clone(),
+                    dash(&b.provider),
+                    dash(&b.login),
+                    dash(&b.via),
+                    b.verdict.clone(),
+                ]
+            })
+            .collect();
+        let mut widths = header.clone().map(|h| h.len());
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.len());
+            }
+        }
+        let mut out = String::new();
+        if !rows.is_empty() {
+            for row in std::iter::once(&header).chain(&rows) {
+                let cells: Vec<String> = row
+                    .iter()
+                    .zip(widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
+                out.push_str(cells.join("  ").trim_end());
+                out.push('\n');
+            }
+        }
+        for problem in &self.problems {
+            out.push_str(&format!("error: {problem}\n"));
+        }
+        out.push_str(&format!(
+            "{} mailops objects, {} bindings, {} problems\n",
+            self.objects,
+            self.bindings.len(),
+            self.problems.len()
+        ));
+        out
+    }
+}
