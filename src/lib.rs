@@ -12,6 +12,7 @@ pub mod error;
 pub mod exchange;
 pub mod health;
 pub mod http;
+pub mod kube_client;
 pub mod metrics;
 pub mod resolve;
 pub mod telemetry;
