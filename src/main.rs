@@ -26,7 +26,28 @@ enum Command {
     Crd,
 }
 
-fn main() -> Result<ExitCode> {
+/// Exit codes: 0 all good, 1 `check` found problems, 2 the command could not do its work
+/// (unreadable input, no cluster, ...), so scripts can tell a bad manifest from a bad call.
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            // Library errors already carry their cause in their message; print a cause
+            // only when it adds something.
+            let mut line = e.to_string();
+            for cause in e.chain().skip(1) {
+                let cause = cause.to_string();
+                if !line.contains(&cause) {
+                    line = format!("{line}: {cause}");
+                }
+            }
+            eprintln!("error: {line}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Run(args) => {
             mailops::telemetry::init(args.log_format)?;

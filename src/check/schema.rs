@@ -73,7 +73,7 @@ impl Schemas {
             .iter_errors(object)
             .map(|e| FieldError {
                 field: pointer_to_field(e.instance_path().as_str()),
-                message: e.to_string(),
+                message: structural_message(&e),
             })
             .collect();
         duplicate_set_items(&schema.raw, object, "", &mut errors);
@@ -93,6 +93,33 @@ impl Schemas {
                 .collect()),
         }
     }
+}
+
+/// The validator's message, in API-server wording for bounds: its own messages repeat the
+/// whole offending value, which for a 300-item list is a screenful.
+fn structural_message(error: &jsonschema::ValidationError<'_>) -> String {
+    use jsonschema::error::ValidationErrorKind as K;
+    let message = match error.kind() {
+        K::MaxLength { limit } => format!("Too long: may not be more than {limit} characters"),
+        K::MinLength { limit: 1 } => "Required value: must not be empty".to_string(),
+        K::MinLength { limit } => format!("Too short: must be at least {limit} characters"),
+        K::MaxItems { limit } => format!("Too many: must have at most {limit} items"),
+        K::MaxProperties { limit } => format!("Too many: must have at most {limit} entries"),
+        _ => error.to_string(),
+    };
+    truncate(message, 200)
+}
+
+fn truncate(mut message: String, max: usize) -> String {
+    if message.len() > max {
+        let cut = (0..=max)
+            .rev()
+            .find(|i| message.is_char_boundary(*i))
+            .unwrap_or(0);
+        message.truncate(cut);
+        message.push_str("...");
+    }
+    message
 }
 
 /// `/spec/domains/1` -> `spec.domains[1]`.
