@@ -226,7 +226,7 @@ fn folders_are_walked_and_other_kinds_ignored() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(
-        text(&out.stdout).contains("1 mailops objects, 0 bindings, 0 problems"),
+        text(&out.stdout).contains("1 mailops object, 0 bindings, 0 problems"),
         "{}",
         text(&out.stdout)
     );

@@ -176,11 +176,19 @@ impl Report {
             out.push_str(&format!("error: {problem}\n"));
         }
         out.push_str(&format!(
-            "{} mailops objects, {} bindings, {} problems\n",
-            self.objects,
-            self.bindings.len(),
-            self.problems.len()
+            "{}, {}, {}\n",
+            counted(self.objects, "mailops object"),
+            counted(self.bindings.len(), "binding"),
+            counted(self.problems.len(), "problem")
         ));
         out
+    }
+}
+
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
