@@ -245,7 +245,14 @@ mod tests {
         });
 
         let secrets: Api<Secret> = Api::namespaced(client.clone(), "ns");
-        assert!(secrets.list(&ListParams::default()).await.unwrap().items.is_empty());
+        assert!(
+            secrets
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
         let maps: Api<ConfigMap> = Api::namespaced(client, "ns");
         maps.patch(
             "cm",
