@@ -1,0 +1,305 @@
+"""The Helm chart, linted and rendered offline with Helm v4's own SDK (helm-python-sdk).
+
+Run with `python -m pytest tests/chart` (or `python -m unittest discover tests/chart`);
+`.ci/run` does it in a fresh venv.
+"""
+
+import re
+import unittest
+from pathlib import Path
+
+import helm_python as helm
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "mailops"
+RELEASE = "mailops"
+NAMESPACE = "mailops-system"
+WILDCARD = "*"
+ALL_OPTIONAL = {"serviceMonitor": {"enabled": True}, "podDisruptionBudget": {"enabled": True}}
+
+
+def render(values=None):
+    """Render the chart; returns (objects, manifests by template path)."""
+    with helm.Chart.load(CHART) as chart:
+        manifests = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE)
+    objects = []
+    for path, text in manifests.items():
+        if path.endswith(".txt"):
+            continue
+        objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return objects, manifests
+
+
+def by_kind(objects, kind):
+    return [o for o in objects if o["kind"] == kind]
+
+
+def one(objects, kind):
+    found = by_kind(objects, kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def container(objects):
+    deployment = one(objects, "Deployment")
+    (main,) = deployment["spec"]["template"]["spec"]["containers"]
+    return main
+
+
+def rules_for(role, api_group, resource):
+    return [
+        r
+        for r in role["rules"]
+        if api_group in r.get("apiGroups", []) and resource in r.get("resources", [])
+    ]
+
+
+class LintTest(unittest.TestCase):
+    def test_chart_lints_without_errors_in_strict_mode(self):
+        for values in ({}, ALL_OPTIONAL):
+            report = helm.lint(CHART, values, strict=True, namespace=NAMESPACE)
+            self.assertEqual(report["errors"], [], report)
+            serious = [m for m in report["messages"] if m["severity"] >= 2]
+            self.assertEqual(serious, [], report)
+
+    def test_chart_metadata(self):
+        with helm.Chart.load(CHART) as chart:
+            self.assertEqual(chart.metadata["apiVersion"], "v2")
+            self.assertEqual(chart.metadata["appVersion"], "0.1.0")
+            crds = chart.crds
+        self.assertEqual([c["name"] for c in crds], ["crds/mailops.dev.yaml"])
+        docs = [d for d in yaml.safe_load_all(crds[0]["data"]) if d]
+        self.assertEqual(
+            sorted(d["metadata"]["name"] for d in docs),
+            [
+                "emailproviders.mailops.dev",
+                "exchangeserviceaccounts.mailops.dev",
+                "mailboxbindings.mailops.dev",
+            ],
+        )
+        # The byte-for-byte comparison with the Rust types is tests/chart.rs.
+        top_level = (ROOT / "crds" / "mailops.dev.yaml").read_text()
+        self.assertEqual(crds[0]["data"], top_level)
+
+
+class DefaultRenderTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.objects, cls.manifests = render()
+
+    def test_expected_objects_and_no_optional_ones(self):
+        kinds = sorted(o["kind"] for o in self.objects)
+        self.assertEqual(
+            kinds,
+            sorted(
+                [
+                    "ClusterRole",
+                    "ClusterRoleBinding",
+                    "Deployment",
+                    "Role",
+                    "RoleBinding",
+                    "Service",
+                    "ServiceAccount",
+                ]
+            ),
+        )
+
+    def test_pod_runs_under_restricted_pod_security(self):
+        pod = one(self.objects, "Deployment")["spec"]["template"]["spec"]
+        self.assertIs(pod["securityContext"]["runAsNonRoot"], True)
+        self.assertEqual(pod["securityContext"]["runAsUser"], 65532)
+        self.assertEqual(pod["securityContext"]["seccompProfile"], {"type": "RuntimeDefault"})
+        sc = container(self.objects)["securityContext"]
+        self.assertIs(sc["runAsNonRoot"], True)
+        self.assertEqual(sc["runAsUser"], 65532)
+        self.assertIs(sc["readOnlyRootFilesystem"], True)
+        self.assertIs(sc["allowPrivilegeEscalation"], False)
+        self.assertEqual(sc["capabilities"], {"drop": ["ALL"]})
+        self.assertEqual(sc["seccompProfile"], {"type": "RuntimeDefault"})
+        self.assertNotIn("hostNetwork", pod)
+
+    def test_probes_hit_the_http_port(self):
+        main = container(self.objects)
+        self.assertEqual(main["ports"], [{"name": "http", "containerPort": 8080, "protocol": "TCP"}])
+        self.assertEqual(main["livenessProbe"]["httpGet"], {"path": "/healthz", "port": "http"})
+        self.assertEqual(main["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "http"})
+
+    def test_args_env_and_resources(self):
+        main = container(self.objects)
+        self.assertEqual(main["args"], ["run", "--log-format", "text"])
+        env = {e["name"]: e for e in main["env"]}
+        self.assertEqual(env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name")
+        self.assertEqual(
+            env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace"
+        )
+        self.assertEqual(env["RUST_LOG"]["value"], "info")
+        self.assertIn("requests", main["resources"])
+        self.assertIn("memory", main["resources"]["limits"])
+        self.assertEqual(main["image"], "ghcr.io/mailops/mailops:0.1.0")
+
+    def test_every_object_has_the_standard_labels(self):
+        for obj in self.objects:
+            labels = obj["metadata"]["labels"]
+            self.assertEqual(labels["app.kubernetes.io/name"], "mailops", obj["kind"])
+            self.assertEqual(labels["app.kubernetes.io/instance"], RELEASE, obj["kind"])
+            self.assertEqual(labels["app.kubernetes.io/version"], "0.1.0", obj["kind"])
+            self.assertEqual(labels["app.kubernetes.io/managed-by"], "Helm", obj["kind"])
+            if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+                self.assertEqual(obj["metadata"]["namespace"], NAMESPACE, obj["kind"])
+
+    def test_selectors_pick_the_operator_pods(self):
+        deployment = one(self.objects, "Deployment")
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        service = one(self.objects, "Service")
+        for chosen in (selector, service["spec"]["selector"]):
+            self.assertTrue(chosen)
+            self.assertLessEqual(chosen.items(), pod_labels.items())
+        self.assertEqual(
+            service["spec"]["ports"],
+            [{"name": "http-metrics", "port": 8080, "targetPort": "http", "protocol": "TCP"}],
+        )
+
+    def test_no_wildcards_anywhere_in_rbac(self):
+        for role in by_kind(self.objects, "ClusterRole") + by_kind(self.objects, "Role"):
+            for rule in role["rules"]:
+                for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+                    for value in rule.get(field, []):
+                        self.assertNotIn(WILDCARD, value, f"{role['kind']} {rule}")
+
+    def test_every_rbac_rule_carries_a_comment(self):
+        for path, text in self.manifests.items():
+            if "rbac" not in path and "clusterrole.yaml" not in path:
+                continue
+            lines = [line for line in text.splitlines() if line.strip()]
+            for i, line in enumerate(lines):
+                if line.lstrip().startswith("- apiGroups:"):
+                    self.assertTrue(
+                        lines[i - 1].lstrip().startswith("#"), f"{path}: no comment above {line!r}"
+                    )
+
+    def test_cluster_role_grants_only_what_controllers_use(self):
+        role = one(self.objects, "ClusterRole")
+        granted = {}
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    granted.setdefault((group, resource), set()).update(rule["verbs"])
+        expected = {}
+        for kind in ("emailproviders", "exchangeserviceaccounts", "mailboxbindings"):
+            expected[("mailops.dev", kind)] = {"get", "list", "watch", "patch"}
+            expected[("mailops.dev", f"{kind}/status")] = {"patch"}
+            expected[("mailops.dev", f"{kind}/finalizers")] = {"update"}
+        expected[("", "secrets")] = {"get", "list", "watch", "patch"}
+        expected[("", "namespaces")] = {"get", "list", "watch"}
+        expected[("events.k8s.io", "events")] = {"create", "patch"}
+        self.assertEqual(granted, expected)
+
+    def test_bindings_name_the_operator_service_account(self):
+        account = one(self.objects, "ServiceAccount")["metadata"]["name"]
+        deployment = one(self.objects, "Deployment")
+        self.assertEqual(deployment["spec"]["template"]["spec"]["serviceAccountName"], account)
+        for kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+            binding = one(self.objects, kind)
+            self.assertEqual(
+                binding["subjects"],
+                [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}],
+            )
+            self.assertEqual(binding["roleRef"]["kind"], role_kind)
+            self.assertEqual(
+                binding["roleRef"]["name"], one(self.objects, role_kind)["metadata"]["name"]
+            )
+
+    def test_leases_role_is_in_the_release_namespace(self):
+        role = one(self.objects, "Role")
+        self.assertEqual(role["metadata"]["namespace"], NAMESPACE)
+        self.assertEqual(
+            role["rules"],
+            [
+                {
+                    "apiGroups": ["coordination.k8s.io"],
+                    "resources": ["leases"],
+                    "verbs": ["get", "create", "update"],
+                }
+            ],
+        )
+        self.assertEqual(one(self.objects, "RoleBinding")["metadata"]["namespace"], NAMESPACE)
+
+    def test_notes_say_what_to_apply_next(self):
+        notes = self.manifests["mailops/templates/NOTES.txt"]
+        for needle in ("EmailProvider", "ExchangeServiceAccount", "MailboxBinding",
+                       "kubectl get mailops", "kubectl apply --server-side -f crds/"):
+            self.assertIn(needle, notes)
+
+
+class ValuesTest(unittest.TestCase):
+    def test_optional_parts_render_when_enabled(self):
+        objects, _ = render({**ALL_OPTIONAL, "replicaCount": 2})
+        monitor = one(objects, "ServiceMonitor")
+        service = one(objects, "Service")
+        self.assertEqual(monitor["spec"]["endpoints"][0]["port"], "http-metrics")
+        self.assertEqual(monitor["spec"]["endpoints"][0]["path"], "/metrics")
+        self.assertLessEqual(
+            monitor["spec"]["selector"]["matchLabels"].items(),
+            service["metadata"]["labels"].items(),
+        )
+        pdb = one(objects, "PodDisruptionBudget")
+        self.assertEqual(pdb["spec"]["maxUnavailable"], 1)
+        self.assertEqual(
+            pdb["spec"]["selector"]["matchLabels"],
+            one(objects, "Deployment")["spec"]["selector"]["matchLabels"],
+        )
+        self.assertEqual(one(objects, "Deployment")["spec"]["replicas"], 2)
+        self.assertNotIn("--no-leader-election", container(objects)["args"])
+
+    def test_secret_write_back_off_leaves_secrets_read_only(self):
+        objects, manifests = render({"rbac": {"secretWriteBack": False}})
+        (rule,) = rules_for(one(objects, "ClusterRole"), "", "secrets")
+        self.assertEqual(rule["verbs"], ["get", "list", "watch"])
+        self.assertIn("secretWriteBack=false", manifests["mailops/templates/NOTES.txt"])
+
+    def test_secret_write_back_on_adds_only_patch(self):
+        objects, _ = render({"rbac": {"secretWriteBack": True}})
+        (rule,) = rules_for(one(objects, "ClusterRole"), "", "secrets")
+        self.assertEqual(rule["verbs"], ["get", "list", "watch", "patch"])
+
+    def test_log_settings_reach_the_container(self):
+        objects, _ = render({"logFormat": "json", "logLevel": "info,mailops=debug"})
+        main = container(objects)
+        self.assertEqual(main["args"][:3], ["run", "--log-format", "json"])
+        env = {e["name"]: e.get("value") for e in main["env"]}
+        self.assertEqual(env["RUST_LOG"], "info,mailops=debug")
+
+    def test_single_replica_may_turn_leader_election_off(self):
+        objects, _ = render({"leaderElection": {"enabled": False}})
+        self.assertIn("--no-leader-election", container(objects)["args"])
+
+    def test_several_replicas_without_leader_election_fail(self):
+        with self.assertRaisesRegex(helm.HelmError, "leaderElection"):
+            render({"replicaCount": 3, "leaderElection": {"enabled": False}})
+
+    def test_bad_values_are_rejected_by_the_schema(self):
+        bad = {
+            "replicaCount as a word": ({"replicaCount": "two"}, "replicaCount"),
+            "unknown top-level key": ({"replicas": 2}, "replicas"),
+            "unknown log format": ({"logFormat": "xml"}, "logFormat"),
+            "typo in a nested key": ({"serviceMonitor": {"enable": True}}, "enable"),
+            "write-back as a string": ({"rbac": {"secretWriteBack": "yes"}}, "secretWriteBack"),
+            "bad scrape interval": ({"serviceMonitor": {"interval": "often"}}, "interval"),
+        }
+        with helm.Chart.load(CHART) as chart:
+            for label, (values, field) in bad.items():
+                with self.subTest(label):
+                    with self.assertRaises(helm.HelmValuesError) as raised:
+                        chart.validate_schema(values)
+                    self.assertRegex(str(raised.exception), re.escape(field))
+                    # What `helm install` runs: the render refuses the same values.
+                    with self.assertRaises(helm.HelmValuesError):
+                        chart.render(values, name=RELEASE, namespace=NAMESPACE)
+            chart.validate_schema(ALL_OPTIONAL)
+            chart.validate_schema({"podDisruptionBudget": {"maxUnavailable": "50%"}})
+
+
+if __name__ == "__main__":
+    unittest.main()
