@@ -36,3 +36,37 @@ fn the_two_commands_are_shown_and_ci_runs_the_same_tests() {
         ".ci/run must run the README's test command"
     );
 }
+
+#[test]
+fn every_metric_is_explained() {
+    let readme = read("README.md");
+    let metrics = mailops::metrics::Metrics::new();
+    // Families without samples are not exposed; give each one a sample.
+    metrics.record_reconcile(
+        "EmailProvider",
+        "success",
+        std::time::Duration::from_millis(5),
+    );
+    metrics.record_kube_request("get");
+    metrics.record_token_request("success");
+    metrics.record_probe("ews", "success");
+    metrics.set_objects("EmailProvider", "True", 1);
+    let exposition = metrics.encode();
+    let names: Vec<String> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            // OpenMetrics names a counter family without the `_total` its samples carry.
+            [name, "counter"] => format!("{name}_total"),
+            [name, ..] => name.to_string(),
+            [] => String::new(),
+        })
+        .collect();
+    assert_eq!(names.len(), 6, "{exposition}");
+    for name in names {
+        assert!(
+            readme.contains(&format!("| `{name}` |")),
+            "README.md does not explain {name}"
+        );
+    }
+}
