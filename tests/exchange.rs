@@ -98,11 +98,19 @@ impl Harness {
             client_id: APP.into(),
             client_secret: SecretString::from(SECRET),
             refresh_token: SecretString::from(refresh_token),
-            scopes: vec!["offline_access".into(), self.endpoints.default_scope.clone()],
+            scopes: vec![
+                "offline_access".into(),
+                self.endpoints.default_scope.clone(),
+            ],
         }
     }
 
-    fn probe(&self, email: &str, credential: Credential, via_service_account: bool) -> MailboxProbe {
+    fn probe(
+        &self,
+        email: &str,
+        credential: Credential,
+        via_service_account: bool,
+    ) -> MailboxProbe {
         MailboxProbe {
             provider: "p".into(),
             email: email.into(),
@@ -157,7 +165,11 @@ async fn ews_basic_login_opens_inbox_and_calendar_without_impersonation() {
     assert!(inbox.headers["authorization"].starts_with("Basic "));
     assert!(!inbox.headers.contains_key("x-anchormailbox"));
     assert!(!inbox.body.contains("ExchangeImpersonation"));
-    assert!(inbox.body.contains(r#"<t:DistinguishedFolderId Id="inbox"/>"#));
+    assert!(
+        inbox
+            .body
+            .contains(r#"<t:DistinguishedFolderId Id="inbox"/>"#)
+    );
     assert!(requests[1].body.contains(r#"Id="calendar""#));
     assert_eq!(
         inbox.headers["soapaction"],
@@ -174,11 +186,15 @@ async fn ews_basic_login_opens_inbox_and_calendar_without_impersonation() {
 #[tokio::test]
 async fn ews_service_account_impersonates_the_mailbox_and_anchors_it() {
     let h = harness(
-        Behaviour::default().user("svc-mailops", "pw").mailboxes(&[BOB]),
+        Behaviour::default()
+            .user("svc-mailops", "pw")
+            .mailboxes(&[BOB]),
         "Exchange",
     )
     .await;
-    let outcome = h.verify(&h.probe(BOB, basic("svc-mailops", "pw"), true)).await;
+    let outcome = h
+        .verify(&h.probe(BOB, basic("svc-mailops", "pw"), true))
+        .await;
     assert_eq!(outcome.mailbox, Ok(()));
     let request = &h.fake.requests_to("/EWS/")[0];
     assert_eq!(request.headers["x-anchormailbox"], BOB);
@@ -219,7 +235,11 @@ async fn ews_with_an_app_token_sends_bearer_and_impersonates() {
 
 #[tokio::test]
 async fn graph_app_only_opens_inbox_and_calendar() {
-    let h = harness(graph_behaviour(&["Mail.Read", "Calendars.Read"]), "Microsoft365").await;
+    let h = harness(
+        graph_behaviour(&["Mail.Read", "Calendars.Read"]),
+        "Microsoft365",
+    )
+    .await;
     let mut probe = h.probe(ALICE, h.app(APP, SECRET), true);
     probe.check_calendar = true;
     let outcome = h.verify(&probe).await;
@@ -259,7 +279,10 @@ async fn wrong_client_secret_is_invalid_credentials_with_aadsts7000215() {
         "Entra ID: AADSTS7000215: the client secret is wrong or expired (invalid_client)"
     );
     assert!(outcome.calendar.is_none());
-    assert!(h.fake.requests_to("/v1.0/").is_empty(), "no mailbox request without a token");
+    assert!(
+        h.fake.requests_to("/v1.0/").is_empty(),
+        "no mailbox request without a token"
+    );
     let metrics = h.metrics.encode();
     assert!(
         metrics.contains(r#"mailops_token_requests_total{result="InvalidCredentials"} 1"#),
@@ -313,7 +336,11 @@ async fn expired_refresh_token_is_invalid_credentials() {
     let outcome = h.verify(&h.probe(ALICE, h.refresh("stale"), false)).await;
     let f = failure(&outcome);
     assert_eq!(f.reason, Reason::InvalidCredentials);
-    assert!(f.message.starts_with("Entra ID: AADSTS700082:"), "{}", f.message);
+    assert!(
+        f.message.starts_with("Entra ID: AADSTS700082:"),
+        "{}",
+        f.message
+    );
     assert!(f.message.ends_with("(invalid_grant)"), "{}", f.message);
 }
 
@@ -326,7 +353,9 @@ async fn unknown_mailbox_over_ews_is_mailbox_not_found() {
         "Exchange",
     )
     .await;
-    let outcome = h.verify(&h.probe("ghost@contoso.com", basic("svc", "pw"), true)).await;
+    let outcome = h
+        .verify(&h.probe("ghost@contoso.com", basic("svc", "pw"), true))
+        .await;
     let f = failure(&outcome);
     assert_eq!(f.reason, Reason::MailboxNotFound);
     assert_eq!(
@@ -340,17 +369,25 @@ async fn unknown_mailbox_over_graph_is_mailbox_not_found() {
     let mut behaviour = graph_behaviour(&["Mail.Read"]);
     behaviour.rest_disabled.insert("onprem@contoso.com".into());
     let h = harness(behaviour, "Microsoft365").await;
-    let outcome = h.verify(&h.probe("ghost@contoso.com", h.app(APP, SECRET), true)).await;
+    let outcome = h
+        .verify(&h.probe("ghost@contoso.com", h.app(APP, SECRET), true))
+        .await;
     let f = failure(&outcome);
     assert_eq!(f.reason, Reason::MailboxNotFound);
     assert_eq!(
         f.message,
         "Microsoft Graph: ErrorInvalidUser: no mailbox for ghost@contoso.com (HTTP 404)"
     );
-    let outcome = h.verify(&h.probe("onprem@contoso.com", h.app(APP, SECRET), true)).await;
+    let outcome = h
+        .verify(&h.probe("onprem@contoso.com", h.app(APP, SECRET), true))
+        .await;
     let f = failure(&outcome);
     assert_eq!(f.reason, Reason::MailboxNotFound);
-    assert!(f.message.contains("MailboxNotEnabledForRESTAPI"), "{}", f.message);
+    assert!(
+        f.message.contains("MailboxNotEnabledForRESTAPI"),
+        "{}",
+        f.message
+    );
 }
 
 #[tokio::test]
@@ -392,7 +429,12 @@ async fn ews_impersonation_denied_for_one_mailbox_is_out_of_scope_while_another_
         f.message,
         "EWS: ErrorImpersonateUserDenied: access denied to the inbox of bob@contoso.com; the account may not impersonate or open this mailbox"
     );
-    assert_eq!(h.verify(&h.probe(ALICE, basic("svc", "pw"), true)).await.mailbox, Ok(()));
+    assert_eq!(
+        h.verify(&h.probe(ALICE, basic("svc", "pw"), true))
+            .await
+            .mailbox,
+        Ok(())
+    );
 }
 
 #[tokio::test]
@@ -461,7 +503,12 @@ async fn a_hanging_graph_times_out_as_unreachable() {
     let f = failure(&outcome);
     assert_eq!(f.reason, Reason::Unreachable);
     assert!(f.message.contains("timed out after 300ms"), "{}", f.message);
-    assert!(f.message.starts_with("Microsoft Graph at http://127.0.0.1:"), "{}", f.message);
+    assert!(
+        f.message
+            .starts_with("Microsoft Graph at http://127.0.0.1:"),
+        "{}",
+        f.message
+    );
 }
 
 #[tokio::test]
@@ -528,7 +575,8 @@ async fn a_malformed_token_response_is_a_clear_failure() {
         .unwrap_err();
     assert_eq!(f.reason, Reason::UnexpectedResponse);
     assert!(
-        f.message.contains("answered with something that is not a token response"),
+        f.message
+            .contains("answered with something that is not a token response"),
         "{}",
         f.message
     );
@@ -592,11 +640,20 @@ async fn a_hundred_bindings_through_one_service_account_share_one_token_request(
 async fn tokens_are_renewed_ahead_of_expiry_and_when_the_secret_changes() {
     let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
     let service = h.service();
-    h.client.authenticate("p", &service, &h.app(APP, SECRET)).await.unwrap();
-    h.client.authenticate("p", &service, &h.app(APP, SECRET)).await.unwrap();
+    h.client
+        .authenticate("p", &service, &h.app(APP, SECRET))
+        .await
+        .unwrap();
+    h.client
+        .authenticate("p", &service, &h.app(APP, SECRET))
+        .await
+        .unwrap();
     assert_eq!(h.fake.token_requests(), 1, "a fresh token is reused");
     // A changed secret is tried at once, not hidden behind the cached token.
-    let f = h.client.authenticate("p", &service, &h.app(APP, "rotated-wrong")).await;
+    let f = h
+        .client
+        .authenticate("p", &service, &h.app(APP, "rotated-wrong"))
+        .await;
     assert_eq!(f.unwrap_err().reason, Reason::InvalidCredentials);
     assert_eq!(h.fake.token_requests(), 2);
     // Tokens with less than five minutes left are not used.
@@ -608,8 +665,14 @@ async fn tokens_are_renewed_ahead_of_expiry_and_when_the_secret_changes() {
         client_secret: SecretString::from(SECRET),
         scopes: vec!["https://outlook.office365.com/.default".into()],
     };
-    h.client.authenticate("p", &service, &other_scope).await.unwrap();
-    h.client.authenticate("p", &service, &other_scope).await.unwrap();
+    h.client
+        .authenticate("p", &service, &other_scope)
+        .await
+        .unwrap();
+    h.client
+        .authenticate("p", &service, &other_scope)
+        .await
+        .unwrap();
     assert_eq!(h.fake.token_requests(), 4);
 }
 
@@ -637,6 +700,24 @@ async fn sending_needs_the_mail_send_role() {
 
 // ---------------------------------------------------------------- limits
 
+/// Wait (without sleeping) until the fake holds `in_flight` requests at its gate and the
+/// client keeps `waiting` probes back. Were a limit missing, the fake would see more
+/// requests and the client none waiting, and this would give up after ten seconds.
+async fn settle(h: &Harness, in_flight: usize, waiting: usize) {
+    let reached = tokio::time::timeout(Duration::from_secs(10), async {
+        while h.fake.in_flight() != in_flight || h.client.probes_waiting() != waiting {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "expected {in_flight} in flight and {waiting} waiting, saw {} and {}",
+        h.fake.in_flight(),
+        h.client.probes_waiting()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_two_probes_per_mailbox_are_in_flight() {
     let gate = Arc::new(Semaphore::new(0));
@@ -650,7 +731,7 @@ async fn at_most_two_probes_per_mailbox_are_in_flight() {
             tokio::spawn(async move { h.verify(&probe).await.mailbox })
         })
         .collect();
-    h.fake.wait_in_flight(2).await;
+    settle(&h, 2, 4).await;
     gate.add_permits(1000);
     for task in tasks {
         assert_eq!(task.await.unwrap(), Ok(()));
@@ -669,7 +750,12 @@ async fn the_provider_cap_bounds_probes_across_mailboxes() {
         .mailboxes(&refs);
     behaviour.gate = Some(gate.clone());
     let h = Arc::new(
-        harness_with(behaviour, "Microsoft365", config(Duration::from_secs(10), 3)).await,
+        harness_with(
+            behaviour,
+            "Microsoft365",
+            config(Duration::from_secs(10), 3),
+        )
+        .await,
     );
     let tasks: Vec<_> = addresses
         .iter()
@@ -679,7 +765,7 @@ async fn the_provider_cap_bounds_probes_across_mailboxes() {
             tokio::spawn(async move { h.verify(&probe).await.mailbox })
         })
         .collect();
-    h.fake.wait_in_flight(3).await;
+    settle(&h, 3, 9).await;
     gate.add_permits(1000);
     for task in tasks {
         assert_eq!(task.await.unwrap(), Ok(()));
@@ -787,7 +873,12 @@ async fn basic_credentials_cannot_talk_to_graph() {
 async fn a_basic_service_account_authenticates_without_a_mailbox_of_its_own() {
     let h = harness(Behaviour::default().user("svc", "pw"), "Exchange").await;
     let service = h.service();
-    assert_eq!(h.client.authenticate("p", &service, &basic("svc", "pw")).await, Ok(()));
+    assert_eq!(
+        h.client
+            .authenticate("p", &service, &basic("svc", "pw"))
+            .await,
+        Ok(())
+    );
     let f = h
         .client
         .authenticate("p", &service, &basic("svc", "bad"))

@@ -55,6 +55,12 @@ impl ExchangeClient {
         })
     }
 
+    /// How many probes wait for a per-mailbox or per-provider slot (a sign of throttling
+    /// by our own limits; also lets tests observe the limits without timing).
+    pub fn probes_waiting(&self) -> usize {
+        self.limits.waiting()
+    }
+
     /// An access token for OAuth2 credentials; `None` for Basic.
     async fn token(&self, credential: &Credential) -> Result<Option<Token>, Failure> {
         match credential {
@@ -182,7 +188,10 @@ impl ExchangeClient {
             Err(f) => f.reason == Reason::MissingPermission,
         };
         let calendar = if probe.check_calendar && reached {
-            Some(self.open(probe, &auth, token.as_ref(), Folder::Calendar).await)
+            Some(
+                self.open(probe, &auth, token.as_ref(), Folder::Calendar)
+                    .await,
+            )
         } else {
             None
         };
@@ -232,7 +241,10 @@ impl ExchangeClient {
                 match ews::get_folder(&self.http, &request, self.timeout).await {
                     // An impersonation account may have no mailbox of its own: any EWS
                     // answer past authentication proves the login.
-                    Err(f) if f.reason != Reason::InvalidCredentials && f.reason != Reason::Unreachable => {
+                    Err(f)
+                        if f.reason != Reason::InvalidCredentials
+                            && f.reason != Reason::Unreachable =>
+                    {
                         Ok(())
                     }
                     other => other,
@@ -310,12 +322,14 @@ impl MailBackend for ExchangeClient {
             let outcome = self.verify(probe).await;
             self.record(&probe.service, &outcome.mailbox);
             match &outcome.mailbox {
-                Ok(()) => debug!(provider = %probe.provider, mailbox = %probe.email, "mailbox verified"),
+                Ok(()) => {
+                    debug!(provider = %probe.provider, mailbox = %probe.email, "mailbox verified")
+                }
                 Err(f) => debug!(
                     provider = %probe.provider,
                     mailbox = %probe.email,
                     reason = %f.reason,
-                    message = %f.message,
+                    detail = %f.message,
                     "mailbox not verified"
                 ),
             }

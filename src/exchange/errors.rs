@@ -184,7 +184,10 @@ pub fn entra_failure(error: &str, description: Option<&str>) -> Failure {
             "the application has no consent for the requested permissions",
         ),
         _ => match error {
-            "invalid_client" => (Reason::InvalidCredentials, "the client credentials were refused"),
+            "invalid_client" => (
+                Reason::InvalidCredentials,
+                "the client credentials were refused",
+            ),
             "invalid_grant" => (
                 Reason::InvalidCredentials,
                 "the grant (refresh token or client credentials) was refused",
@@ -193,7 +196,10 @@ pub fn entra_failure(error: &str, description: Option<&str>) -> Failure {
                 Reason::InvalidCredentials,
                 "the application may not use this grant",
             ),
-            "invalid_scope" => (Reason::InvalidCredentials, "the requested scope is not valid"),
+            "invalid_scope" => (
+                Reason::InvalidCredentials,
+                "the requested scope is not valid",
+            ),
             "invalid_request" => (Reason::InvalidCredentials, "the token request was refused"),
             "temporarily_unavailable" | "server_error" => {
                 (Reason::Unreachable, "Entra ID is temporarily unavailable")
@@ -251,16 +257,33 @@ mod tests {
         );
         assert_eq!(aadsts_code("no code"), None);
         assert_eq!(aadsts_code("AADSTS"), None);
-        let f = entra_failure("invalid_client", Some("AADSTS700016: Application with identifier 'x' was not found"));
+        let f = entra_failure(
+            "invalid_client",
+            Some("AADSTS700016: Application with identifier 'x' was not found"),
+        );
         assert_eq!(f.reason, Reason::InvalidCredentials);
         assert_eq!(
             f.message,
             "Entra ID: AADSTS700016: application not found in the tenant (invalid_client)"
         );
-        let f = entra_failure("invalid_request", Some("AADSTS90002: Tenant 'x' not found."));
-        assert!(f.message.contains("AADSTS90002: tenant not found"), "{}", f.message);
-        let f = entra_failure("invalid_grant", Some("AADSTS700082: The refresh token has expired"));
-        assert!(f.message.contains("refresh token has expired"), "{}", f.message);
+        let f = entra_failure(
+            "invalid_request",
+            Some("AADSTS90002: Tenant 'x' not found."),
+        );
+        assert!(
+            f.message.contains("AADSTS90002: tenant not found"),
+            "{}",
+            f.message
+        );
+        let f = entra_failure(
+            "invalid_grant",
+            Some("AADSTS700082: The refresh token has expired"),
+        );
+        assert!(
+            f.message.contains("refresh token has expired"),
+            "{}",
+            f.message
+        );
         assert_eq!(
             entra_failure("temporarily_unavailable", None).reason,
             Reason::Unreachable
@@ -275,8 +298,14 @@ mod tests {
         let later = SystemTime::now() + Duration::from_secs(120);
         h.insert(RETRY_AFTER, httpdate::fmt_http_date(later).parse().unwrap());
         let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
-        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);

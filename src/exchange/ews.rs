@@ -126,15 +126,33 @@ pub fn interpret(
         403 => {
             return Err(Failure::new(
                 Reason::OutOfScope,
-                format!("EWS at {url} denied access to {} (HTTP 403)", request.subject),
+                format!(
+                    "EWS at {url} denied access to {} (HTTP 403)",
+                    request.subject
+                ),
             ));
         }
-        429 => return Err(status_failure(&format!("EWS at {url}"), 429, retry_after(headers))),
+        429 => {
+            return Err(status_failure(
+                &format!("EWS at {url}"),
+                429,
+                retry_after(headers),
+            ));
+        }
         // EWS sends SOAP faults with HTTP 500; other statuses carry no SOAP worth reading.
         200..=299 | 500 => {}
-        _ => return Err(status_failure(&format!("EWS at {url}"), status, retry_after(headers))),
+        _ => {
+            return Err(status_failure(
+                &format!("EWS at {url}"),
+                status,
+                retry_after(headers),
+            ));
+        }
     }
-    let parsed = match std::str::from_utf8(body).map_err(|e| e.to_string()).and_then(parse) {
+    let parsed = match std::str::from_utf8(body)
+        .map_err(|e| e.to_string())
+        .and_then(parse)
+    {
         Ok(parsed) => parsed,
         Err(_) if status == 500 => {
             return Err(status_failure(&format!("EWS at {url}"), 500, None));
@@ -263,7 +281,9 @@ fn classify(
         "ErrorFolderNotFound" | "ErrorItemNotFound" => {
             (Reason::MailboxNotFound, format!("{subject} does not exist"))
         }
-        "ErrorImpersonateUserDenied" | "ErrorImpersonationDenied" | "ErrorAccessDenied"
+        "ErrorImpersonateUserDenied"
+        | "ErrorImpersonationDenied"
+        | "ErrorAccessDenied"
         | "ErrorNoApplicationImpersonationRole" => (
             Reason::OutOfScope,
             format!(
@@ -281,11 +301,14 @@ fn classify(
                 retry_after: delay,
             });
         }
-        "ErrorMailboxStoreUnavailable" | "ErrorMailboxMoveInProgress" | "ErrorInternalServerError"
+        "ErrorMailboxStoreUnavailable"
+        | "ErrorMailboxMoveInProgress"
+        | "ErrorInternalServerError"
         | "ErrorConnectionFailed" => (Reason::Unreachable, format!("{subject} is unavailable")),
-        "ErrorInvalidCredentials" | "ErrorAuthenticationFailed" => {
-            (Reason::InvalidCredentials, "the credentials were refused".to_string())
-        }
+        "ErrorInvalidCredentials" | "ErrorAuthenticationFailed" => (
+            Reason::InvalidCredentials,
+            "the credentials were refused".to_string(),
+        ),
         _ => (
             Reason::UnexpectedResponse,
             format!("{subject} could not be opened"),
@@ -317,7 +340,10 @@ mod tests {
     #[test]
     fn envelope_escapes_and_impersonates() {
         let xml = get_folder_envelope("calendar", Some("o'neil&co@x.com"));
-        assert!(xml.contains("<t:SmtpAddress>o&apos;neil&amp;co@x.com</t:SmtpAddress>"), "{xml}");
+        assert!(
+            xml.contains("<t:SmtpAddress>o&apos;neil&amp;co@x.com</t:SmtpAddress>"),
+            "{xml}"
+        );
         assert!(xml.contains(r#"DistinguishedFolderId Id="calendar""#));
         assert!(parse(&xml).is_ok());
         assert!(!get_folder_envelope("inbox", None).contains("Impersonation"));
@@ -325,17 +351,29 @@ mod tests {
 
     #[test]
     fn success_and_fault_codes_are_read() {
-        assert_eq!(interpret(200, &HeaderMap::new(), OK.as_bytes(), &req()), Ok(()));
+        assert_eq!(
+            interpret(200, &HeaderMap::new(), OK.as_bytes(), &req()),
+            Ok(())
+        );
         let fault = r#"<s:Envelope xmlns:s="x"><s:Body><s:Fault><faultcode>a:ErrorImpersonateUserDenied</faultcode><faultstring xml:lang="en-US">The account does not have permission to impersonate the requested user.</faultstring><detail><e:ResponseCode xmlns:e="e">ErrorImpersonateUserDenied</e:ResponseCode></detail></s:Fault></s:Body></s:Envelope>"#;
         let f = interpret(500, &HeaderMap::new(), fault.as_bytes(), &req()).unwrap_err();
         assert_eq!(f.reason, Reason::OutOfScope);
-        assert!(f.message.starts_with("EWS: ErrorImpersonateUserDenied:"), "{}", f.message);
+        assert!(
+            f.message.starts_with("EWS: ErrorImpersonateUserDenied:"),
+            "{}",
+            f.message
+        );
     }
 
     #[test]
     fn malformed_xml_is_an_unexpected_response_without_userinfo() {
-        let f = interpret(200, &HeaderMap::new(), b"<s:Envelope><s:Body></s:Envelope>", &req())
-            .unwrap_err();
+        let f = interpret(
+            200,
+            &HeaderMap::new(),
+            b"<s:Envelope><s:Body></s:Envelope>",
+            &req(),
+        )
+        .unwrap_err();
         assert_eq!(f.reason, Reason::UnexpectedResponse);
         assert!(f.message.contains("malformed XML"), "{}", f.message);
         assert!(!f.message.contains("u:p"), "{}", f.message);

@@ -52,7 +52,10 @@ pub fn folder_url(base: &str, email: &str, folder: Folder) -> Result<reqwest::Ur
                 format!("the Graph base {} cannot take a path", redact_url(base)),
             ));
         };
-        path.pop_if_empty().push("users").push(email).extend(folder.segments());
+        path.pop_if_empty()
+            .push("users")
+            .push(email)
+            .extend(folder.segments());
     }
     url.set_query(Some("$select=id"));
     Ok(url)
@@ -97,7 +100,11 @@ pub fn interpret(
     let subject = format!("the {} of {email}", folder.label());
     if (200..300).contains(&status) {
         let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-        return match json.as_ref().and_then(|v| v.get("id")).and_then(|id| id.as_str()) {
+        return match json
+            .as_ref()
+            .and_then(|v| v.get("id"))
+            .and_then(|id| id.as_str())
+        {
             Some(_) => Ok(()),
             None => Err(Failure::new(
                 Reason::UnexpectedResponse,
@@ -108,7 +115,10 @@ pub fn interpret(
         };
     }
     let code = error_code(body);
-    let code_text = code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default();
+    let code_text = code
+        .as_deref()
+        .map(|c| format!("{c}: "))
+        .unwrap_or_default();
     match (status, code.as_deref()) {
         (_, Some("MailboxNotEnabledForRESTAPI" | "MailboxNotSupportedForRESTAPI")) | (404, _) => {
             Err(Failure::new(
@@ -124,7 +134,8 @@ pub fn interpret(
         _ => {
             let mut failure = status_failure("Microsoft Graph", status, retry_after(headers));
             if !code_text.is_empty() {
-                failure.message = format!("{} ({})", failure.message, code_text.trim_end_matches(": "));
+                failure.message =
+                    format!("{} ({})", failure.message, code_text.trim_end_matches(": "));
             }
             Err(failure)
         }
@@ -230,7 +241,12 @@ mod tests {
 
     #[test]
     fn the_address_is_one_encoded_segment() {
-        let url = folder_url("https://graph.microsoft.com/v1.0/", "a/b@x.com", Folder::Inbox).unwrap();
+        let url = folder_url(
+            "https://graph.microsoft.com/v1.0/",
+            "a/b@x.com",
+            Folder::Inbox,
+        )
+        .unwrap();
         assert_eq!(
             url.as_str(),
             "https://graph.microsoft.com/v1.0/users/a%2Fb@x.com/mailFolders/inbox?$select=id"
@@ -242,12 +258,19 @@ mod tests {
     #[test]
     fn roles_and_scopes_are_read() {
         let t = jwt(r#"{"roles":["Mail.Read","Mail.Send"]}"#);
-        assert_eq!(token_permissions(&t).unwrap(), vec!["Mail.Read", "Mail.Send"]);
+        assert_eq!(
+            token_permissions(&t).unwrap(),
+            vec!["Mail.Read", "Mail.Send"]
+        );
         assert!(require_mail_send(&t).is_ok());
         let t = jwt(r#"{"scp":"Mail.Read User.Read"}"#);
         let f = require_mail_send(&t).unwrap_err();
         assert_eq!(f.reason, Reason::MissingPermission);
-        assert!(f.message.contains("it has: Mail.Read, User.Read"), "{}", f.message);
+        assert!(
+            f.message.contains("it has: Mail.Read, User.Read"),
+            "{}",
+            f.message
+        );
         let f = require_mail_send(&SecretString::from("opaque")).unwrap_err();
         assert_eq!(f.reason, Reason::UnexpectedResponse);
     }
@@ -259,7 +282,11 @@ mod tests {
         let nf = br#"{"error":{"code":"MailboxNotEnabledForRESTAPI","message":"x"}}"#;
         let f = interpret(400, &h, nf, "a@x", Folder::Inbox, &t).unwrap_err();
         assert_eq!(f.reason, Reason::MailboxNotFound);
-        assert!(f.message.contains("MailboxNotEnabledForRESTAPI"), "{}", f.message);
+        assert!(
+            f.message.contains("MailboxNotEnabledForRESTAPI"),
+            "{}",
+            f.message
+        );
         let denied = br#"{"error":{"code":"ErrorAccessDenied","message":"Access is denied."}}"#;
         let f = interpret(403, &h, denied, "a@x", Folder::Inbox, &t).unwrap_err();
         assert_eq!(f.reason, Reason::OutOfScope);
@@ -269,6 +296,9 @@ mod tests {
         let f = interpret(200, &h, b"{not json", "a@x", Folder::Inbox, &t).unwrap_err();
         assert_eq!(f.reason, Reason::UnexpectedResponse);
         assert!(f.message.contains("malformed JSON"), "{}", f.message);
-        assert_eq!(interpret(200, &h, br#"{"id":"AAMk"}"#, "a@x", Folder::Inbox, &t), Ok(()));
+        assert_eq!(
+            interpret(200, &h, br#"{"id":"AAMk"}"#, "a@x", Folder::Inbox, &t),
+            Ok(())
+        );
     }
 }

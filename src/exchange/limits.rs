@@ -3,6 +3,7 @@
 //! configurable cap per provider.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -14,6 +15,23 @@ pub const PER_MAILBOX: usize = 2;
 pub struct ProbeLimits {
     per_mailbox: KeyedLimiter,
     per_provider: KeyedLimiter,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Counts a probe as waiting until it holds its slots (or is cancelled).
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn enter(counter: &Arc<AtomicUsize>) -> Waiting {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Waiting(counter.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Held while a probe runs; dropping it frees the slots.
@@ -30,11 +48,13 @@ impl ProbeLimits {
         ProbeLimits {
             per_mailbox: KeyedLimiter::new(PER_MAILBOX),
             per_provider: KeyedLimiter::new(per_provider.max(1)),
+            waiting: Arc::default(),
         }
     }
 
     /// Wait for a slot of the mailbox (when given, case-insensitive) and of the provider.
     pub async fn acquire(&self, provider: &str, mailbox: Option<&str>) -> ProbeSlot {
+        let _waiting = Waiting::enter(&self.waiting);
         let mailbox = match mailbox {
             Some(m) => Some(self.per_mailbox.acquire(&m.to_ascii_lowercase()).await),
             None => None,
@@ -44,6 +64,11 @@ impl ProbeLimits {
             _provider: provider,
             _mailbox: mailbox,
         }
+    }
+
+    /// How many probes wait for a slot.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
     }
 
     /// How many keys currently have a limiter (for tests: entries are removed when idle).

@@ -5,15 +5,15 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::hash::{BuildHasher, RandomState};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
 use oauth2::{
-    AsyncHttpClient, AuthType, ClientId, ClientSecret, HttpClientError, HttpRequest, HttpResponse, RefreshToken,
-    RequestTokenError, Scope, TokenResponse, TokenUrl,
+    AsyncHttpClient, AuthType, ClientId, ClientSecret, HttpClientError, HttpRequest, HttpResponse,
+    RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 use tracing::debug;
@@ -160,9 +160,9 @@ impl TokenSource {
             let now = Instant::now();
             cache.retain(|_, slot| {
                 Arc::strong_count(slot) > 1
-                    || slot.try_lock().map_or(true, |s| {
-                        s.token.as_ref().is_some_and(|t| t.renew_at > now)
-                    })
+                    || slot
+                        .try_lock()
+                        .map_or(true, |s| s.token.as_ref().is_some_and(|t| t.renew_at > now))
             });
         }
         cache.entry(key.clone()).or_default().clone()
@@ -198,7 +198,7 @@ impl TokenSource {
                 client_id = app.client_id,
                 grant,
                 reason = %f.reason,
-                message = %f.message,
+                detail = %f.message,
                 "token request failed"
             ),
         }
@@ -279,7 +279,10 @@ impl TokenSource {
         const WHAT: &str = "the token endpoint";
         match error {
             RequestTokenError::ServerResponse(e) => {
-                let failure = entra_failure(e.error().as_ref(), e.error_description().map(|d| d.as_str()));
+                let failure = entra_failure(
+                    e.error().as_ref(),
+                    e.error_description().map(|d| d.as_str()),
+                );
                 match seen {
                     // Throttling may come as a JSON error body too; the status decides.
                     Some((429, retry_after)) => Failure {
@@ -295,22 +298,22 @@ impl TokenSource {
             }
             // Parse errors keep the body and serde's text, which may quote token values:
             // neither goes into the message.
-            RequestTokenError::Parse(..) | RequestTokenError::Other(_) | RequestTokenError::Request(_) => {
-                match seen {
-                    Some((200, _)) | None => Failure::new(
-                        Reason::UnexpectedResponse,
-                        format!(
-                            "{WHAT} at {} answered with something that is not a token response",
-                            redact_url(url)
-                        ),
+            RequestTokenError::Parse(..)
+            | RequestTokenError::Other(_)
+            | RequestTokenError::Request(_) => match seen {
+                Some((200, _)) | None => Failure::new(
+                    Reason::UnexpectedResponse,
+                    format!(
+                        "{WHAT} at {} answered with something that is not a token response",
+                        redact_url(url)
                     ),
-                    Some((status, retry_after)) => {
-                        let mut f = status_failure(WHAT, status, retry_after);
-                        f.message = format!("{} ({})", f.message, redact_url(url));
-                        f
-                    }
+                ),
+                Some((status, retry_after)) => {
+                    let mut f = status_failure(WHAT, status, retry_after);
+                    f.message = format!("{} ({})", f.message, redact_url(url));
+                    f
                 }
-            }
+            },
         }
     }
 }

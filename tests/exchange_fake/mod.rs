@@ -231,10 +231,9 @@ impl FakeExchange {
         self.state.max_in_flight.load(Ordering::SeqCst)
     }
 
-    /// Wait until exactly `n` mailbox requests are in flight.
-    pub async fn wait_in_flight(&self, n: usize) {
-        let mut rx = self.state.in_flight.subscribe();
-        rx.wait_for(|v| *v == n).await.unwrap();
+    /// Mailbox requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        *self.state.in_flight.borrow()
     }
 }
 
@@ -308,7 +307,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infa
         // EWS answers an unauthenticated GET with 401, like IIS does.
         reply(401, "text/plain", "")
     } else {
-        json(404, serde_json::json!({"error": {"code": "ResourceNotFound"}}))
+        json(
+            404,
+            serde_json::json!({"error": {"code": "ResourceNotFound"}}),
+        )
     };
     Ok(answer)
 }
@@ -372,7 +374,12 @@ async fn token(state: &State, b: &Behaviour, r: &Recorded) -> Reply {
     if let Some(answer) = misbehave(&b.token_mode, "{\"access_token\": ").await {
         return answer;
     }
-    let tenant = r.path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let tenant = r
+        .path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
     if !b.tenants.contains(tenant) {
         return entra_error(
             400,
