@@ -150,62 +150,122 @@ pub fn aadsts_code(description: &str) -> Option<&str> {
     (end > 6).then(|| &rest[..end])
 }
 
+/// Entra ID error codes mailops explains, with the reason they map to. The code stays in
+/// the message: it is what admins search for.
+const AADSTS: &[(&str, Reason, &str)] = &[
+    (
+        "AADSTS7000215",
+        Reason::InvalidCredentials,
+        "the client secret is wrong or expired",
+    ),
+    (
+        "AADSTS7000222",
+        Reason::InvalidCredentials,
+        "the client secret has expired",
+    ),
+    (
+        "AADSTS700016",
+        Reason::InvalidCredentials,
+        "application not found in the tenant",
+    ),
+    (
+        "AADSTS90002",
+        Reason::InvalidCredentials,
+        "tenant not found",
+    ),
+    (
+        "AADSTS900023",
+        Reason::InvalidCredentials,
+        "the tenant ID is not valid",
+    ),
+    (
+        "AADSTS90014",
+        Reason::InvalidCredentials,
+        "a required field (e.g. scope) is missing",
+    ),
+    (
+        "AADSTS7000112",
+        Reason::InvalidCredentials,
+        "the application is disabled",
+    ),
+    (
+        "AADSTS70011",
+        Reason::InvalidCredentials,
+        "the requested scope is not valid for this application",
+    ),
+    (
+        "AADSTS700082",
+        Reason::InvalidCredentials,
+        "the refresh token has expired; sign in again",
+    ),
+    (
+        "AADSTS70008",
+        Reason::InvalidCredentials,
+        "the refresh token has expired; sign in again",
+    ),
+    (
+        "AADSTS50173",
+        Reason::InvalidCredentials,
+        "the refresh token was revoked; sign in again",
+    ),
+    (
+        "AADSTS70043",
+        Reason::InvalidCredentials,
+        "the refresh token has expired; sign in again",
+    ),
+    (
+        "AADSTS50057",
+        Reason::InvalidCredentials,
+        "the user account is disabled",
+    ),
+    (
+        "AADSTS53003",
+        Reason::InvalidCredentials,
+        "blocked by a Conditional Access policy",
+    ),
+    (
+        "AADSTS65001",
+        Reason::MissingPermission,
+        "the application has no consent for the requested permissions",
+    ),
+];
+
+/// The meaning of a standard OAuth 2.0 `error` value, for codes not in `AADSTS`.
+fn oauth_error(error: &str) -> (Reason, &'static str) {
+    match error {
+        "invalid_client" => (
+            Reason::InvalidCredentials,
+            "the client credentials were refused",
+        ),
+        "invalid_grant" => (
+            Reason::InvalidCredentials,
+            "the grant (refresh token or client credentials) was refused",
+        ),
+        "unauthorized_client" => (
+            Reason::InvalidCredentials,
+            "the application may not use this grant",
+        ),
+        "invalid_scope" => (
+            Reason::InvalidCredentials,
+            "the requested scope is not valid",
+        ),
+        "invalid_request" => (Reason::InvalidCredentials, "the token request was refused"),
+        "temporarily_unavailable" | "server_error" => {
+            (Reason::Unreachable, "Entra ID is temporarily unavailable")
+        }
+        _ => (Reason::UnexpectedResponse, "the token request failed"),
+    }
+}
+
 /// An OAuth 2.0 error answer of Entra ID (`error` and `error_description`) as a failure.
+/// Only the code is taken from the description: the rest holds trace IDs and timestamps
+/// that would change the status on every attempt.
 pub fn entra_failure(error: &str, description: Option<&str>) -> Failure {
     let code = description.and_then(aadsts_code);
-    let (reason, detail) = match code {
-        Some("AADSTS7000215") => (
-            Reason::InvalidCredentials,
-            "the client secret is wrong or expired",
-        ),
-        Some("AADSTS7000222") => (Reason::InvalidCredentials, "the client secret has expired"),
-        Some("AADSTS700016") => (
-            Reason::InvalidCredentials,
-            "application not found in the tenant",
-        ),
-        Some("AADSTS90002") => (Reason::InvalidCredentials, "tenant not found"),
-        Some("AADSTS900023") => (Reason::InvalidCredentials, "the tenant ID is not valid"),
-        Some("AADSTS7000112") => (Reason::InvalidCredentials, "the application is disabled"),
-        Some("AADSTS70011") => (
-            Reason::InvalidCredentials,
-            "the requested scope is not valid for this application",
-        ),
-        Some("AADSTS700082" | "AADSTS70008" | "AADSTS50173" | "AADSTS70043") => (
-            Reason::InvalidCredentials,
-            "the refresh token has expired or was revoked; sign in again",
-        ),
-        Some("AADSTS50057") => (Reason::InvalidCredentials, "the user account is disabled"),
-        Some("AADSTS53003") => (
-            Reason::InvalidCredentials,
-            "blocked by a Conditional Access policy",
-        ),
-        Some("AADSTS65001") => (
-            Reason::MissingPermission,
-            "the application has no consent for the requested permissions",
-        ),
-        _ => match error {
-            "invalid_client" => (
-                Reason::InvalidCredentials,
-                "the client credentials were refused",
-            ),
-            "invalid_grant" => (
-                Reason::InvalidCredentials,
-                "the grant (refresh token or client credentials) was refused",
-            ),
-            "unauthorized_client" => (
-                Reason::InvalidCredentials,
-                "the application may not use this grant",
-            ),
-            "invalid_scope" => (
-                Reason::InvalidCredentials,
-                "the requested scope is not valid",
-            ),
-            "invalid_request" => (Reason::InvalidCredentials, "the token request was refused"),
-            "temporarily_unavailable" | "server_error" => {
-                (Reason::Unreachable, "Entra ID is temporarily unavailable")
-            }
-            _ => (Reason::UnexpectedResponse, "the token request failed"),
-        },
+    let known = code.and_then(|c| AADSTS.iter().find(|(k, _, _)| *k == c));
+    let (reason, detail) = match known {
+        Some((_, reason, detail)) => (*reason, *detail),
+        None => oauth_error(error),
     };
     let message = match code {
         Some(code) => format!("Entra ID: {code}: {detail} ({error})"),

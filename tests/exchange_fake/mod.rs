@@ -4,6 +4,8 @@
 //! send malformed bodies, or hold mailbox requests until the test opens a gate.
 #![allow(dead_code)]
 
+pub mod harness;
+
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
