@@ -112,42 +112,9 @@ pub fn interpret(
     request: &FolderRequest<'_>,
 ) -> Result<(), Failure> {
     let url = redact_url(request.url);
-    match status {
-        401 => {
-            let what = match request.auth {
-                Auth::Basic { .. } => "the user name or password",
-                Auth::Bearer(_) => "the access token",
-            };
-            return Err(Failure::new(
-                Reason::InvalidCredentials,
-                format!("EWS at {url} refused {what} (HTTP 401)"),
-            ));
-        }
-        403 => {
-            return Err(Failure::new(
-                Reason::OutOfScope,
-                format!(
-                    "EWS at {url} denied access to {} (HTTP 403)",
-                    request.subject
-                ),
-            ));
-        }
-        429 => {
-            return Err(status_failure(
-                &format!("EWS at {url}"),
-                429,
-                retry_after(headers),
-            ));
-        }
-        // EWS sends SOAP faults with HTTP 500; other statuses carry no SOAP worth reading.
-        200..=299 | 500 => {}
-        _ => {
-            return Err(status_failure(
-                &format!("EWS at {url}"),
-                status,
-                retry_after(headers),
-            ));
-        }
+    // EWS sends SOAP faults with HTTP 500; other error statuses carry no SOAP worth reading.
+    if !matches!(status, 200..=299 | 500) {
+        return Err(status_without_soap(status, headers, request, &url));
     }
     let parsed = match std::str::from_utf8(body)
         .map_err(|e| e.to_string())
@@ -165,6 +132,34 @@ pub fn interpret(
         }
     };
     classify(&parsed, request.subject, &url, retry_after(headers))
+}
+
+fn status_without_soap(
+    status: u16,
+    headers: &HeaderMap,
+    request: &FolderRequest<'_>,
+    url: &str,
+) -> Failure {
+    match status {
+        401 => {
+            let what = match request.auth {
+                Auth::Basic { .. } => "the user name or password",
+                Auth::Bearer(_) => "the access token",
+            };
+            Failure::new(
+                Reason::InvalidCredentials,
+                format!("EWS at {url} refused {what} (HTTP 401)"),
+            )
+        }
+        403 => Failure::new(
+            Reason::OutOfScope,
+            format!(
+                "EWS at {url} denied access to {} (HTTP 403)",
+                request.subject
+            ),
+        ),
+        _ => status_failure(&format!("EWS at {url}"), status, retry_after(headers)),
+    }
 }
 
 /// The parts of an EWS answer that decide success.
