@@ -362,13 +362,17 @@ async fn a_hanging_graph_times_out_as_unreachable() {
     let h = harness_with(
         behaviour,
         "Microsoft365",
-        config(Duration::from_millis(300), 8),
+        config(Duration::from_millis(1500), 8),
     )
     .await;
     let outcome = h.verify(&h.probe(ALICE, h.app(APP, SECRET), true)).await;
     let f = failure(&outcome);
     assert_eq!(f.reason, Reason::Unreachable);
-    assert!(f.message.contains("timed out after 300ms"), "{}", f.message);
+    assert!(
+        f.message.contains("timed out after 1500ms"),
+        "{}",
+        f.message
+    );
     assert!(
         f.message
             .starts_with("Microsoft Graph at http://127.0.0.1:"),
@@ -384,7 +388,7 @@ async fn a_hanging_token_endpoint_times_out_as_unreachable() {
     let h = harness_with(
         behaviour,
         "Microsoft365",
-        config(Duration::from_millis(300), 8),
+        config(Duration::from_millis(1500), 8),
     )
     .await;
     let f = h
@@ -394,7 +398,11 @@ async fn a_hanging_token_endpoint_times_out_as_unreachable() {
         .unwrap_err();
     assert_eq!(f.reason, Reason::Unreachable);
     assert!(f.message.contains("the token endpoint"), "{}", f.message);
-    assert!(f.message.contains("timed out after 300ms"), "{}", f.message);
+    assert!(
+        f.message.contains("timed out after 1500ms"),
+        "{}",
+        f.message
+    );
 }
 
 #[tokio::test]

@@ -89,7 +89,7 @@ async fn no_secret_reaches_logs_messages_or_debug_output() {
     let fake = FakeExchange::start(behaviour).await;
     let config = OperatorConfig {
         allow_insecure_endpoints: true,
-        request_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(2),
         ..OperatorConfig::default()
     };
     let client = ExchangeClient::new(&config, Arc::new(Metrics::new())).unwrap();

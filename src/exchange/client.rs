@@ -167,13 +167,9 @@ impl ExchangeClient {
             Err(f) => return failed(f, None),
         };
         let rotated = token.as_ref().and_then(|t| t.rotated_refresh_token.clone());
-        let auth = match (&probe.credential, &token) {
-            (Credential::Basic { username, password }, _) => Auth::Basic { username, password },
-            (_, Some(token)) => Auth::Bearer(&token.access_token),
-            (_, None) => {
-                let f = Failure::new(Reason::UnexpectedResponse, "no access token was obtained");
-                return failed(f, None);
-            }
+        let auth = match auth_for(&probe.credential, token.as_ref()) {
+            Ok(auth) => auth,
+            Err(f) => return failed(f, rotated),
         };
         let mut mailbox = self.open(probe, &auth, token.as_ref(), Folder::Inbox).await;
         if mailbox.is_ok()
@@ -239,12 +235,9 @@ impl ExchangeClient {
                     subject: "the account's own mailbox",
                 };
                 match ews::get_folder(&self.http, &request, self.timeout).await {
-                    // An impersonation account may have no mailbox of its own: any EWS
-                    // answer past authentication proves the login.
-                    Err(f)
-                        if f.reason != Reason::InvalidCredentials
-                            && f.reason != Reason::Unreachable =>
-                    {
+                    // An impersonation account may have no mailbox of its own: EWS
+                    // judging the mailbox proves it accepted the login.
+                    Err(f) if matches!(f.reason, Reason::MailboxNotFound | Reason::OutOfScope) => {
                         Ok(())
                     }
                     other => other,
@@ -260,6 +253,18 @@ impl ExchangeClient {
             Err(f) => f.reason.as_str(),
         };
         self.metrics.record_probe(service.label(), label);
+    }
+}
+
+/// How requests authenticate: Basic from the credential, or the bearer token.
+fn auth_for<'a>(credential: &'a Credential, token: Option<&'a Token>) -> Result<Auth<'a>, Failure> {
+    match (credential, token) {
+        (Credential::Basic { username, password }, _) => Ok(Auth::Basic { username, password }),
+        (_, Some(token)) => Ok(Auth::Bearer(&token.access_token)),
+        (_, None) => Err(Failure::new(
+            Reason::UnexpectedResponse,
+            "no access token was obtained",
+        )),
     }
 }
 
