@@ -1,10 +1,19 @@
 //! The real Exchange backend: EWS for Exchange Server, Microsoft Graph for Microsoft 365,
-//! OAuth 2.0 tokens from Entra ID. (Placeholder until the Exchange work lands.)
+//! OAuth 2.0 tokens from Entra ID, with per-mailbox and per-provider limits and a timeout
+//! on every request.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
+use secrecy::SecretString;
+use tracing::debug;
 
+use super::errors::{ensure_allowed, redact_url, transport_failure};
+use super::ews::{self, Auth, FolderRequest};
+use super::graph::{self, Folder};
+use super::limits::ProbeLimits;
+use super::token::{AppCredentials, Token, TokenSource};
 use super::{
     Credential, Failure, MailBackend, MailboxOutcome, MailboxProbe, ProviderOutcome, ProviderProbe,
     Service,
@@ -15,50 +24,321 @@ use crate::metrics::Metrics;
 
 /// Talks to Exchange and Entra ID over HTTPS.
 pub struct ExchangeClient {
-    _metrics: Arc<Metrics>,
+    http: reqwest::Client,
+    tokens: TokenSource,
+    limits: ProbeLimits,
+    metrics: Arc<Metrics>,
+    timeout: Duration,
+    allow_insecure: bool,
 }
 
 impl ExchangeClient {
     /// Build a client with the operator's timeouts and limits.
     pub fn new(config: &OperatorConfig, metrics: Arc<Metrics>) -> crate::Result<Self> {
-        let _ = config;
-        Ok(ExchangeClient { _metrics: metrics })
+        let timeout = config.request_timeout;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            // A redirect could carry credentials elsewhere; Exchange and Entra ID do not
+            // redirect these calls.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("mailops/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| crate::Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(ExchangeClient {
+            tokens: TokenSource::new(http.clone(), timeout, metrics.clone()),
+            http,
+            limits: ProbeLimits::new(config.max_probes_per_provider),
+            metrics,
+            timeout,
+            allow_insecure: config.allow_insecure_endpoints,
+        })
+    }
+
+    /// How many probes wait for a per-mailbox or per-provider slot (a sign of throttling
+    /// by our own limits; also lets tests observe the limits without timing).
+    pub fn probes_waiting(&self) -> usize {
+        self.limits.waiting()
+    }
+
+    /// An access token for OAuth2 credentials; `None` for Basic.
+    async fn token(&self, credential: &Credential) -> Result<Option<Token>, Failure> {
+        match credential {
+            Credential::ClientCredentials {
+                authority,
+                tenant_id,
+                client_id,
+                client_secret,
+                scopes,
+            } => {
+                ensure_allowed(authority, self.allow_insecure)?;
+                let app = AppCredentials {
+                    authority,
+                    tenant_id,
+                    client_id,
+                    client_secret,
+                    scopes,
+                };
+                self.tokens.app_token(&app).await.map(Some)
+            }
+            Credential::RefreshToken {
+                authority,
+                tenant_id,
+                client_id,
+                client_secret,
+                refresh_token,
+                scopes,
+            } => {
+                ensure_allowed(authority, self.allow_insecure)?;
+                let app = AppCredentials {
+                    authority,
+                    tenant_id,
+                    client_id,
+                    client_secret,
+                    scopes,
+                };
+                self.tokens
+                    .delegated_token(&app, refresh_token)
+                    .await
+                    .map(Some)
+            }
+            Credential::Basic { .. } => Ok(None),
+        }
+    }
+
+    /// Open one folder of the probed mailbox.
+    async fn open(
+        &self,
+        probe: &MailboxProbe,
+        auth: &Auth<'_>,
+        token: Option<&Token>,
+        folder: Folder,
+    ) -> Result<(), Failure> {
+        match &probe.service {
+            Service::Ews { url } => {
+                let (name, label) = match folder {
+                    Folder::Inbox => ("inbox", "inbox"),
+                    Folder::Calendar => ("calendar", "calendar"),
+                };
+                let subject = format!("the {label} of {}", probe.email);
+                let request = FolderRequest {
+                    url,
+                    folder: name,
+                    impersonate: probe.via_service_account.then_some(probe.email.as_str()),
+                    auth: *auth,
+                    subject: &subject,
+                };
+                ews::get_folder(&self.http, &request, self.timeout).await
+            }
+            Service::Graph { base } => {
+                let Some(token) = token else {
+                    return Err(basic_with_graph());
+                };
+                graph::get_folder(
+                    &self.http,
+                    base,
+                    &probe.email,
+                    folder,
+                    &token.access_token,
+                    self.timeout,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn verify(&self, probe: &MailboxProbe) -> MailboxOutcome {
+        let failed = |failure: Failure, rotated: Option<SecretString>| MailboxOutcome {
+            mailbox: Err(failure),
+            calendar: None,
+            rotated_refresh_token: rotated,
+        };
+        if let Err(f) = ensure_allowed(service_url(&probe.service), self.allow_insecure) {
+            return failed(f, None);
+        }
+        if matches!(
+            (&probe.service, &probe.credential),
+            (Service::Graph { .. }, Credential::Basic { .. })
+        ) {
+            return failed(basic_with_graph(), None);
+        }
+        let token = match self.token(&probe.credential).await {
+            Ok(token) => token,
+            Err(f) => return failed(f, None),
+        };
+        let rotated = token.as_ref().and_then(|t| t.rotated_refresh_token.clone());
+        let auth = match auth_for(&probe.credential, token.as_ref()) {
+            Ok(auth) => auth,
+            Err(f) => return failed(f, rotated),
+        };
+        let mut mailbox = self.open(probe, &auth, token.as_ref(), Folder::Inbox).await;
+        if mailbox.is_ok()
+            && probe.check_send
+            && let (Service::Graph { .. }, Some(token)) = (&probe.service, &token)
+        {
+            // EWS has no cheap way to ask for send rights; Graph tokens list them.
+            mailbox = graph::require_mail_send(&token.access_token);
+        }
+        let reached = match &mailbox {
+            Ok(()) => true,
+            Err(f) => f.reason == Reason::MissingPermission,
+        };
+        let calendar = if probe.check_calendar && reached {
+            Some(
+                self.open(probe, &auth, token.as_ref(), Folder::Calendar)
+                    .await,
+            )
+        } else {
+            None
+        };
+        MailboxOutcome {
+            mailbox,
+            calendar,
+            rotated_refresh_token: rotated,
+        }
+    }
+
+    /// Reachability: any HTTP answer counts, whatever its status.
+    async fn reach(&self, service: &Service) -> Result<(), Failure> {
+        let url = service_url(service);
+        ensure_allowed(url, self.allow_insecure)?;
+        let what = match service {
+            Service::Ews { .. } => "EWS",
+            Service::Graph { .. } => "Microsoft Graph",
+        };
+        let result = match self.http.get(url).send().await {
+            Ok(response) => {
+                debug!(endpoint = %redact_url(url), status = response.status().as_u16(), "endpoint answered");
+                Ok(())
+            }
+            Err(e) => Err(transport_failure(what, url, &e, self.timeout)),
+        };
+        self.record(service, &result);
+        result
+    }
+
+    /// Credentials check without a mailbox: a token, or a Basic login EWS accepts.
+    async fn check_credentials(
+        &self,
+        service: &Service,
+        credential: &Credential,
+    ) -> Result<(), Failure> {
+        match (service, credential) {
+            (Service::Graph { .. }, Credential::Basic { .. }) => Err(basic_with_graph()),
+            (Service::Ews { url }, Credential::Basic { username, password }) => {
+                ensure_allowed(url, self.allow_insecure)?;
+                let request = FolderRequest {
+                    url,
+                    folder: "msgfolderroot",
+                    impersonate: None,
+                    auth: Auth::Basic { username, password },
+                    subject: "the account's own mailbox",
+                };
+                match ews::get_folder(&self.http, &request, self.timeout).await {
+                    // An impersonation account may have no mailbox of its own: EWS
+                    // judging the mailbox proves it accepted the login.
+                    Err(f) if matches!(f.reason, Reason::MailboxNotFound | Reason::OutOfScope) => {
+                        Ok(())
+                    }
+                    other => other,
+                }
+            }
+            _ => self.token(credential).await.map(|_| ()),
+        }
+    }
+
+    fn record(&self, service: &Service, result: &Result<(), Failure>) {
+        let label = match result {
+            Ok(()) => "success",
+            Err(f) => f.reason.as_str(),
+        };
+        self.metrics.record_probe(service.label(), label);
     }
 }
 
-fn not_implemented() -> Failure {
+/// How requests authenticate: Basic from the credential, or the bearer token.
+fn auth_for<'a>(credential: &'a Credential, token: Option<&'a Token>) -> Result<Auth<'a>, Failure> {
+    match (credential, token) {
+        (Credential::Basic { username, password }, _) => Ok(Auth::Basic { username, password }),
+        (_, Some(token)) => Ok(Auth::Bearer(&token.access_token)),
+        (_, None) => Err(Failure::new(
+            Reason::UnexpectedResponse,
+            "no access token was obtained",
+        )),
+    }
+}
+
+fn service_url(service: &Service) -> &str {
+    match service {
+        Service::Ews { url } => url,
+        Service::Graph { base } => base,
+    }
+}
+
+fn basic_with_graph() -> Failure {
     Failure::new(
-        Reason::Unreachable,
-        "the Exchange client is not implemented yet",
+        Reason::AuthMethodMismatch,
+        "Microsoft Graph accepts only OAuth2 tokens, not a user name and password",
     )
 }
 
 impl MailBackend for ExchangeClient {
-    fn check_provider<'a>(&'a self, _probe: &'a ProviderProbe) -> BoxFuture<'a, ProviderOutcome> {
-        Box::pin(async {
+    fn check_provider<'a>(&'a self, probe: &'a ProviderProbe) -> BoxFuture<'a, ProviderOutcome> {
+        Box::pin(async move {
+            let _slot = self.limits.acquire(&probe.provider, None).await;
+            let reachable = self.reach(&probe.service).await;
+            let authenticated = match &probe.credential {
+                None => None,
+                Some(credential) => Some(self.check_credentials(&probe.service, credential).await),
+            };
+            debug!(
+                provider = %probe.provider,
+                reachable = reachable.is_ok(),
+                authenticated = ?authenticated.as_ref().map(|a| a.is_ok()),
+                "provider checked"
+            );
             ProviderOutcome {
-                reachable: Err(not_implemented()),
-                authenticated: None,
+                reachable,
+                authenticated,
             }
         })
     }
 
     fn authenticate<'a>(
         &'a self,
-        _provider: &'a str,
-        _service: &'a Service,
-        _credential: &'a Credential,
+        provider: &'a str,
+        service: &'a Service,
+        credential: &'a Credential,
     ) -> BoxFuture<'a, Result<(), Failure>> {
-        Box::pin(async { Err(not_implemented()) })
+        Box::pin(async move {
+            let _slot = self.limits.acquire(provider, None).await;
+            let result = self.check_credentials(service, credential).await;
+            debug!(provider, ok = result.is_ok(), "credentials checked");
+            result
+        })
     }
 
-    fn verify_mailbox<'a>(&'a self, _probe: &'a MailboxProbe) -> BoxFuture<'a, MailboxOutcome> {
-        Box::pin(async {
-            MailboxOutcome {
-                mailbox: Err(not_implemented()),
-                calendar: None,
-                rotated_refresh_token: None,
+    fn verify_mailbox<'a>(&'a self, probe: &'a MailboxProbe) -> BoxFuture<'a, MailboxOutcome> {
+        Box::pin(async move {
+            let _slot = self
+                .limits
+                .acquire(&probe.provider, Some(&probe.email))
+                .await;
+            let outcome = self.verify(probe).await;
+            self.record(&probe.service, &outcome.mailbox);
+            match &outcome.mailbox {
+                Ok(()) => {
+                    debug!(provider = %probe.provider, mailbox = %probe.email, "mailbox verified")
+                }
+                Err(f) => debug!(
+                    provider = %probe.provider,
+                    mailbox = %probe.email,
+                    reason = %f.reason,
+                    detail = %f.message,
+                    "mailbox not verified"
+                ),
             }
+            outcome
         })
     }
 }

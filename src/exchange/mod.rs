@@ -164,3 +164,8 @@ pub trait MailBackend: Send + Sync + 'static {
     fn verify_mailbox<'a>(&'a self, probe: &'a MailboxProbe) -> BoxFuture<'a, MailboxOutcome>;
 }
 pub mod client;
+pub mod errors;
+pub mod ews;
+pub mod graph;
+pub mod limits;
+pub mod token;

@@ -1,0 +1,347 @@
+//! OAuth 2.0 tokens from Entra ID: client credentials (cached per app and scope, renewed
+//! ahead of expiry, one request in flight per key however many callers wait) and refresh
+//! tokens of single mailboxes (never cached: each redemption may rotate the token, and
+//! the binding's Secret stays the one source of truth).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
+use oauth2::{
+    AsyncHttpClient, AuthType, ClientId, ClientSecret, HttpClientError, HttpRequest, HttpResponse,
+    RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
+};
+use secrecy::{ExposeSecret, SecretString};
+use tracing::debug;
+
+use super::Failure;
+use super::errors::{self, entra_failure, redact_url, status_failure, transport_failure};
+use crate::api::conditions::Reason;
+use crate::endpoints::token_url;
+use crate::metrics::Metrics;
+
+/// A token is renewed when less than this remains, so no probe starts with a token that
+/// expires mid-flight.
+pub const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
+
+/// Lifetime assumed when the authority does not say (`expires_in` is optional in OAuth 2.0).
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// An access token and, for refresh-token grants, the refresh token the authority rotated.
+#[derive(Clone, Debug)]
+pub struct Token {
+    /// The bearer token.
+    pub access_token: SecretString,
+    /// When to stop using it.
+    pub renew_at: Instant,
+    /// A new refresh token, when the authority returned one different from the one sent.
+    pub rotated_refresh_token: Option<SecretString>,
+}
+
+/// Which app asks where, for what.
+pub struct AppCredentials<'a> {
+    /// Authority base URL.
+    pub authority: &'a str,
+    /// Tenant ID or domain.
+    pub tenant_id: &'a str,
+    /// Application (client) ID.
+    pub client_id: &'a str,
+    /// Client secret.
+    pub client_secret: &'a SecretString,
+    /// Scopes.
+    pub scopes: &'a [String],
+}
+
+/// Cache key. The secret enters only as a keyed hash, so a rotated Secret is tried at
+/// once instead of riding on a token the old secret obtained.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct CacheKey {
+    authority: String,
+    tenant_id: String,
+    client_id: String,
+    scopes: String,
+    secret_fingerprint: u64,
+}
+
+#[derive(Default)]
+struct Slot {
+    token: Option<Token>,
+    /// The last failure and when it happened: callers that were already waiting share it
+    /// rather than each sending the same doomed request.
+    last_failure: Option<(Instant, Failure)>,
+}
+
+/// Obtains and caches tokens.
+pub struct TokenSource {
+    http: reqwest::Client,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+    cache: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Slot>>>>,
+}
+
+/// The fingerprint of a secret: SipHash with a key chosen at process start, so it cannot
+/// be compared across processes or reversed.
+fn fingerprint(secret: &SecretString) -> u64 {
+    static KEY: OnceLock<RandomState> = OnceLock::new();
+    KEY.get_or_init(RandomState::new)
+        .hash_one(secret.expose_secret())
+}
+
+impl TokenSource {
+    /// A token source sending requests through `http` (which carries the timeouts).
+    pub fn new(http: reqwest::Client, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        TokenSource {
+            http,
+            timeout,
+            metrics,
+            cache: Mutex::default(),
+        }
+    }
+
+    /// An app-only token by the client-credentials grant, from the cache when still fresh.
+    pub async fn app_token(&self, app: &AppCredentials<'_>) -> Result<Token, Failure> {
+        let waiting_since = Instant::now();
+        let key = CacheKey {
+            authority: app.authority.trim_end_matches('/').to_string(),
+            tenant_id: app.tenant_id.to_string(),
+            client_id: app.client_id.to_string(),
+            scopes: app.scopes.join(" "),
+            secret_fingerprint: fingerprint(app.client_secret),
+        };
+        let slot = self.slot(&key);
+        // Holding this lock across the request is the point: one request per key in
+        // flight, everybody else waits for its result.
+        let mut slot = slot.lock().await;
+        if let Some(token) = &slot.token
+            && token.renew_at > Instant::now()
+        {
+            return Ok(token.clone());
+        }
+        if let Some((at, failure)) = &slot.last_failure
+            && *at >= waiting_since
+        {
+            return Err(failure.clone());
+        }
+        let result = self.request(app, None).await;
+        match &result {
+            Ok(token) => {
+                slot.token = Some(token.clone());
+                slot.last_failure = None;
+            }
+            Err(failure) => {
+                slot.token = None;
+                slot.last_failure = Some((Instant::now(), failure.clone()));
+            }
+        }
+        result
+    }
+
+    /// A delegated token by redeeming a mailbox's refresh token. Not cached.
+    pub async fn delegated_token(
+        &self,
+        app: &AppCredentials<'_>,
+        refresh_token: &SecretString,
+    ) -> Result<Token, Failure> {
+        self.request(app, Some(refresh_token)).await
+    }
+
+    fn slot(&self, key: &CacheKey) -> Arc<tokio::sync::Mutex<Slot>> {
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !cache.contains_key(key) {
+            // Forget idle entries whose token is gone or stale (e.g. an old secret's), so
+            // the map does not grow with every rotation.
+            let now = Instant::now();
+            cache.retain(|_, slot| {
+                Arc::strong_count(slot) > 1
+                    || slot
+                        .try_lock()
+                        .map_or(true, |s| s.token.as_ref().is_some_and(|t| t.renew_at > now))
+            });
+        }
+        cache.entry(key.clone()).or_default().clone()
+    }
+
+    async fn request(
+        &self,
+        app: &AppCredentials<'_>,
+        refresh_token: Option<&SecretString>,
+    ) -> Result<Token, Failure> {
+        let url = token_url(app.authority, app.tenant_id);
+        let grant = if refresh_token.is_some() {
+            "refresh_token"
+        } else {
+            "client_credentials"
+        };
+        debug!(
+            authority = %redact_url(app.authority),
+            tenant = app.tenant_id,
+            client_id = app.client_id,
+            grant,
+            "requesting a token"
+        );
+        let result = self.send(app, &url, refresh_token).await;
+        let label = match &result {
+            Ok(_) => "success",
+            Err(f) => f.reason.as_str(),
+        };
+        self.metrics.record_token_request(label);
+        match &result {
+            Ok(_) => debug!(client_id = app.client_id, grant, "token obtained"),
+            Err(f) => debug!(
+                client_id = app.client_id,
+                grant,
+                reason = %f.reason,
+                detail = %f.message,
+                "token request failed"
+            ),
+        }
+        result
+    }
+
+    async fn send(
+        &self,
+        app: &AppCredentials<'_>,
+        url: &str,
+        refresh_token: Option<&SecretString>,
+    ) -> Result<Token, Failure> {
+        let token_uri = TokenUrl::new(url.to_string()).map_err(|_| {
+            Failure::new(
+                Reason::UnexpectedResponse,
+                format!("the token URL {} is not valid", redact_url(url)),
+            )
+        })?;
+        let client = BasicClient::new(ClientId::new(app.client_id.to_string()))
+            .set_client_secret(ClientSecret::new(
+                app.client_secret.expose_secret().to_string(),
+            ))
+            // Entra ID takes the secret in the form body; Basic auth would need the
+            // secret URL-encoded first and buys nothing.
+            .set_auth_type(AuthType::RequestBody)
+            .set_token_uri(token_uri);
+        let scopes = app.scopes.iter().map(|s| Scope::new(s.clone()));
+        let http = Recording {
+            http: self.http.clone(),
+            seen: Mutex::default(),
+        };
+        let result = match refresh_token {
+            None => {
+                client
+                    .exchange_client_credentials()
+                    .add_scopes(scopes)
+                    .request_async(&http)
+                    .await
+            }
+            Some(rt) => {
+                let rt = RefreshToken::new(rt.expose_secret().to_string());
+                client
+                    .exchange_refresh_token(&rt)
+                    .add_scopes(scopes)
+                    .request_async(&http)
+                    .await
+            }
+        };
+        let seen = *http.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(response) => Ok(self.token_from(&response, refresh_token)),
+            Err(error) => Err(self.failure_from(error, url, seen)),
+        }
+    }
+
+    fn token_from(&self, response: &BasicTokenResponse, sent: Option<&SecretString>) -> Token {
+        let lifetime = response.expires_in().unwrap_or(DEFAULT_LIFETIME);
+        let renew_at = Instant::now() + lifetime.saturating_sub(RENEW_BEFORE_EXPIRY);
+        let rotated_refresh_token = match (response.refresh_token(), sent) {
+            (Some(new), Some(old)) if new.secret() != old.expose_secret() => {
+                Some(SecretString::from(new.secret().clone()))
+            }
+            _ => None,
+        };
+        Token {
+            access_token: SecretString::from(response.access_token().secret().clone()),
+            renew_at,
+            rotated_refresh_token,
+        }
+    }
+
+    fn failure_from(
+        &self,
+        error: RequestTokenError<HttpClientError<reqwest::Error>, BasicErrorResponse>,
+        url: &str,
+        seen: Option<(u16, Option<Duration>)>,
+    ) -> Failure {
+        const WHAT: &str = "the token endpoint";
+        match error {
+            RequestTokenError::ServerResponse(e) => {
+                let failure = entra_failure(
+                    e.error().as_ref(),
+                    e.error_description().map(|d| d.as_str()),
+                );
+                match seen {
+                    // Throttling may come as a JSON error body too; the status decides.
+                    Some((429, retry_after)) => Failure {
+                        reason: Reason::Throttled,
+                        retry_after,
+                        ..failure
+                    },
+                    _ => failure,
+                }
+            }
+            RequestTokenError::Request(HttpClientError::Reqwest(e)) => {
+                transport_failure(WHAT, url, &e, self.timeout)
+            }
+            // Parse errors keep the body and serde's text, which may quote token values:
+            // neither goes into the message.
+            RequestTokenError::Parse(..)
+            | RequestTokenError::Other(_)
+            | RequestTokenError::Request(_) => match seen {
+                Some((200, _)) | None => Failure::new(
+                    Reason::UnexpectedResponse,
+                    format!(
+                        "{WHAT} at {} answered with something that is not a token response",
+                        redact_url(url)
+                    ),
+                ),
+                Some((status, retry_after)) => {
+                    let mut f = status_failure(WHAT, status, retry_after);
+                    f.message = format!("{} ({})", f.message, redact_url(url));
+                    f
+                }
+            },
+        }
+    }
+}
+
+/// reqwest as oauth2's HTTP client, remembering the status and `Retry-After` of the
+/// answer, which oauth2's error type does not keep.
+struct Recording {
+    http: reqwest::Client,
+    seen: Mutex<Option<(u16, Option<Duration>)>>,
+}
+
+impl<'c> AsyncHttpClient<'c> for Recording {
+    type Error = HttpClientError<reqwest::Error>;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let request = reqwest::Request::try_from(request).map_err(Box::new)?;
+            let response = self.http.execute(request).await.map_err(Box::new)?;
+            let status = response.status();
+            *self.seen.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((status.as_u16(), errors::retry_after(response.headers())));
+            let mut builder = oauth2::http::Response::builder().status(status);
+            for (name, value) in response.headers() {
+                builder = builder.header(name, value);
+            }
+            let body = response.bytes().await.map_err(Box::new)?;
+            builder.body(body.to_vec()).map_err(HttpClientError::Http)
+        })
+    }
+}

@@ -1,0 +1,163 @@
+//! Shared set-up of the Exchange client tests: a fake, a client configured for it, and
+//! probe builders.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailops::api::EmailProvider;
+use mailops::config::OperatorConfig;
+use mailops::endpoints::{ProviderEndpoints, provider_endpoints};
+use mailops::exchange::client::ExchangeClient;
+use mailops::exchange::{Credential, Failure, MailBackend, MailboxOutcome, MailboxProbe, Service};
+use mailops::metrics::Metrics;
+use secrecy::SecretString;
+
+use super::{Behaviour, FakeExchange};
+
+pub const APP: &str = "11111111-app";
+pub const SECRET: &str = "app-secret-value";
+pub const ALICE: &str = "alice@contoso.com";
+pub const BOB: &str = "bob@contoso.com";
+
+pub fn config(timeout: Duration, per_provider: usize) -> OperatorConfig {
+    OperatorConfig {
+        allow_insecure_endpoints: true,
+        request_timeout: timeout,
+        max_probes_per_provider: per_provider,
+        ..OperatorConfig::default()
+    }
+}
+
+pub struct Harness {
+    pub fake: FakeExchange,
+    pub client: ExchangeClient,
+    pub metrics: Arc<Metrics>,
+    pub endpoints: ProviderEndpoints,
+}
+
+/// The endpoints come from the operator's own resolution of a provider whose overrides
+/// point at the fake (plain http, allowed as in the tests' operator config).
+pub fn endpoints_for(fake: &FakeExchange, service_type: &str) -> ProviderEndpoints {
+    let b = fake.base();
+    let yaml = format!(
+        "apiVersion: mailops.dev/v1alpha1\nkind: EmailProvider\nmetadata: {{name: p}}\nspec:\n  serviceType: {service_type}\n  serviceAddress: 127.0.0.1\n  endpoints: {{authority: '{b}', graph: '{b}', ews: '{b}/EWS/Exchange.asmx'}}\n  authentication: {{method: OAuth2, oauth2: {{clientId: {APP}, tenantId: contoso, clientSecretRef: {{namespace: n, name: s}}}}}}\n"
+    );
+    let provider: EmailProvider = serde_saphyr::from_str(&yaml).unwrap();
+    provider_endpoints(&provider.spec, true).unwrap()
+}
+
+pub async fn harness_with(
+    behaviour: Behaviour,
+    service_type: &str,
+    config: OperatorConfig,
+) -> Harness {
+    let fake = FakeExchange::start(behaviour).await;
+    let metrics = Arc::new(Metrics::new());
+    let client = ExchangeClient::new(&config, metrics.clone()).unwrap();
+    let endpoints = endpoints_for(&fake, service_type);
+    Harness {
+        fake,
+        client,
+        metrics,
+        endpoints,
+    }
+}
+
+pub async fn harness(behaviour: Behaviour, service_type: &str) -> Harness {
+    harness_with(behaviour, service_type, config(Duration::from_secs(10), 8)).await
+}
+
+impl Harness {
+    pub fn service(&self) -> Service {
+        if self.endpoints.mailbox_endpoint.ends_with(".asmx") {
+            Service::Ews {
+                url: self.endpoints.mailbox_endpoint.clone(),
+            }
+        } else {
+            Service::Graph {
+                base: self.endpoints.mailbox_endpoint.clone(),
+            }
+        }
+    }
+
+    pub fn app(&self, client_id: &str, secret: &str) -> Credential {
+        Credential::ClientCredentials {
+            authority: self.endpoints.authority.clone(),
+            tenant_id: "contoso".into(),
+            client_id: client_id.into(),
+            client_secret: SecretString::from(secret),
+            scopes: vec![self.endpoints.default_scope.clone()],
+        }
+    }
+
+    pub fn refresh(&self, refresh_token: &str) -> Credential {
+        Credential::RefreshToken {
+            authority: self.endpoints.authority.clone(),
+            tenant_id: "contoso".into(),
+            client_id: APP.into(),
+            client_secret: SecretString::from(SECRET),
+            refresh_token: SecretString::from(refresh_token),
+            scopes: vec![
+                "offline_access".into(),
+                self.endpoints.default_scope.clone(),
+            ],
+        }
+    }
+
+    pub fn probe(
+        &self,
+        email: &str,
+        credential: Credential,
+        via_service_account: bool,
+    ) -> MailboxProbe {
+        MailboxProbe {
+            provider: "p".into(),
+            email: email.into(),
+            login: email.into(),
+            service: self.service(),
+            credential,
+            via_service_account,
+            check_calendar: false,
+            check_send: false,
+        }
+    }
+
+    pub async fn verify(&self, probe: &MailboxProbe) -> MailboxOutcome {
+        self.client.verify_mailbox(probe).await
+    }
+}
+
+pub fn basic(user: &str, password: &str) -> Credential {
+    Credential::Basic {
+        username: user.into(),
+        password: SecretString::from(password),
+    }
+}
+
+pub fn failure(outcome: &MailboxOutcome) -> &Failure {
+    outcome.mailbox.as_ref().unwrap_err()
+}
+
+pub fn graph_behaviour(roles: &[&str]) -> Behaviour {
+    Behaviour::default()
+        .app(APP, SECRET, roles)
+        .mailboxes(&[ALICE, BOB])
+}
+
+/// Wait (without sleeping) until the fake holds `in_flight` requests at its gate and the
+/// client keeps `waiting` probes back. Were a limit missing, the fake would see more
+/// requests and the client none waiting, and this would give up after ten seconds.
+pub async fn settle(h: &Harness, in_flight: usize, waiting: usize) {
+    let reached = tokio::time::timeout(Duration::from_secs(10), async {
+        while h.fake.in_flight() != in_flight || h.client.probes_waiting() != waiting {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "expected {in_flight} in flight and {waiting} waiting, saw {} and {}",
+        h.fake.in_flight(),
+        h.client.probes_waiting()
+    );
+}
