@@ -164,3 +164,4 @@ pub trait MailBackend: Send + Sync + 'static {
     fn verify_mailbox<'a>(&'a self, probe: &'a MailboxProbe) -> BoxFuture<'a, MailboxOutcome>;
 }
 pub mod client;
+pub mod fake;
