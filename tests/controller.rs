@@ -24,11 +24,14 @@ use serde_json::{Value, json};
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
+/// Assertions on one request's query string and JSON body.
+type Check = Box<dyn FnOnce(&str, &Value) + Send>;
+
 /// One expected request and the answer to give.
 struct Step {
     method: Method,
     path: String,
-    check: Box<dyn FnOnce(&str, &Value) + Send>,
+    check: Check,
     status: u16,
     respond: Value,
 }
