@@ -671,6 +671,32 @@ async fn a_throttled_mailbox_retries_after_the_servers_delay() {
 }
 
 #[tokio::test]
+async fn transient_failures_back_off_exponentially() {
+    let mut h = harness();
+    h.provider(basic_provider("exchange", &["contoso.com"]));
+    let obj = h.binding(own_credentials_binding(
+        "team-a",
+        "jane",
+        "jane@contoso.com",
+        "jane",
+    ));
+    let err = mailops::Error::Exchange {
+        reason: Reason::Unreachable,
+        message: "connection refused".into(),
+        retry_after: None,
+    };
+    let first = requeue_seconds(&controller::error_policy(obj.clone(), &err, h.ctx.clone()));
+    let second = requeue_seconds(&controller::error_policy(obj.clone(), &err, h.ctx.clone()));
+    assert!((5.0..=5.5).contains(&first), "{first}");
+    assert!((10.0..=11.0).contains(&second), "{second}");
+    for _ in 0..20 {
+        controller::error_policy(obj.clone(), &err, h.ctx.clone());
+    }
+    let capped = requeue_seconds(&controller::error_policy(obj, &err, h.ctx.clone()));
+    assert!((300.0..=330.0).contains(&capped), "{capped}");
+}
+
+#[tokio::test]
 async fn a_malformed_binding_is_reported_without_breaking_the_rest() {
     let mut h = harness();
     // A LIST holding one malformed object still decodes: the watch goes on.
@@ -708,4 +734,27 @@ async fn a_provider_object_reference_is_the_mailops_kind() {
     assert_eq!(Guarded::<MailboxBinding>::group(&()), "mailops.dev");
     let b = find(&[], "Ready");
     assert!(b.is_none());
+}
+
+#[tokio::test]
+async fn missing_crds_fail_start_up_with_the_fix() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let mut not_found = step(
+        Method::GET,
+        "/apis/mailops.dev/v1alpha1/emailproviders",
+        |query, _| assert!(query.contains("limit=1"), "a cheap probe: {query}"),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": "the server could not find the requested resource", "reason": "NotFound", "code": 404}),
+    );
+    not_found.status = 404;
+    let v = Verifier::start(handle, vec![not_found]);
+    let err = run(controller::check_crds(&client)).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("kubectl apply --server-side -f crds/"),
+        "{text}"
+    );
+    assert!(text.contains("EmailProvider"), "{text}");
+    v.done().await;
 }

@@ -233,3 +233,39 @@ fn a_relist_reconciles_everything_once() {
     assert_eq!(t.service_accounts.len(), 1);
     assert_eq!(t.bindings.len(), 4);
 }
+
+fn with_status(mut p: Guarded<EmailProvider>, ready: &str, count: i32) -> Guarded<EmailProvider> {
+    let status = serde_json::from_value(json!({
+        "mailboxCount": count,
+        "conditions": [{"type": "Ready", "status": ready, "reason": "Verified", "message": "m",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+    }))
+    .unwrap();
+    if let Ok(p) = p.0.as_mut() {
+        p.status = Some(status);
+    }
+    p
+}
+
+#[test]
+fn a_providers_own_count_update_triggers_nothing_but_its_readiness_does() {
+    let (stores, mut w) = setup();
+    let base = provider("contoso", &["contoso.com"], Some(("ops", "app")));
+    let mut step = |p: Guarded<EmailProvider>| {
+        fanout::apply_event(
+            &mut w.providers,
+            &stores.providers.clone(),
+            &stores,
+            &Event::Apply(p),
+            fanout::for_provider,
+            fanout::provider_unchanged,
+        )
+    };
+    step(with_status(base.clone(), "True", 1));
+    assert_eq!(
+        step(with_status(base.clone(), "True", 2)),
+        Triggers::default()
+    );
+    let t = step(with_status(base, "False", 2));
+    assert_eq!(t.bindings.len(), 3, "bindings wait on the provider's Ready");
+}

@@ -20,8 +20,10 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::warn;
 
 use super::{Guarded, Stores, Writers};
+use crate::api::conditions;
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::resolve::email_domain;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// Objects to reconcile again, per controller.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -317,8 +319,55 @@ where
     t
 }
 
-fn never_unchanged<K>(_: &K, _: &K) -> bool {
-    false
+fn ready_of(c: Option<&[Condition]>) -> Option<(String, String)> {
+    c.and_then(|c| conditions::find(c, conditions::READY))
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// Metadata every controller acts on: spec generation, deletion and finalizers.
+fn same_lifecycle<K: Resource>(old: &K, new: &K) -> bool {
+    let (o, n) = (old.meta(), new.meta());
+    o.generation == n.generation
+        && o.deletion_timestamp == n.deletion_timestamp
+        && o.finalizers == n.finalizers
+}
+
+/// A provider update that changed only what its dependents ignore (its counts, messages,
+/// timestamps: our own status writes) triggers nothing; its `Ready` gates bindings.
+pub fn provider_unchanged(old: &Guarded<EmailProvider>, new: &Guarded<EmailProvider>) -> bool {
+    let (Ok(o), Ok(n)) = (&old.0, &new.0) else {
+        return false;
+    };
+    same_lifecycle(o, n)
+        && ready_of(o.status.as_ref().map(|s| s.conditions.as_slice()))
+            == ready_of(n.status.as_ref().map(|s| s.conditions.as_slice()))
+}
+
+/// As for providers: only lifecycle and `Ready` (which gates bindings) matter.
+pub fn account_unchanged(
+    old: &Guarded<ExchangeServiceAccount>,
+    new: &Guarded<ExchangeServiceAccount>,
+) -> bool {
+    let (Ok(o), Ok(n)) = (&old.0, &new.0) else {
+        return false;
+    };
+    same_lifecycle(o, n)
+        && ready_of(o.status.as_ref().map(|s| s.conditions.as_slice()))
+            == ready_of(n.status.as_ref().map(|s| s.conditions.as_slice()))
+}
+
+/// A binding's attachment (`status.provider`, `status.authenticatedVia`) is what its
+/// provider and account count; the rest of its status concerns nobody else.
+pub fn binding_unchanged(old: &Guarded<MailboxBinding>, new: &Guarded<MailboxBinding>) -> bool {
+    let (Ok(o), Ok(n)) = (&old.0, &new.0) else {
+        return false;
+    };
+    let attachment = |b: &MailboxBinding| {
+        b.status
+            .as_ref()
+            .map(|s| (s.provider.clone(), s.authenticated_via))
+    };
+    same_lifecycle(o, n) && attachment(o) == attachment(n)
 }
 
 /// Only a Secret's data matters to its users; label or annotation edits re-verify nothing.
@@ -386,7 +435,7 @@ pub async fn pump_all(client: Client, writers: Writers, stores: Stores, senders:
             stores.clone(),
             senders.clone(),
             for_provider,
-            never_unchanged,
+            provider_unchanged,
         ),
         pump(
             watch(Api::<Guarded<ExchangeServiceAccount>>::all(client.clone())),
@@ -394,7 +443,7 @@ pub async fn pump_all(client: Client, writers: Writers, stores: Stores, senders:
             stores.clone(),
             senders.clone(),
             for_service_account,
-            never_unchanged,
+            account_unchanged,
         ),
         pump(
             watch(Api::<Guarded<MailboxBinding>>::all(client.clone())),
@@ -402,7 +451,7 @@ pub async fn pump_all(client: Client, writers: Writers, stores: Stores, senders:
             stores.clone(),
             senders.clone(),
             for_binding,
-            never_unchanged,
+            binding_unchanged,
         ),
         pump(
             watch(Api::<Secret>::all(client.clone())),

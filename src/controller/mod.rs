@@ -34,6 +34,7 @@ use crate::exchange::MailBackend;
 use crate::health::HealthState;
 use crate::metrics::Metrics;
 use crate::{Error, Result};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// An object as watched: either the typed object or what could be read of a malformed one.
 pub type Guarded<K> = DeserializeGuard<K>;
@@ -524,25 +525,23 @@ fn log_result<K, E: std::fmt::Display, W: std::fmt::Display>(
 
 /// Count objects by kind and `Ready` status for the `mailops_objects` gauge.
 pub fn update_object_gauges(ctx: &Context) {
-    fn count<K>(
+    fn count<K: Clone>(
         metrics: &Metrics,
         kind: &'static str,
         store: &Store<Guarded<K>>,
-        conds: impl Fn(&K) -> Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>,
+        conds: fn(&K) -> Option<&[Condition]>,
     ) where
         Guarded<K>: Resource<DynamicType = ()> + Clone,
-        K: Clone,
     {
         let (mut t, mut f, mut u) = (0, 0, 0);
         for g in store.state() {
-            match g
-                .0
-                .as_ref()
-                .ok()
-                .and_then(&conds)
-                .and_then(|c| conditions::find(&c, conditions::READY).map(|c| c.status.clone()))
-                .as_deref()
-            {
+            let ready =
+                g.0.as_ref()
+                    .ok()
+                    .and_then(conds)
+                    .and_then(|c| conditions::find(c, conditions::READY))
+                    .map(|c| c.status.as_str());
+            match ready {
                 Some("True") => t += 1,
                 Some("False") => f += 1,
                 _ => u += 1,
@@ -552,22 +551,16 @@ pub fn update_object_gauges(ctx: &Context) {
         metrics.set_objects(kind, "False", f);
         metrics.set_objects(kind, "Unknown", u);
     }
-    count(
-        &ctx.metrics,
-        PROVIDER_KIND,
-        &ctx.stores.providers,
-        |p: &EmailProvider| p.status.as_ref().map(|s| s.conditions.clone()),
-    );
-    count(
+    count::<EmailProvider>(&ctx.metrics, PROVIDER_KIND, &ctx.stores.providers, |p| {
+        p.status.as_ref().map(|s| s.conditions.as_slice())
+    });
+    count::<ExchangeServiceAccount>(
         &ctx.metrics,
         SERVICE_ACCOUNT_KIND,
         &ctx.stores.service_accounts,
-        |a: &ExchangeServiceAccount| a.status.as_ref().map(|s| s.conditions.clone()),
+        |a| a.status.as_ref().map(|s| s.conditions.as_slice()),
     );
-    count(
-        &ctx.metrics,
-        BINDING_KIND,
-        &ctx.stores.bindings,
-        |b: &MailboxBinding| b.status.as_ref().map(|s| s.conditions.clone()),
-    );
+    count::<MailboxBinding>(&ctx.metrics, BINDING_KIND, &ctx.stores.bindings, |b| {
+        b.status.as_ref().map(|s| s.conditions.as_slice())
+    });
 }

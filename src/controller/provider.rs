@@ -36,7 +36,6 @@ pub async fn reconcile(obj: Arc<Guarded<EmailProvider>>, ctx: Arc<Context>) -> R
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     let report: Report = report.into_inner().unwrap_or_else(|e| e.into_inner());
-    super::update_object_gauges(&ctx);
     super::finish(
         &ctx,
         PROVIDER_KIND,
