@@ -269,3 +269,21 @@ fn a_providers_own_count_update_triggers_nothing_but_its_readiness_does() {
     let t = step(with_status(base, "False", 2));
     assert_eq!(t.bindings.len(), 3, "bindings wait on the provider's Ready");
 }
+
+#[test]
+fn a_standby_queues_nothing_until_it_leads() {
+    let (stores, _w) = setup();
+    let (senders, mut receivers) = fanout::channels();
+    senders.send(fanout::everything(&stores));
+    assert!(
+        receivers.providers.try_recv().is_err(),
+        "nothing queued while inactive"
+    );
+    senders.activate(&stores);
+    let mut bindings = 0;
+    while receivers.bindings.try_recv().is_ok() {
+        bindings += 1;
+    }
+    assert_eq!(bindings, 4);
+    assert!(receivers.providers.try_recv().is_ok());
+}

@@ -8,6 +8,8 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{Stream, StreamExt};
@@ -231,9 +233,11 @@ pub fn everything(stores: &Stores) -> Triggers {
     t
 }
 
-/// Senders to the three controllers.
+/// Senders to the three controllers. Inactive until this replica leads: a standby keeps
+/// its caches warm but queues nothing, and on activation everything is sent once.
 #[derive(Clone)]
 pub struct Senders {
+    active: Arc<AtomicBool>,
     providers: UnboundedSender<ObjectRef<Guarded<EmailProvider>>>,
     service_accounts: UnboundedSender<ObjectRef<Guarded<ExchangeServiceAccount>>>,
     bindings: UnboundedSender<ObjectRef<Guarded<MailboxBinding>>>,
@@ -257,6 +261,7 @@ pub fn channels() -> (Senders, Receivers) {
     let (b, br) = unbounded();
     (
         Senders {
+            active: Arc::new(AtomicBool::new(false)),
             providers: p,
             service_accounts: a,
             bindings: b,
@@ -270,8 +275,17 @@ pub fn channels() -> (Senders, Receivers) {
 }
 
 impl Senders {
+    /// Start sending, beginning with every cached object.
+    pub fn activate(&self, stores: &Stores) {
+        self.active.store(true, Ordering::SeqCst);
+        self.send(everything(stores));
+    }
+
     /// Send triggers; a closed channel means that controller has stopped.
     pub fn send(&self, t: Triggers) {
+        if !self.active.load(Ordering::SeqCst) {
+            return;
+        }
         for name in t.providers {
             let _ = self.providers.unbounded_send(ObjectRef::new(&name));
         }

@@ -412,7 +412,7 @@ pub async fn run_controllers(
     check_crds(&client).await?;
     let (stores, writers) = stores();
     let (senders, receivers) = fanout::channels();
-    let pumps = fanout::pump_all(client.clone(), writers, stores.clone(), senders);
+    let pumps = fanout::pump_all(client.clone(), writers, stores.clone(), senders.clone());
     let pumps = tokio::spawn(pumps);
     let ready = async {
         let s = &stores;
@@ -428,6 +428,10 @@ pub async fn run_controllers(
     health.set_caches_synced();
     info!("caches synced");
 
+    let shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>> =
+        Box::pin(shutdown);
+    let shutdown = futures::FutureExt::shared(shutdown);
+
     let lease = if config.leader_election {
         let lease = leader::LeaseLock::new(
             client.clone(),
@@ -435,17 +439,21 @@ pub async fn run_controllers(
             &config.lease_name,
             &config.identity,
         );
-        lease.acquire().await?;
-        health.set_leader(true);
+        // A replica told to stop while it waits for the Lease stops at once.
+        tokio::select! {
+            acquired = lease.acquire() => acquired?,
+            _ = shutdown.clone() => {
+                pumps.abort();
+                return Ok(());
+            }
+        }
         Some(lease)
     } else {
-        health.set_leader(true);
         None
     };
+    health.set_leader(true);
+    senders.activate(&stores);
 
-    let shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>> =
-        Box::pin(shutdown);
-    let shutdown = futures::FutureExt::shared(shutdown);
     let ctx = Arc::new(Context::new(
         client,
         backend,
