@@ -166,6 +166,7 @@ pub trait MailBackend: Send + Sync + 'static {
 pub mod client;
 pub mod errors;
 pub mod ews;
+pub mod fake;
 pub mod graph;
 pub mod limits;
 pub mod token;

@@ -1,0 +1,279 @@
+//! Building backend [`Credential`]s from Secrets held in the reflector store. Secret values
+//! go straight into `SecretString`; errors name the Secret and key, never a value.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use secrecy::SecretString;
+
+use crate::api::conditions::Reason;
+use crate::api::{AuthMethod, EmailProvider, ExchangeServiceAccount, ServiceType};
+use crate::endpoints::ProviderEndpoints;
+use crate::exchange::{Credential, Service};
+use crate::{Error, Result};
+
+/// Credentials and the resource versions of the Secrets they came from (so a Secret
+/// change is seen as a change of input).
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The credential for the backend.
+    pub credential: Credential,
+    /// `namespace/name@resourceVersion` of every Secret read.
+    pub versions: Vec<String>,
+}
+
+fn spec_error(reason: Reason, message: String) -> Error {
+    Error::Spec { reason, message }
+}
+
+/// One key of a Secret, read from the store.
+pub fn secret_key(
+    secrets: &Store<Secret>,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    referenced_by: &str,
+    versions: &mut Vec<String>,
+) -> Result<SecretString> {
+    let secret = secrets
+        .get(&ObjectRef::new(name).within(namespace))
+        .ok_or_else(|| {
+            spec_error(
+                Reason::SecretNotFound,
+                format!("Secret {namespace}/{name} referenced by {referenced_by} does not exist"),
+            )
+        })?;
+    versions.push(format!(
+        "{namespace}/{name}@{}",
+        secret.resource_version().unwrap_or_default()
+    ));
+    let missing = || {
+        spec_error(
+            Reason::SecretKeyMissing,
+            format!(
+                "Secret {namespace}/{name} referenced by {referenced_by} has no key {key:?} (or it is not UTF-8)"
+            ),
+        )
+    };
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .ok_or_else(missing)?;
+    let text = std::str::from_utf8(&bytes.0).map_err(|_| missing())?;
+    // Secrets made with `kubectl create secret --from-file` often end in a newline that no
+    // server accepts as part of a password or token.
+    let text = text.trim_end_matches(['\n', '\r']);
+    if text.is_empty() {
+        return Err(missing());
+    }
+    Ok(SecretString::from(text.to_string()))
+}
+
+/// The service mailboxes of a provider are verified against.
+pub fn service(provider: &EmailProvider, endpoints: &ProviderEndpoints) -> Service {
+    match provider.spec.service_type {
+        ServiceType::Exchange => Service::Ews {
+            url: endpoints.mailbox_endpoint.clone(),
+        },
+        ServiceType::Microsoft365 => Service::Graph {
+            base: endpoints.mailbox_endpoint.clone(),
+        },
+    }
+}
+
+/// The provider's own app credentials; `None` for Basic providers.
+pub fn provider_app(
+    provider: &EmailProvider,
+    endpoints: &ProviderEndpoints,
+    secrets: &Store<Secret>,
+) -> Result<Option<Resolved>> {
+    let Some(oauth2) = provider.spec.authentication.oauth2.as_ref() else {
+        return Ok(None);
+    };
+    if provider.spec.authentication.method != AuthMethod::OAuth2 {
+        return Ok(None);
+    }
+    let mut versions = Vec::new();
+    let r = &oauth2.client_secret_ref;
+    let client_secret = secret_key(
+        secrets,
+        &r.namespace,
+        &r.name,
+        &r.key,
+        &format!(
+            "EmailProvider {} spec.authentication.oauth2.clientSecretRef",
+            provider.name_any()
+        ),
+        &mut versions,
+    )?;
+    Ok(Some(Resolved {
+        credential: Credential::ClientCredentials {
+            authority: endpoints.authority.clone(),
+            tenant_id: oauth2.tenant_id.clone(),
+            client_id: oauth2.client_id.clone(),
+            client_secret,
+            scopes: scopes(provider, endpoints),
+        },
+        versions,
+    }))
+}
+
+fn scopes(provider: &EmailProvider, endpoints: &ProviderEndpoints) -> Vec<String> {
+    provider
+        .spec
+        .authentication
+        .oauth2
+        .as_ref()
+        .map(|o| o.scopes.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| vec![endpoints.default_scope.clone()])
+}
+
+/// The credentials a service account acts with: its own app, its impersonation account,
+/// or (neither given) the provider's app.
+pub fn service_account(
+    account: &ExchangeServiceAccount,
+    provider: &EmailProvider,
+    endpoints: &ProviderEndpoints,
+    secrets: &Store<Secret>,
+) -> Result<Resolved> {
+    let name = account.name_any();
+    let creds = account.spec.credentials.as_ref();
+    if let Some(basic) = creds.and_then(|c| c.basic.as_ref()) {
+        let r = &basic.secret_ref;
+        let by = format!("ExchangeServiceAccount {name} spec.credentials.basic.secretRef");
+        let mut versions = Vec::new();
+        let username = secret_key(
+            secrets,
+            &r.namespace,
+            &r.name,
+            "username",
+            &by,
+            &mut versions,
+        )?;
+        let password = secret_key(
+            secrets,
+            &r.namespace,
+            &r.name,
+            "password",
+            &by,
+            &mut versions,
+        )?;
+        use secrecy::ExposeSecret;
+        // The user name is not secret, but it shares the Secret with the password.
+        let username = username.expose_secret().to_string();
+        return Ok(Resolved {
+            credential: Credential::Basic { username, password },
+            versions,
+        });
+    }
+    if let Some(oauth2) = creds.and_then(|c| c.oauth2.as_ref()) {
+        let r = &oauth2.client_secret_ref;
+        let mut versions = Vec::new();
+        let client_secret = secret_key(
+            secrets,
+            &r.namespace,
+            &r.name,
+            &r.key,
+            &format!("ExchangeServiceAccount {name} spec.credentials.oauth2.clientSecretRef"),
+            &mut versions,
+        )?;
+        return Ok(Resolved {
+            credential: Credential::ClientCredentials {
+                authority: endpoints.authority.clone(),
+                tenant_id: oauth2.tenant_id.clone(),
+                client_id: oauth2.client_id.clone(),
+                client_secret,
+                scopes: scopes(provider, endpoints),
+            },
+            versions,
+        });
+    }
+    provider_app(provider, endpoints, secrets)?.ok_or_else(|| {
+        spec_error(
+            Reason::AuthMethodMismatch,
+            format!(
+                "ExchangeServiceAccount {name} gives no credentials and EmailProvider {} has no OAuth2 app to fall back on",
+                provider.name_any()
+            ),
+        )
+    })
+}
+
+/// A binding's own credentials from `credentialsSecretRef` in its namespace: `password`
+/// for Basic providers, `refreshToken` (redeemed with the provider's app) for OAuth2.
+pub fn binding_own(
+    namespace: &str,
+    secret_name: &str,
+    login: &str,
+    provider: &EmailProvider,
+    endpoints: &ProviderEndpoints,
+    secrets: &Store<Secret>,
+) -> Result<Resolved> {
+    let by = "spec.authentication.credentialsSecretRef";
+    let mut versions = Vec::new();
+    match provider.spec.authentication.method {
+        AuthMethod::Basic => {
+            let password = secret_key(
+                secrets,
+                namespace,
+                secret_name,
+                "password",
+                by,
+                &mut versions,
+            )?;
+            Ok(Resolved {
+                credential: Credential::Basic {
+                    username: login.to_string(),
+                    password,
+                },
+                versions,
+            })
+        }
+        AuthMethod::OAuth2 => {
+            let refresh_token = secret_key(
+                secrets,
+                namespace,
+                secret_name,
+                REFRESH_TOKEN_KEY,
+                by,
+                &mut versions,
+            )?;
+            let app = provider_app(provider, endpoints, secrets)?.ok_or_else(|| {
+                spec_error(
+                    Reason::AuthMethodMismatch,
+                    format!("EmailProvider {} has no OAuth2 app", provider.name_any()),
+                )
+            })?;
+            versions.extend(app.versions);
+            let Credential::ClientCredentials {
+                authority,
+                tenant_id,
+                client_id,
+                client_secret,
+                scopes,
+            } = app.credential
+            else {
+                return Err(spec_error(
+                    Reason::AuthMethodMismatch,
+                    format!("EmailProvider {} has no OAuth2 app", provider.name_any()),
+                ));
+            };
+            Ok(Resolved {
+                credential: Credential::RefreshToken {
+                    authority,
+                    tenant_id,
+                    client_id,
+                    client_secret,
+                    refresh_token,
+                    scopes,
+                },
+                versions,
+            })
+        }
+    }
+}
+
+/// The key of a binding's Secret that holds its OAuth2 refresh token.
+pub const REFRESH_TOKEN_KEY: &str = "refreshToken";

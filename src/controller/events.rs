@@ -1,0 +1,114 @@
+//! Kubernetes Events, published from one place at the end of a reconcile: Normal when an
+//! object becomes Ready, Warning with the reason when it newly fails, Warning
+//! `DeletionBlocked` when a deletion waits for its users. Nothing secret goes in a note.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType};
+use tracing::warn;
+
+use super::{Context, Report};
+
+/// Reason of the Event emitted when a deletion waits for the objects still using it.
+pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+
+/// The Events a report calls for, in order.
+pub fn events_for(report: &Report) -> Vec<Event> {
+    let mut out = Vec::new();
+    if let Some(message) = &report.deletion_blocked {
+        out.push(Event {
+            type_: EventType::Warning,
+            reason: DELETION_BLOCKED.into(),
+            note: Some(message.clone()),
+            action: "Delete".into(),
+            secondary: None,
+        });
+    }
+    if let Some(t) = &report.transition {
+        if t.became_ready() {
+            let after = t.after.as_ref();
+            out.push(Event {
+                type_: EventType::Normal,
+                reason: after.map_or("Ready".into(), |c| c.reason.clone()),
+                note: after.map(|c| c.message.clone()),
+                action: "Reconcile".into(),
+                secondary: None,
+            });
+        } else if let Some(failed) = t.new_failure() {
+            out.push(Event {
+                type_: EventType::Warning,
+                reason: failed.reason.clone(),
+                note: Some(failed.message.clone()),
+                action: "Reconcile".into(),
+                secondary: None,
+            });
+        }
+    }
+    out
+}
+
+/// Publish the Events of a report. A failure to publish is logged, never fatal.
+pub async fn publish(ctx: &Context, reference: ObjectReference, report: &Report) {
+    for event in events_for(report) {
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            warn!(reason = %event.reason, error = %e, "cannot publish Event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::conditions::{Desired, READY, Reason, materialize};
+    use crate::controller::status::Transition;
+
+    fn ready(
+        ok: bool,
+        reason: Reason,
+    ) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        let d = if ok {
+            Desired::ok(READY, reason, "fine")
+        } else {
+            Desired::fail(READY, reason, "broken")
+        };
+        materialize(&[], &[d], Some(1), "2026-01-01T00:00:00Z".parse().unwrap())
+    }
+
+    #[test]
+    fn becoming_ready_is_a_normal_event() {
+        let report = Report {
+            transition: Some(Transition::between(&[], &ready(true, Reason::Verified))),
+            deletion_blocked: None,
+        };
+        let ev = events_for(&report);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].type_, EventType::Normal);
+        assert_eq!(ev[0].reason, "Verified");
+    }
+
+    #[test]
+    fn a_new_failure_is_a_warning_with_its_reason_and_a_repeat_is_silent() {
+        let bad = ready(false, Reason::SecretNotFound);
+        let first = events_for(&Report {
+            transition: Some(Transition::between(&ready(true, Reason::Verified), &bad)),
+            deletion_blocked: None,
+        });
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].type_, EventType::Warning);
+        assert_eq!(first[0].reason, "SecretNotFound");
+        let again = events_for(&Report {
+            transition: Some(Transition::between(&bad, &bad)),
+            deletion_blocked: None,
+        });
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn blocked_deletion_is_a_warning() {
+        let ev = events_for(&Report {
+            transition: None,
+            deletion_blocked: Some("used by 1".into()),
+        });
+        assert_eq!(ev[0].reason, DELETION_BLOCKED);
+        assert_eq!(ev[0].type_, EventType::Warning);
+    }
+}

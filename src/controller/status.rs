@@ -1,0 +1,260 @@
+//! Status: pure computation of conditions and the summary `Ready`, and the server-side
+//! apply of `.status` with the one field manager, sent only when something changed.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::conditions::{self, Desired, READY, Reason};
+
+/// The field manager of every write mailops makes.
+pub const FIELD_MANAGER: &str = "mailops";
+
+/// The summary `Ready` condition: the first failing part decides, else all is verified.
+pub fn ready_summary(parts: &[Desired], ok_message: &str) -> Desired {
+    parts
+        .iter()
+        .find(|d| !d.status)
+        .map(|d| Desired::fail(READY, d.reason, d.message.clone()))
+        .unwrap_or_else(|| Desired::ok(READY, Reason::Verified, ok_message))
+}
+
+/// Parts plus their `Ready` summary, in a stable order (`Ready` first).
+pub fn with_ready(parts: Vec<Desired>, ok_message: &str) -> Vec<Desired> {
+    let mut all = vec![ready_summary(&parts, ok_message)];
+    all.extend(parts);
+    all
+}
+
+/// Materialize desired conditions against the previous ones (keeping transition times).
+pub fn conditions(
+    previous: &[Condition],
+    desired: &[Desired],
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    conditions::materialize(previous, desired, generation, now)
+}
+
+/// Replace (or add) one condition, keeping every other previous condition as it is.
+pub fn set_condition(
+    previous: &[Condition],
+    desired: &Desired,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let new =
+        conditions::materialize(previous, std::slice::from_ref(desired), generation, now).remove(0);
+    let mut out: Vec<Condition> = previous
+        .iter()
+        .filter(|c| c.type_ != desired.type_)
+        .cloned()
+        .collect();
+    out.push(new);
+    out
+}
+
+/// Whether two statuses say the same thing. `lastTransitionTime` is ignored: it only moves
+/// when a condition's status flips, which the comparison sees anyway.
+pub fn same<S: Serialize>(old: Option<&S>, new: &S) -> bool {
+    let Some(old) = old else { return false };
+    let strip = |s: &S| {
+        let mut v = serde_json::to_value(s).unwrap_or_default();
+        if let Some(conds) = v.get_mut("conditions").and_then(|c| c.as_array_mut()) {
+            for c in conds.iter_mut() {
+                if let Some(o) = c.as_object_mut() {
+                    o.remove("lastTransitionTime");
+                }
+            }
+            conds.sort_by(|a, b| a["type"].as_str().cmp(&b["type"].as_str()));
+        }
+        v
+    };
+    strip(old) == strip(new)
+}
+
+/// The `Ready` condition's move between two condition lists, for Events.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Transition {
+    /// `Ready` before.
+    pub before: Option<Condition>,
+    /// `Ready` after.
+    pub after: Option<Condition>,
+}
+
+impl Transition {
+    /// Compare the `Ready` conditions of two lists.
+    pub fn between(before: &[Condition], after: &[Condition]) -> Self {
+        Transition {
+            before: conditions::find(before, READY).cloned(),
+            after: conditions::find(after, READY).cloned(),
+        }
+    }
+
+    /// `Ready` became `True` (or was first set `True`).
+    pub fn became_ready(&self) -> bool {
+        let was = self.before.as_ref().is_some_and(|c| c.status == "True");
+        let is = self.after.as_ref().is_some_and(|c| c.status == "True");
+        is && !was
+    }
+
+    /// `Ready` is `False` with a reason it did not have before: the failure to report.
+    pub fn new_failure(&self) -> Option<&Condition> {
+        let after = self.after.as_ref().filter(|c| c.status == "False")?;
+        let same_as_before = self
+            .before
+            .as_ref()
+            .is_some_and(|b| b.status == after.status && b.reason == after.reason);
+        (!same_as_before).then_some(after)
+    }
+}
+
+/// Server-side apply `status` to the status subresource of `name`, unless it equals `old`.
+/// Returns whether a request was sent.
+pub async fn apply<K, S>(api: &Api<K>, name: &str, old: Option<&S>, new: &S) -> crate::Result<bool>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    if same(old, new) {
+        return Ok(false);
+    }
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": new,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// `now` as a Kubernetes `Time`.
+pub fn now_time(now: Timestamp) -> Time {
+    Time(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::conditions::{AUTHENTICATED, REACHABLE};
+    use crate::api::{EmailProviderStatus, MailboxBindingStatus};
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ready_takes_the_first_failure() {
+        let parts = vec![
+            Desired::ok(REACHABLE, Reason::Verified, "up"),
+            Desired::fail(AUTHENTICATED, Reason::InvalidCredentials, "AADSTS7000215"),
+        ];
+        let all = with_ready(parts, "all good");
+        assert_eq!(all[0].type_, READY);
+        assert!(!all[0].status);
+        assert_eq!(all[0].reason, Reason::InvalidCredentials);
+        assert_eq!(all[0].message, "AADSTS7000215");
+    }
+
+    #[test]
+    fn ready_is_true_when_every_part_holds() {
+        let all = with_ready(
+            vec![Desired::ok(REACHABLE, Reason::Verified, "up")],
+            "all good",
+        );
+        assert!(all[0].status);
+        assert_eq!(all[0].reason, Reason::Verified);
+    }
+
+    #[test]
+    fn recomputed_status_at_a_later_time_is_the_same() {
+        let desired = with_ready(vec![Desired::ok(REACHABLE, Reason::Verified, "up")], "ok");
+        let first = EmailProviderStatus {
+            observed_generation: Some(1),
+            conditions: conditions(&[], &desired, Some(1), t("2026-01-01T00:00:00Z")),
+            mailbox_count: 2,
+            ..Default::default()
+        };
+        let again = EmailProviderStatus {
+            conditions: conditions(
+                &first.conditions,
+                &desired,
+                Some(1),
+                t("2026-02-01T00:00:00Z"),
+            ),
+            ..first.clone()
+        };
+        assert!(same(Some(&first), &again));
+        let counted = EmailProviderStatus {
+            mailbox_count: 3,
+            ..again.clone()
+        };
+        assert!(!same(Some(&first), &counted));
+        assert!(!same(None, &again));
+    }
+
+    #[test]
+    fn new_generation_is_a_change() {
+        let desired = with_ready(vec![], "ok");
+        let old = MailboxBindingStatus {
+            observed_generation: Some(1),
+            conditions: conditions(&[], &desired, Some(1), t("2026-01-01T00:00:00Z")),
+            ..Default::default()
+        };
+        let new = MailboxBindingStatus {
+            observed_generation: Some(2),
+            conditions: conditions(&[], &desired, Some(2), t("2026-01-01T00:00:00Z")),
+            ..Default::default()
+        };
+        assert!(!same(Some(&old), &new));
+    }
+
+    #[test]
+    fn set_condition_keeps_the_others() {
+        let now = t("2026-01-01T00:00:00Z");
+        let prev = conditions(
+            &[],
+            &with_ready(vec![Desired::ok(REACHABLE, Reason::Verified, "up")], "ok"),
+            Some(1),
+            now,
+        );
+        let term = Desired::ok(conditions::TERMINATING, Reason::InUse, "used by 1");
+        let out = set_condition(&prev, &term, Some(1), now);
+        assert_eq!(out.len(), 3);
+        assert!(conditions::is_ready(&out));
+        assert_eq!(
+            conditions::find(&out, conditions::TERMINATING)
+                .unwrap()
+                .reason,
+            "InUse"
+        );
+    }
+
+    #[test]
+    fn transitions_name_what_to_report() {
+        let now = t("2026-01-01T00:00:00Z");
+        let ok = conditions(&[], &with_ready(vec![], "ok"), Some(1), now);
+        let bad = conditions(
+            &[],
+            &with_ready(
+                vec![Desired::fail(REACHABLE, Reason::Unreachable, "down")],
+                "ok",
+            ),
+            Some(1),
+            now,
+        );
+        assert!(Transition::between(&[], &ok).became_ready());
+        assert!(!Transition::between(&ok, &ok).became_ready());
+        assert!(Transition::between(&ok, &bad).new_failure().is_some());
+        assert!(Transition::between(&bad, &bad).new_failure().is_none());
+        assert!(Transition::between(&bad, &ok).new_failure().is_none());
+    }
+}

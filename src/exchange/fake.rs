@@ -1,0 +1,124 @@
+//! A configurable in-memory [`MailBackend`] for controller tests and the in-process e2e
+//! run: answers what it is told to, counts every call, and never touches the network.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::future::BoxFuture;
+use secrecy::SecretString;
+
+use super::{
+    Credential, Failure, MailBackend, MailboxOutcome, MailboxProbe, ProviderOutcome, ProviderProbe,
+    Service,
+};
+
+/// A fake mail system. Everything succeeds unless configured otherwise.
+#[derive(Default)]
+pub struct FakeBackend {
+    provider_failures: Mutex<HashMap<String, Failure>>,
+    auth_failures: Mutex<HashMap<String, Failure>>,
+    mailbox_failures: Mutex<HashMap<String, Failure>>,
+    rotated_tokens: Mutex<HashMap<String, String>>,
+    provider_calls: AtomicUsize,
+    auth_calls: AtomicUsize,
+    mailbox_calls: AtomicUsize,
+    verified: Mutex<Vec<String>>,
+}
+
+impl FakeBackend {
+    /// A backend where every check passes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Make `check_provider` for this provider report the endpoint unreachable with `failure`.
+    pub fn fail_provider(&self, provider: &str, failure: Failure) {
+        lock(&self.provider_failures).insert(provider.to_string(), failure);
+    }
+
+    /// Make `authenticate` fail for this provider.
+    pub fn fail_authentication(&self, provider: &str, failure: Failure) {
+        lock(&self.auth_failures).insert(provider.to_string(), failure);
+    }
+
+    /// Make `verify_mailbox` fail for this address.
+    pub fn fail_mailbox(&self, email: &str, failure: Failure) {
+        lock(&self.mailbox_failures).insert(email.to_string(), failure);
+    }
+
+    /// Let the next verification of this address rotate its refresh token to `token`.
+    pub fn rotate_refresh_token(&self, email: &str, token: &str) {
+        lock(&self.rotated_tokens).insert(email.to_string(), token.to_string());
+    }
+
+    /// Calls to `check_provider` so far.
+    pub fn provider_calls(&self) -> usize {
+        self.provider_calls.load(Ordering::SeqCst)
+    }
+
+    /// Calls to `authenticate` so far.
+    pub fn auth_calls(&self) -> usize {
+        self.auth_calls.load(Ordering::SeqCst)
+    }
+
+    /// Calls to `verify_mailbox` so far.
+    pub fn mailbox_calls(&self) -> usize {
+        self.mailbox_calls.load(Ordering::SeqCst)
+    }
+
+    /// Every call of any kind so far.
+    pub fn total_calls(&self) -> usize {
+        self.provider_calls() + self.auth_calls() + self.mailbox_calls()
+    }
+
+    /// Addresses verified so far, in call order.
+    pub fn verified_addresses(&self) -> Vec<String> {
+        lock(&self.verified).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking test thread must not hide the state from the others.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MailBackend for FakeBackend {
+    fn check_provider<'a>(&'a self, probe: &'a ProviderProbe) -> BoxFuture<'a, ProviderOutcome> {
+        self.provider_calls.fetch_add(1, Ordering::SeqCst);
+        let failure = lock(&self.provider_failures).get(&probe.provider).cloned();
+        Box::pin(async move {
+            ProviderOutcome {
+                reachable: failure.map_or(Ok(()), Err),
+                authenticated: probe.credential.as_ref().map(|_| Ok(())),
+            }
+        })
+    }
+
+    fn authenticate<'a>(
+        &'a self,
+        provider: &'a str,
+        _service: &'a Service,
+        _credential: &'a Credential,
+    ) -> BoxFuture<'a, Result<(), Failure>> {
+        self.auth_calls.fetch_add(1, Ordering::SeqCst);
+        let failure = lock(&self.auth_failures).get(provider).cloned();
+        Box::pin(async move { failure.map_or(Ok(()), Err) })
+    }
+
+    fn verify_mailbox<'a>(&'a self, probe: &'a MailboxProbe) -> BoxFuture<'a, MailboxOutcome> {
+        self.mailbox_calls.fetch_add(1, Ordering::SeqCst);
+        lock(&self.verified).push(probe.email.clone());
+        let failure = lock(&self.mailbox_failures).get(&probe.email).cloned();
+        let rotated = lock(&self.rotated_tokens).remove(&probe.email);
+        Box::pin(async move {
+            let mailbox = failure.map_or(Ok(()), Err);
+            let calendar = (probe.check_calendar && mailbox.is_ok()).then_some(Ok(()));
+            MailboxOutcome {
+                mailbox,
+                calendar,
+                rotated_refresh_token: rotated.map(SecretString::from),
+            }
+        })
+    }
+}

@@ -1,0 +1,760 @@
+//! Reconciler scenarios against a mock API server (the kube-rs controller-rs
+//! `ApiServerVerifier` pattern): every request the reconcile makes is checked for method,
+//! path and body, and a request nobody expected fails the test.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::watcher::Event;
+use kube::{Client, Resource};
+use mailops::api::conditions::{Reason, find};
+use mailops::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
+use mailops::config::OperatorConfig;
+use mailops::controller::{self, Context, Guarded, Writers, binding, provider};
+use mailops::exchange::fake::FakeBackend;
+use mailops::exchange::{Failure, MailBackend};
+use mailops::metrics::Metrics;
+use serde_json::{Value, json};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// Assertions on one request's query string and JSON body.
+type Check = Box<dyn FnOnce(&str, &Value) + Send>;
+
+/// One expected request and the answer to give.
+struct Step {
+    method: Method,
+    path: String,
+    check: Check,
+    status: u16,
+    respond: Value,
+}
+
+fn step(
+    method: Method,
+    path: &str,
+    check: impl FnOnce(&str, &Value) + Send + 'static,
+    respond: Value,
+) -> Step {
+    Step {
+        method,
+        path: path.to_string(),
+        check: Box::new(check),
+        status: 200,
+        respond,
+    }
+}
+
+/// Serves the expected steps in order, then records (and fails) any further request.
+struct Verifier {
+    expected: usize,
+    served: Arc<std::sync::atomic::AtomicUsize>,
+    unexpected: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Verifier {
+    fn start(mut handle: Handle, steps: Vec<Step>) -> Self {
+        let unexpected = Arc::new(Mutex::new(Vec::new()));
+        let seen = unexpected.clone();
+        let expected = steps.len();
+        let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = served.clone();
+        let task = tokio::spawn(async move {
+            for step in steps {
+                let (request, send) = handle.next_request().await.expect("a request");
+                assert_eq!(request.method(), step.method, "method of {}", request.uri());
+                assert_eq!(request.uri().path(), step.path, "path");
+                let query = request.uri().query().unwrap_or_default().to_string();
+                let bytes = request.into_body().collect_bytes().await.unwrap();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                (step.check)(&query, &body);
+                send.send_response(
+                    Response::builder()
+                        .status(step.status)
+                        .body(Body::from(serde_json::to_vec(&step.respond).unwrap()))
+                        .unwrap(),
+                );
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            while let Some((request, send)) = handle.next_request().await {
+                seen.lock()
+                    .unwrap()
+                    .push(format!("{} {}", request.method(), request.uri()));
+                send.send_response(
+                    Response::builder()
+                        .status(500)
+                        .body(Body::from(b"{}".to_vec()))
+                        .unwrap(),
+                );
+            }
+        });
+        Verifier {
+            expected,
+            served,
+            unexpected,
+            task,
+        }
+    }
+
+    /// All expected steps were served and nothing else was asked.
+    async fn done(self) {
+        let unexpected = self.unexpected.lock().unwrap().clone();
+        assert!(unexpected.is_empty(), "unexpected requests: {unexpected:?}");
+        if self.task.is_finished() {
+            // The step loop panicked (a failed assertion): surface it.
+            self.task.await.unwrap();
+        } else {
+            self.task.abort();
+        }
+        let served = self.served.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(served, self.expected, "expected requests that never came");
+    }
+}
+
+struct Harness {
+    ctx: Arc<Context>,
+    writers: Writers,
+    backend: Arc<FakeBackend>,
+    handle: Option<Handle>,
+}
+
+fn harness() -> Harness {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let backend = Arc::new(FakeBackend::new());
+    let (stores, writers) = controller::stores();
+    let ctx = Context::new(
+        client,
+        backend.clone() as Arc<dyn MailBackend>,
+        OperatorConfig {
+            identity: "test".into(),
+            ..OperatorConfig::default()
+        },
+        Arc::new(Metrics::new()),
+        stores,
+    );
+    Harness {
+        ctx: Arc::new(ctx),
+        writers,
+        backend,
+        handle: Some(handle),
+    }
+}
+
+impl Harness {
+    fn verifier(&mut self, steps: Vec<Step>) -> Verifier {
+        Verifier::start(self.handle.take().expect("one verifier per harness"), steps)
+    }
+
+    fn provider(&mut self, v: Value) -> Arc<Guarded<EmailProvider>> {
+        let g: Guarded<EmailProvider> = serde_json::from_value(v).unwrap();
+        self.writers
+            .providers
+            .apply_watcher_event(&Event::Apply(g.clone()));
+        Arc::new(g)
+    }
+
+    fn account(&mut self, v: Value) -> Arc<Guarded<ExchangeServiceAccount>> {
+        let g: Guarded<ExchangeServiceAccount> = serde_json::from_value(v).unwrap();
+        self.writers
+            .service_accounts
+            .apply_watcher_event(&Event::Apply(g.clone()));
+        Arc::new(g)
+    }
+
+    fn binding(&mut self, v: Value) -> Arc<Guarded<MailboxBinding>> {
+        let g: Guarded<MailboxBinding> = serde_json::from_value(v).unwrap();
+        self.writers
+            .bindings
+            .apply_watcher_event(&Event::Apply(g.clone()));
+        Arc::new(g)
+    }
+
+    fn secret(&mut self, ns: &str, name: &str, data: &[(&str, &str)]) {
+        let mut s = Secret::default();
+        s.metadata.name = Some(name.into());
+        s.metadata.namespace = Some(ns.into());
+        s.metadata.resource_version = Some("1".into());
+        s.data = Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        );
+        self.writers.secrets.apply_watcher_event(&Event::Apply(s));
+    }
+
+    fn namespace(&mut self, name: &str, labels: &[(&str, &str)]) {
+        let mut n = Namespace::default();
+        n.metadata.name = Some(name.into());
+        n.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        );
+        self.writers
+            .namespaces
+            .apply_watcher_event(&Event::Apply(n));
+    }
+}
+
+const API: &str = "mailops.dev/v1alpha1";
+
+fn ready_status() -> Value {
+    json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Verified", "message": "ok",
+        "lastTransitionTime": "2026-01-01T00:00:00Z"}]})
+}
+
+fn basic_provider(name: &str, domains: &[&str]) -> Value {
+    json!({
+        "apiVersion": API, "kind": "EmailProvider",
+        "metadata": {"name": name, "generation": 1, "finalizers": ["mailops.dev/in-use"]},
+        "spec": {"serviceType": "Exchange", "serviceAddress": "mail.contoso.com",
+                 "domains": domains, "authentication": {"method": "Basic"}},
+        "status": ready_status(),
+    })
+}
+
+fn own_credentials_binding(ns: &str, name: &str, email: &str, secret: &str) -> Value {
+    json!({
+        "apiVersion": API, "kind": "MailboxBinding",
+        "metadata": {"name": name, "namespace": ns, "generation": 1},
+        "spec": {"emailAddress": email, "authentication": {"credentialsSecretRef": {"name": secret}}},
+    })
+}
+
+fn condition<'a>(body: &'a Value, type_: &str) -> &'a Value {
+    body["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {body}"))
+}
+
+fn is_status_apply(query: &str) {
+    assert!(query.contains("fieldManager=mailops"), "{query}");
+    assert!(query.contains("force=true"), "{query}");
+}
+
+fn event_step(ns: &str, type_: &'static str, reason: &'static str) -> Step {
+    Step {
+        method: Method::POST,
+        path: format!("/apis/events.k8s.io/v1/namespaces/{ns}/events"),
+        check: Box::new(move |_, body| {
+            assert_eq!(body["type"], type_, "{body}");
+            assert_eq!(body["reason"], reason, "{body}");
+            assert_eq!(body["reportingController"], "mailops");
+        }),
+        status: 201,
+        respond: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": "e", "namespace": ns}, "eventTime": "2026-01-01T00:00:00.000000Z"}),
+    }
+}
+
+/// `Action` keeps its delay private; its Debug form is `Action { requeue_after: Some(1.5s) }`.
+fn requeue_seconds(action: &Action) -> f64 {
+    let text = format!("{action:?}");
+    let start = text.find("Some(").expect("a requeue") + 5;
+    let end = start + text[start..].find("s)").expect("seconds");
+    text[start..end].parse().expect("a number of seconds")
+}
+
+async fn run<F, T>(fut: F) -> T
+where
+    F: std::future::Future<Output = T>,
+{
+    // A reconcile waiting on a request no step answers would hang: fail instead.
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .expect("reconcile finished")
+}
+
+#[tokio::test]
+async fn provider_gets_the_finalizer_on_first_sight() {
+    let mut h = harness();
+    let mut p = basic_provider("exchange", &["contoso.com"]);
+    p["metadata"].as_object_mut().unwrap().remove("finalizers");
+    let obj = h.provider(p.clone());
+    let v = h.verifier(vec![step(
+        Method::PATCH,
+        "/apis/mailops.dev/v1alpha1/emailproviders/exchange",
+        |_, body| {
+            let ops = body.as_array().expect("a JSON patch");
+            assert!(
+                ops.iter().any(|op| op["op"] == "add"
+                    && op["path"] == "/metadata/finalizers"
+                    && op["value"] == json!(["mailops.dev/in-use"])),
+                "{body}"
+            );
+        },
+        p,
+    )]);
+    let action = run(provider::reconcile(obj, h.ctx.clone())).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    assert_eq!(h.backend.total_calls(), 0);
+    v.done().await;
+}
+
+#[tokio::test]
+async fn provider_deletion_is_blocked_while_a_binding_uses_it() {
+    let mut h = harness();
+    let mut p = basic_provider("exchange", &["contoso.com"]);
+    p["metadata"]["deletionTimestamp"] = json!("2026-01-02T00:00:00Z");
+    let obj = h.provider(p.clone());
+    let mut b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    b["status"] = json!({"provider": "exchange", "authenticatedVia": "Credentials"});
+    h.binding(b);
+    let v = h.verifier(vec![
+        step(
+            Method::PATCH,
+            "/apis/mailops.dev/v1alpha1/emailproviders/exchange/status",
+            |query, body| {
+                is_status_apply(query);
+                assert_eq!(body["kind"], "EmailProvider");
+                let t = condition(body, "Terminating");
+                assert_eq!(t["status"], "True");
+                assert_eq!(t["reason"], "InUse");
+                let msg = t["message"].as_str().unwrap();
+                assert!(msg.contains("1 object"), "{msg}");
+                assert!(msg.contains("MailboxBinding team-a/jane"), "{msg}");
+                assert_eq!(body["status"]["mailboxCount"], 1);
+                // Attached mailboxes keep working while the provider drains.
+                assert_eq!(condition(body, "Ready")["status"], "True");
+            },
+            p,
+        ),
+        event_step("default", "Warning", "DeletionBlocked"),
+    ]);
+    let err = run(provider::reconcile(obj.clone(), h.ctx.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), Some(Reason::InUse));
+    // No requeue: the last user's deletion triggers the next attempt.
+    assert_eq!(
+        controller::error_policy(obj, &err, h.ctx.clone()),
+        Action::await_change()
+    );
+    v.done().await;
+}
+
+#[tokio::test]
+async fn provider_is_released_once_the_last_binding_is_gone() {
+    let mut h = harness();
+    let mut p = basic_provider("exchange", &["contoso.com"]);
+    p["metadata"]["deletionTimestamp"] = json!("2026-01-02T00:00:00Z");
+    let obj = h.provider(p.clone());
+    let b = h.binding({
+        let mut b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+        b["status"] = json!({"provider": "exchange"});
+        b
+    });
+    h.writers
+        .bindings
+        .apply_watcher_event(&Event::Delete((*b).clone()));
+    let mut released = p.clone();
+    released["metadata"]["finalizers"] = json!([]);
+    let v = h.verifier(vec![step(
+        Method::PATCH,
+        "/apis/mailops.dev/v1alpha1/emailproviders/exchange",
+        |_, body| {
+            let ops = body.as_array().expect("a JSON patch");
+            assert!(
+                ops.iter().any(|op| op["op"] == "test"
+                    && op["path"] == "/metadata/finalizers/0"
+                    && op["value"] == "mailops.dev/in-use"),
+                "{body}"
+            );
+            assert!(
+                ops.iter()
+                    .any(|op| op["op"] == "remove" && op["path"] == "/metadata/finalizers/0"),
+                "{body}"
+            );
+        },
+        released,
+    )]);
+    run(provider::reconcile(obj, h.ctx.clone())).await.unwrap();
+    v.done().await;
+}
+
+#[tokio::test]
+async fn an_unchanged_status_makes_no_request() {
+    let mut h = harness();
+    let mut p = basic_provider("exchange", &["contoso.com"]);
+    p["status"] = json!({});
+    let obj = h.provider(p.clone());
+    let written = Arc::new(Mutex::new(Value::Null));
+    let keep = written.clone();
+    let v = h.verifier(vec![
+        step(
+            Method::PATCH,
+            "/apis/mailops.dev/v1alpha1/emailproviders/exchange/status",
+            move |query, body| {
+                is_status_apply(query);
+                assert_eq!(condition(body, "Ready")["status"], "True");
+                assert_eq!(condition(body, "Reachable")["reason"], "Verified");
+                assert_eq!(condition(body, "Authenticated")["reason"], "NotRequested");
+                assert_eq!(body["status"]["observedGeneration"], 1);
+                assert_eq!(body["status"]["serviceAddress"], "mail.contoso.com");
+                *keep.lock().unwrap() = body["status"].clone();
+            },
+            p.clone(),
+        ),
+        event_step("default", "Normal", "Verified"),
+    ]);
+    run(provider::reconcile(obj, h.ctx.clone())).await.unwrap();
+    v.done().await;
+    assert_eq!(h.backend.provider_calls(), 1);
+
+    // The API server now holds that status; reconciling again must be silent, and the
+    // remembered probe spares Exchange too.
+    let mut h2 = Harness { handle: None, ..h };
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = Context::new(
+        Client::new(service, "default"),
+        h2.backend.clone() as Arc<dyn MailBackend>,
+        OperatorConfig::default(),
+        Arc::new(Metrics::new()),
+        h2.ctx.stores.clone(),
+    );
+    h2.handle = Some(handle);
+    p["status"] = written.lock().unwrap().clone();
+    let obj = h2.provider(p);
+    let v = h2.verifier(vec![]);
+    run(provider::reconcile(obj, Arc::new(ctx))).await.unwrap();
+    v.done().await;
+    assert_eq!(
+        h2.backend.provider_calls(),
+        2,
+        "a fresh context has no probe memory"
+    );
+}
+
+fn restricted_account() -> Value {
+    json!({
+        "apiVersion": API, "kind": "ExchangeServiceAccount",
+        "metadata": {"name": "svc", "generation": 1, "finalizers": ["mailops.dev/in-use"]},
+        "spec": {"providerRef": {"name": "exchange"},
+                 "credentials": {"basic": {"secretRef": {"namespace": "mailops-system", "name": "svc"}}},
+                 "allowedNamespaces": {"names": ["finance"], "selector": {"matchLabels": {"mail": "on"}}}},
+        "status": ready_status(),
+    })
+}
+
+#[tokio::test]
+async fn binding_outside_the_accounts_namespaces_is_not_authorized_and_never_probed() {
+    let mut h = harness();
+    h.provider(basic_provider("exchange", &["contoso.com"]));
+    h.account(restricted_account());
+    h.secret(
+        "mailops-system",
+        "svc",
+        &[("username", "svc"), ("password", "pw")],
+    );
+    h.namespace("team-a", &[("mail", "off")]);
+    let b = json!({
+        "apiVersion": API, "kind": "MailboxBinding",
+        "metadata": {"name": "jane", "namespace": "team-a", "generation": 1},
+        "spec": {"emailAddress": "jane@contoso.com", "authentication": {"serviceAccountRef": {"name": "svc"}}},
+    });
+    let obj = h.binding(b.clone());
+    let v = h.verifier(vec![
+        step(
+            Method::PATCH,
+            "/apis/mailops.dev/v1alpha1/namespaces/team-a/mailboxbindings/jane/status",
+            |query, body| {
+                is_status_apply(query);
+                let a = condition(body, "Authorized");
+                assert_eq!(a["status"], "False");
+                assert_eq!(a["reason"], "NamespaceNotAllowed");
+                assert_eq!(condition(body, "Ready")["reason"], "NamespaceNotAllowed");
+            },
+            b,
+        ),
+        event_step("team-a", "Warning", "NamespaceNotAllowed"),
+    ]);
+    let err = run(binding::reconcile(obj, h.ctx.clone()))
+        .await
+        .unwrap_err();
+    assert!(err.is_permanent(), "waits for a change, no retry storm");
+    assert_eq!(
+        h.backend.total_calls(),
+        0,
+        "nothing may be sent to Exchange"
+    );
+    v.done().await;
+}
+
+#[tokio::test]
+async fn binding_finds_its_provider_by_domain_and_is_verified() {
+    let mut h = harness();
+    h.provider(basic_provider("other", &["fabrikam.com"]));
+    h.provider(basic_provider("exchange", &["contoso.com"]));
+    h.secret("team-a", "jane", &[("password", "s3cret-value")]);
+    let b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    let obj = h.binding(b.clone());
+    let v = h.verifier(vec![
+        step(
+            Method::PATCH,
+            "/apis/mailops.dev/v1alpha1/namespaces/team-a/mailboxbindings/jane/status",
+            |query, body| {
+                is_status_apply(query);
+                let s = &body["status"];
+                assert_eq!(s["provider"], "exchange");
+                assert_eq!(s["login"], "jane@contoso.com");
+                assert_eq!(s["authenticatedVia"], "Credentials");
+                assert_eq!(s["endpoint"], "https://mail.contoso.com/EWS/Exchange.asmx");
+                assert!(s["lastVerifiedTime"].is_string());
+                assert_eq!(condition(body, "Ready")["status"], "True");
+                assert_eq!(condition(body, "Verified")["status"], "True");
+                assert_eq!(
+                    condition(body, "CalendarConnected")["reason"],
+                    "NotRequested"
+                );
+                assert!(!body.to_string().contains("s3cret-value"), "secret leaked");
+            },
+            b,
+        ),
+        event_step("team-a", "Normal", "Verified"),
+    ]);
+    let action = run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    assert!(
+        action != Action::await_change(),
+        "a Ready mailbox is re-verified periodically"
+    );
+    assert_eq!(h.backend.verified_addresses(), vec!["jane@contoso.com"]);
+    v.done().await;
+}
+
+/// A binding that fails resolution or credentials: one status write with the reason on
+/// the named condition, one Warning Event, and nothing sent to Exchange.
+async fn expect_binding_failure(
+    mut h: Harness,
+    b: Value,
+    condition_type: &'static str,
+    reason: &'static str,
+) {
+    let obj = h.binding(b.clone());
+    let v = h.verifier(vec![
+        step(
+            Method::PATCH,
+            "/apis/mailops.dev/v1alpha1/namespaces/team-a/mailboxbindings/jane/status",
+            move |_, body| {
+                let c = condition(body, condition_type);
+                assert_eq!(c["status"], "False", "{body}");
+                assert_eq!(c["reason"], reason, "{body}");
+                assert_eq!(condition(body, "Ready")["reason"], reason);
+            },
+            b,
+        ),
+        event_step("team-a", "Warning", reason),
+    ]);
+    let err = run(binding::reconcile(obj, h.ctx.clone()))
+        .await
+        .unwrap_err();
+    assert!(err.is_permanent());
+    assert_eq!(h.backend.total_calls(), 0);
+    v.done().await;
+}
+
+#[tokio::test]
+async fn two_providers_for_one_domain_is_ambiguous() {
+    let mut h = harness();
+    h.provider(basic_provider("exchange-a", &["contoso.com"]));
+    h.provider(basic_provider("exchange-b", &["contoso.com"]));
+    h.secret("team-a", "jane", &[("password", "pw")]);
+    let b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    expect_binding_failure(h, b, "Authorized", "AmbiguousProvider").await;
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_reported() {
+    let mut h = harness();
+    h.provider(basic_provider("exchange", &["contoso.com"]));
+    let b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    expect_binding_failure(h, b, "Verified", "SecretNotFound").await;
+}
+
+#[tokio::test]
+async fn a_secret_without_the_key_is_reported() {
+    let mut h = harness();
+    h.provider(basic_provider("exchange", &["contoso.com"]));
+    h.secret("team-a", "jane", &[("refreshToken", "not-a-password")]);
+    let b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    expect_binding_failure(h, b, "Verified", "SecretKeyMissing").await;
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_written_back_to_the_secret() {
+    let mut h = harness();
+    let p = json!({
+        "apiVersion": API, "kind": "EmailProvider",
+        "metadata": {"name": "m365", "generation": 1, "finalizers": ["mailops.dev/in-use"]},
+        "spec": {"serviceType": "Microsoft365", "domains": ["contoso.com"],
+                 "authentication": {"method": "OAuth2", "oauth2": {"clientId": "app", "tenantId": "contoso.com",
+                    "clientSecretRef": {"namespace": "mailops-system", "name": "app"}}}},
+        "status": ready_status(),
+    });
+    h.provider(p);
+    h.secret("mailops-system", "app", &[("client-secret", "app-secret")]);
+    h.secret("team-a", "jane", &[("refreshToken", "old-token")]);
+    h.backend
+        .rotate_refresh_token("jane@contoso.com", "new-token");
+    let b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    let obj = h.binding(b.clone());
+    let v = h.verifier(vec![
+        step(
+            Method::PATCH,
+            "/api/v1/namespaces/team-a/secrets/jane",
+            |_, body| {
+                // base64("new-token")
+                assert_eq!(body["data"]["refreshToken"], "bmV3LXRva2Vu", "{body}");
+                assert_eq!(body["data"].as_object().unwrap().len(), 1);
+            },
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "jane", "namespace": "team-a"}}),
+        ),
+        step(
+            Method::PATCH,
+            "/apis/mailops.dev/v1alpha1/namespaces/team-a/mailboxbindings/jane/status",
+            |_, body| {
+                assert_eq!(condition(body, "Ready")["status"], "True");
+                assert!(!body.to_string().contains("token"), "no token in status: {body}");
+            },
+            b,
+        ),
+        event_step("team-a", "Normal", "Verified"),
+    ]);
+    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    v.done().await;
+}
+
+#[tokio::test]
+async fn a_throttled_mailbox_retries_after_the_servers_delay() {
+    let mut h = harness();
+    h.provider(basic_provider("exchange", &["contoso.com"]));
+    h.secret("team-a", "jane", &[("password", "pw")]);
+    h.backend.fail_mailbox(
+        "jane@contoso.com",
+        Failure {
+            retry_after: Some(Duration::from_secs(120)),
+            ..Failure::new(Reason::Throttled, "ErrorServerBusy")
+        },
+    );
+    let b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    let obj = h.binding(b.clone());
+    let v = h.verifier(vec![
+        step(
+            Method::PATCH,
+            "/apis/mailops.dev/v1alpha1/namespaces/team-a/mailboxbindings/jane/status",
+            |_, body| assert_eq!(condition(body, "Verified")["reason"], "Throttled"),
+            b,
+        ),
+        event_step("team-a", "Warning", "Throttled"),
+    ]);
+    let err = run(binding::reconcile(obj.clone(), h.ctx.clone()))
+        .await
+        .unwrap_err();
+    assert!(!err.is_permanent());
+    let action = controller::error_policy(obj, &err, h.ctx.clone());
+    assert!(
+        (120.0..=132.0).contains(&requeue_seconds(&action)),
+        "Retry-After (plus at most 10 % jitter) decides: {action:?}"
+    );
+    v.done().await;
+}
+
+#[tokio::test]
+async fn transient_failures_back_off_exponentially() {
+    let mut h = harness();
+    h.provider(basic_provider("exchange", &["contoso.com"]));
+    let obj = h.binding(own_credentials_binding(
+        "team-a",
+        "jane",
+        "jane@contoso.com",
+        "jane",
+    ));
+    let err = mailops::Error::Exchange {
+        reason: Reason::Unreachable,
+        message: "connection refused".into(),
+        retry_after: None,
+    };
+    let first = requeue_seconds(&controller::error_policy(obj.clone(), &err, h.ctx.clone()));
+    let second = requeue_seconds(&controller::error_policy(obj.clone(), &err, h.ctx.clone()));
+    assert!((5.0..=5.5).contains(&first), "{first}");
+    assert!((10.0..=11.0).contains(&second), "{second}");
+    for _ in 0..20 {
+        controller::error_policy(obj.clone(), &err, h.ctx.clone());
+    }
+    let capped = requeue_seconds(&controller::error_policy(obj, &err, h.ctx.clone()));
+    assert!((300.0..=330.0).contains(&capped), "{capped}");
+}
+
+#[tokio::test]
+async fn a_malformed_binding_is_reported_without_breaking_the_rest() {
+    let mut h = harness();
+    // A LIST holding one malformed object still decodes: the watch goes on.
+    let list: kube::core::ObjectList<Guarded<MailboxBinding>> = serde_json::from_value(json!({
+        "apiVersion": API, "kind": "MailboxBindingList", "metadata": {},
+        "items": [
+            {"apiVersion": API, "kind": "MailboxBinding", "metadata": {"name": "broken", "namespace": "team-a"},
+             "spec": {"emailAddress": 42}},
+            own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane"),
+        ]
+    }))
+    .unwrap();
+    assert!(list.items[0].0.is_err());
+    assert!(list.items[1].0.is_ok());
+    for item in &list.items {
+        h.writers
+            .bindings
+            .apply_watcher_event(&Event::Apply(item.clone()));
+    }
+    let broken = Arc::new(list.items[0].clone());
+    let v = h.verifier(vec![]);
+    let action = run(binding::reconcile(broken, h.ctx.clone()))
+        .await
+        .unwrap();
+    assert_eq!(action, Action::await_change());
+    assert!(h.ctx.metrics.encode().contains("result=\"malformed\""));
+    assert_eq!(h.ctx.stores.bindings.state().len(), 2);
+    v.done().await;
+}
+
+#[tokio::test]
+async fn a_provider_object_reference_is_the_mailops_kind() {
+    // Guarded objects keep the kind's API coordinates, so Api<Guarded<K>> watches the CRD.
+    assert_eq!(Guarded::<EmailProvider>::plural(&()), "emailproviders");
+    assert_eq!(Guarded::<MailboxBinding>::group(&()), "mailops.dev");
+    let b = find(&[], "Ready");
+    assert!(b.is_none());
+}
+
+#[tokio::test]
+async fn missing_crds_fail_start_up_with_the_fix() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let mut not_found = step(
+        Method::GET,
+        "/apis/mailops.dev/v1alpha1/emailproviders",
+        |query, _| assert!(query.contains("limit=1"), "a cheap probe: {query}"),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": "the server could not find the requested resource", "reason": "NotFound", "code": 404}),
+    );
+    not_found.status = 404;
+    let v = Verifier::start(handle, vec![not_found]);
+    let err = run(controller::check_crds(&client)).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("kubectl apply --server-side -f crds/"),
+        "{text}"
+    );
+    assert!(text.contains("EmailProvider"), "{text}");
+    v.done().await;
+}
