@@ -187,12 +187,15 @@ class DefaultRenderTest(unittest.TestCase):
                 for resource in rule["resources"]:
                     granted.setdefault((group, resource), set()).update(rule["verbs"])
         expected = {}
+        # The controllers read everything from watch caches: no `get`; only providers and
+        # service accounts carry a finalizer, so bindings are not patched.
         for kind in ("emailproviders", "exchangeserviceaccounts", "mailboxbindings"):
-            expected[("mailops.dev", kind)] = {"get", "list", "watch", "patch"}
+            expected[("mailops.dev", kind)] = {"list", "watch"}
             expected[("mailops.dev", f"{kind}/status")] = {"patch"}
-            expected[("mailops.dev", f"{kind}/finalizers")] = {"update"}
-        expected[("", "secrets")] = {"get", "list", "watch", "patch"}
-        expected[("", "namespaces")] = {"get", "list", "watch"}
+        for kind in ("emailproviders", "exchangeserviceaccounts"):
+            expected[("mailops.dev", kind)].add("patch")
+        expected[("", "secrets")] = {"list", "watch", "patch"}
+        expected[("", "namespaces")] = {"list", "watch"}
         expected[("events.k8s.io", "events")] = {"create", "patch"}
         self.assertEqual(granted, expected)
 
@@ -256,13 +259,13 @@ class ValuesTest(unittest.TestCase):
     def test_secret_write_back_off_leaves_secrets_read_only(self):
         objects, manifests = render({"rbac": {"secretWriteBack": False}})
         (rule,) = rules_for(one(objects, "ClusterRole"), "", "secrets")
-        self.assertEqual(rule["verbs"], ["get", "list", "watch"])
+        self.assertEqual(rule["verbs"], ["list", "watch"])
         self.assertIn("secretWriteBack=false", manifests["mailops/templates/NOTES.txt"])
 
     def test_secret_write_back_on_adds_only_patch(self):
         objects, _ = render({"rbac": {"secretWriteBack": True}})
         (rule,) = rules_for(one(objects, "ClusterRole"), "", "secrets")
-        self.assertEqual(rule["verbs"], ["get", "list", "watch", "patch"])
+        self.assertEqual(rule["verbs"], ["list", "watch", "patch"])
 
     def test_log_settings_reach_the_container(self):
         objects, _ = render({"logFormat": "json", "logLevel": "info,mailops=debug"})
