@@ -24,6 +24,9 @@ pub struct OperatorConfig {
     pub max_probes_per_provider: usize,
     /// Timeout of every request to Exchange or Entra ID.
     pub request_timeout: Duration,
+    /// Write a refresh token the authority rotated back to the binding's Secret. Off when
+    /// the operator may not patch Secrets (chart value `rbac.secretWriteBack=false`).
+    pub secret_write_back: bool,
 }
 
 impl Default for OperatorConfig {
@@ -38,6 +41,7 @@ impl Default for OperatorConfig {
             reverify_interval: Duration::from_secs(3600),
             max_probes_per_provider: 8,
             request_timeout: Duration::from_secs(15),
+            secret_write_back: true,
         }
     }
 }
@@ -51,6 +55,10 @@ pub struct RunArgs {
     /// Address for `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, default_value = "0.0.0.0:8080", env = "MAILOPS_HTTP_ADDR")]
     pub http_addr: SocketAddr,
+    /// Do not write rotated OAuth2 refresh tokens back to bindings' Secrets (for an
+    /// operator that may only read Secrets).
+    #[arg(long, env = "MAILOPS_NO_SECRET_WRITE_BACK")]
+    pub no_secret_write_back: bool,
     /// Disable leader election (only for a single replica).
     #[arg(long, env = "MAILOPS_NO_LEADER_ELECTION")]
     pub no_leader_election: bool,
@@ -83,6 +91,7 @@ impl From<&RunArgs> for OperatorConfig {
             allow_insecure_endpoints: a.allow_insecure_endpoints,
             http_addr: a.http_addr,
             leader_election: !a.no_leader_election,
+            secret_write_back: !a.no_secret_write_back,
             lease_namespace: a.lease_namespace.clone(),
             lease_name: a.lease_name.clone(),
             identity: a.identity.clone(),

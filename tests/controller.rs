@@ -126,6 +126,13 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_with(OperatorConfig {
+        identity: "test".into(),
+        ..OperatorConfig::default()
+    })
+}
+
+fn harness_with(config: OperatorConfig) -> Harness {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let backend = Arc::new(FakeBackend::new());
@@ -133,10 +140,7 @@ fn harness() -> Harness {
     let ctx = Context::new(
         client,
         backend.clone() as Arc<dyn MailBackend>,
-        OperatorConfig {
-            identity: "test".into(),
-            ..OperatorConfig::default()
-        },
+        config,
         Arc::new(Metrics::new()),
         stores,
     );
@@ -627,6 +631,42 @@ async fn a_rotated_refresh_token_is_written_back_to_the_secret() {
                 assert_eq!(condition(body, "Ready")["status"], "True");
                 assert!(!body.to_string().contains("token"), "no token in status: {body}");
             },
+            b,
+        ),
+        event_step("team-a", "Normal", "Verified"),
+    ]);
+    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    v.done().await;
+}
+
+#[tokio::test]
+async fn without_write_back_a_rotated_token_is_not_patched_into_the_secret() {
+    let mut h = harness_with(OperatorConfig {
+        identity: "test".into(),
+        secret_write_back: false,
+        ..OperatorConfig::default()
+    });
+    let p = json!({
+        "apiVersion": API, "kind": "EmailProvider",
+        "metadata": {"name": "m365", "generation": 1, "finalizers": ["mailops.dev/in-use"]},
+        "spec": {"serviceType": "Microsoft365", "domains": ["contoso.com"],
+                 "authentication": {"method": "OAuth2", "oauth2": {"clientId": "app", "tenantId": "contoso.com",
+                    "clientSecretRef": {"namespace": "mailops-system", "name": "app"}}}},
+        "status": ready_status(),
+    });
+    h.provider(p);
+    h.secret("mailops-system", "app", &[("client-secret", "app-secret")]);
+    h.secret("team-a", "jane", &[("refreshToken", "old-token")]);
+    h.backend
+        .rotate_refresh_token("jane@contoso.com", "new-token");
+    let b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    let obj = h.binding(b.clone());
+    // The first request is the status: no PATCH of the Secret comes before it.
+    let v = h.verifier(vec![
+        step(
+            Method::PATCH,
+            "/apis/mailops.dev/v1alpha1/namespaces/team-a/mailboxbindings/jane/status",
+            |_, body| assert_eq!(condition(body, "Ready")["status"], "True"),
             b,
         ),
         event_step("team-a", "Normal", "Verified"),

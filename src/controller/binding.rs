@@ -227,6 +227,16 @@ async fn verify(b: &MailboxBinding, r: &Resolution, ctx: &Context) -> Result<Ver
 /// Store a refresh token the authority rotated in the binding's Secret, so the next
 /// verification (and the mail client) uses the live one.
 async fn write_back_refresh_token(ctx: &Context, ns: &str, name: &str, token: &str) -> Result<()> {
+    if !ctx.config.secret_write_back {
+        // Without write-back the old refresh token keeps working until it expires; say
+        // so, so the admin can rotate the Secret before it does.
+        tracing::warn!(
+            namespace = ns,
+            secret = name,
+            "the authority rotated this mailbox's refresh token, but write-back is off (--no-secret-write-back): update the Secret's refreshToken before the old one expires"
+        );
+        return Ok(());
+    }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let patch = serde_json::json!({
         "data": { credentials::REFRESH_TOKEN_KEY: k8s_openapi::ByteString(token.as_bytes().to_vec()) }

@@ -261,11 +261,14 @@ class ValuesTest(unittest.TestCase):
         (rule,) = rules_for(one(objects, "ClusterRole"), "", "secrets")
         self.assertEqual(rule["verbs"], ["list", "watch"])
         self.assertIn("secretWriteBack=false", manifests["mailops/templates/NOTES.txt"])
+        # ...and the operator is told, so it does not try a patch it may not make.
+        self.assertIn("--no-secret-write-back", container(objects)["args"])
 
     def test_secret_write_back_on_adds_only_patch(self):
         objects, _ = render({"rbac": {"secretWriteBack": True}})
         (rule,) = rules_for(one(objects, "ClusterRole"), "", "secrets")
         self.assertEqual(rule["verbs"], ["list", "watch", "patch"])
+        self.assertNotIn("--no-secret-write-back", container(objects)["args"])
 
     def test_log_settings_reach_the_container(self):
         objects, _ = render({"logFormat": "json", "logLevel": "info,mailops=debug"})
