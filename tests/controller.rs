@@ -595,9 +595,8 @@ async fn a_secret_without_the_key_is_reported() {
     expect_binding_failure(h, b, "Verified", "SecretKeyMissing").await;
 }
 
-#[tokio::test]
-async fn a_rotated_refresh_token_is_written_back_to_the_secret() {
-    let mut h = harness();
+/// A Ready Microsoft 365 provider with its app secret, and `team-a/jane`'s refresh token.
+fn oauth2_provider_and_jane_with_a_refresh_token(h: &mut Harness) {
     let p = json!({
         "apiVersion": API, "kind": "EmailProvider",
         "metadata": {"name": "m365", "generation": 1, "finalizers": ["mailops.dev/in-use"]},
@@ -609,6 +608,12 @@ async fn a_rotated_refresh_token_is_written_back_to_the_secret() {
     h.provider(p);
     h.secret("mailops-system", "app", &[("client-secret", "app-secret")]);
     h.secret("team-a", "jane", &[("refreshToken", "old-token")]);
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_written_back_to_the_secret() {
+    let mut h = harness();
+    oauth2_provider_and_jane_with_a_refresh_token(&mut h);
     h.backend
         .rotate_refresh_token("jane@contoso.com", "new-token");
     let b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
@@ -646,17 +651,7 @@ async fn without_write_back_a_rotated_token_is_not_patched_into_the_secret() {
         secret_write_back: false,
         ..OperatorConfig::default()
     });
-    let p = json!({
-        "apiVersion": API, "kind": "EmailProvider",
-        "metadata": {"name": "m365", "generation": 1, "finalizers": ["mailops.dev/in-use"]},
-        "spec": {"serviceType": "Microsoft365", "domains": ["contoso.com"],
-                 "authentication": {"method": "OAuth2", "oauth2": {"clientId": "app", "tenantId": "contoso.com",
-                    "clientSecretRef": {"namespace": "mailops-system", "name": "app"}}}},
-        "status": ready_status(),
-    });
-    h.provider(p);
-    h.secret("mailops-system", "app", &[("client-secret", "app-secret")]);
-    h.secret("team-a", "jane", &[("refreshToken", "old-token")]);
+    oauth2_provider_and_jane_with_a_refresh_token(&mut h);
     h.backend
         .rotate_refresh_token("jane@contoso.com", "new-token");
     let b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
