@@ -89,6 +89,34 @@ async fn metrics_are_openmetrics_with_recorded_samples() {
         assert!(body.contains(sample), "missing {sample} in\n{body}");
     }
     assert!(body.ends_with("# EOF\n"), "{body}");
+
+    // A Prometheus parser reads it, and every family in it is one the README explains.
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("the exposition parses as Prometheus text");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let documented: std::collections::BTreeSet<String> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `mailops_"))
+        .filter_map(|l| l.split('`').next())
+        .map(|n| format!("mailops_{n}"))
+        .collect();
+    let scraped: std::collections::BTreeSet<String> = scrape
+        .samples
+        .iter()
+        .map(|s| {
+            let family = s
+                .metric
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_count")
+                .trim_end_matches("_sum");
+            family.to_string()
+        })
+        .collect();
+    assert_eq!(
+        scraped, documented,
+        "metrics served vs. metrics in the README's table"
+    );
     server.stop().await;
 }
 
