@@ -11,6 +11,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::client::Body;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
 use kube::{Client, Resource};
 use mailops::api::conditions::{Reason, find};
@@ -152,33 +153,31 @@ fn harness_with(config: OperatorConfig) -> Harness {
     }
 }
 
+/// Put an object into a reflector store, as the watch would, and hand it to a reconcile.
+fn stored<K>(writer: &mut Writer<Guarded<K>>, v: Value) -> Arc<Guarded<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned,
+{
+    let g: Guarded<K> = serde_json::from_value(v).unwrap();
+    writer.apply_watcher_event(&Event::Apply(g.clone()));
+    Arc::new(g)
+}
+
 impl Harness {
     fn verifier(&mut self, steps: Vec<Step>) -> Verifier {
         Verifier::start(self.handle.take().expect("one verifier per harness"), steps)
     }
 
     fn provider(&mut self, v: Value) -> Arc<Guarded<EmailProvider>> {
-        let g: Guarded<EmailProvider> = serde_json::from_value(v).unwrap();
-        self.writers
-            .providers
-            .apply_watcher_event(&Event::Apply(g.clone()));
-        Arc::new(g)
+        stored(&mut self.writers.providers, v)
     }
 
     fn account(&mut self, v: Value) -> Arc<Guarded<ExchangeServiceAccount>> {
-        let g: Guarded<ExchangeServiceAccount> = serde_json::from_value(v).unwrap();
-        self.writers
-            .service_accounts
-            .apply_watcher_event(&Event::Apply(g.clone()));
-        Arc::new(g)
+        stored(&mut self.writers.service_accounts, v)
     }
 
     fn binding(&mut self, v: Value) -> Arc<Guarded<MailboxBinding>> {
-        let g: Guarded<MailboxBinding> = serde_json::from_value(v).unwrap();
-        self.writers
-            .bindings
-            .apply_watcher_event(&Event::Apply(g.clone()));
-        Arc::new(g)
+        stored(&mut self.writers.bindings, v)
     }
 
     fn secret(&mut self, ns: &str, name: &str, data: &[(&str, &str)]) {

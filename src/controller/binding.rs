@@ -15,8 +15,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use secrecy::ExposeSecret;
 
-use super::status::{self, Transition};
-use super::{BINDING_KIND, Context, Guarded, Report, ReportCell, credentials, note_transition};
+use super::status;
+use super::{BINDING_KIND, Context, Guarded, Report, ReportCell, credentials};
 use crate::api::conditions::{self, AUTHORIZED, CALENDAR_CONNECTED, Desired, Reason, VERIFIED};
 use crate::api::{AuthenticatedVia, EmailProvider, MailboxBinding, MailboxBindingStatus};
 use crate::endpoints::provider_endpoints;
@@ -373,14 +373,6 @@ async fn write(
     };
     let api: Api<MailboxBinding> =
         Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
-    if status::apply(&api, &b.name_any(), old, &new).await? {
-        note_transition(
-            report,
-            Transition::between(
-                old.map(|s| s.conditions.as_slice()).unwrap_or_default(),
-                &new.conditions,
-            ),
-        );
-    }
+    super::write_status(&api, &b.name_any(), old, &new, report).await?;
     Ok(())
 }

@@ -228,9 +228,25 @@ pub struct Report {
 /// Shared handle the reconcile steps write their report into.
 pub type ReportCell = Mutex<Report>;
 
-/// Record a status write in the report.
-pub fn note_transition(report: &ReportCell, t: status::Transition) {
-    report.lock().unwrap_or_else(|e| e.into_inner()).transition = Some(t);
+/// Write `new` by server-side apply unless it equals `old`; when written, record the
+/// `Ready` transition for the Events `finish` publishes.
+pub async fn write_status<K, S>(
+    api: &Api<K>,
+    name: &str,
+    old: Option<&S>,
+    new: &S,
+    report: &ReportCell,
+) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize + status::HasConditions,
+{
+    if status::apply(api, name, old, new).await? {
+        let before = old.map(|s| s.conditions()).unwrap_or_default();
+        report.lock().unwrap_or_else(|e| e.into_inner()).transition =
+            Some(status::Transition::between(before, new.conditions()));
+    }
+    Ok(())
 }
 
 /// The key back-off and probe caches use for an object.

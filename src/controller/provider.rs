@@ -10,8 +10,8 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, ResourceExt};
 
 use super::fanout::attached_to_provider;
-use super::status::{self, Transition};
-use super::{Context, Guarded, PROVIDER_KIND, Report, ReportCell, credentials, note_transition};
+use super::status;
+use super::{Context, Guarded, PROVIDER_KIND, Report, ReportCell, credentials};
 use crate::api::conditions::{AUTHENTICATED, Desired, REACHABLE, Reason, TERMINATING};
 use crate::api::{EmailProvider, EmailProviderStatus, IN_USE_FINALIZER};
 use crate::endpoints::provider_endpoints;
@@ -218,33 +218,14 @@ async fn apply(p: &EmailProvider, ctx: &Context, report: &ReportCell) -> Result<
         mailbox_count: bindings.len() as i32,
         service_account_count: accounts.len() as i32,
     };
-    write_status(ctx, p, old, &new, report).await?;
+    let api: Api<EmailProvider> = Api::all(ctx.client.clone());
+    super::write_status(&api, &p.name_any(), old, &new, report).await?;
     match failure {
         Some(e) => Err(e),
         None => Ok(Action::requeue(super::backoff::reverify_after(
             ctx.config.reverify_interval,
         ))),
     }
-}
-
-async fn write_status(
-    ctx: &Context,
-    p: &EmailProvider,
-    old: Option<&EmailProviderStatus>,
-    new: &EmailProviderStatus,
-    report: &ReportCell,
-) -> Result<()> {
-    let api: Api<EmailProvider> = Api::all(ctx.client.clone());
-    if status::apply(&api, &p.name_any(), old, new).await? {
-        note_transition(
-            report,
-            Transition::between(
-                old.map(|s| s.conditions.as_slice()).unwrap_or_default(),
-                &new.conditions,
-            ),
-        );
-    }
-    Ok(())
 }
 
 /// Deletion: blocked (`Terminating=True`, `InUse`, no requeue) while anything uses the

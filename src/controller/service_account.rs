@@ -12,10 +12,8 @@ use kube::{Api, ResourceExt};
 
 use super::fanout::attached_to_account;
 use super::provider::in_use_message;
-use super::status::{self, Transition};
-use super::{
-    Context, Guarded, Report, ReportCell, SERVICE_ACCOUNT_KIND, credentials, note_transition,
-};
+use super::status;
+use super::{Context, Guarded, Report, ReportCell, SERVICE_ACCOUNT_KIND, credentials};
 use crate::api::conditions::{AUTHENTICATED, Desired, Reason, TERMINATING};
 use crate::api::{ExchangeServiceAccount, ExchangeServiceAccountStatus, IN_USE_FINALIZER};
 use crate::endpoints::provider_endpoints;
@@ -162,15 +160,7 @@ async fn apply(a: &ExchangeServiceAccount, ctx: &Context, report: &ReportCell) -
         mailbox_count: users(&a.name_any(), ctx).len() as i32,
     };
     let api: Api<ExchangeServiceAccount> = Api::all(ctx.client.clone());
-    if status::apply(&api, &a.name_any(), old, &new).await? {
-        note_transition(
-            report,
-            Transition::between(
-                old.map(|s| s.conditions.as_slice()).unwrap_or_default(),
-                &new.conditions,
-            ),
-        );
-    }
+    super::write_status(&api, &a.name_any(), old, &new, report).await?;
     checked.map(|()| Action::requeue(super::backoff::reverify_after(ctx.config.reverify_interval)))
 }
 

@@ -112,6 +112,30 @@ impl Transition {
     }
 }
 
+/// A kind's status with standard conditions.
+pub trait HasConditions {
+    /// The conditions, `Ready` among them.
+    fn conditions(&self) -> &[Condition];
+}
+
+impl HasConditions for crate::api::EmailProviderStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+}
+
+impl HasConditions for crate::api::ExchangeServiceAccountStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+}
+
+impl HasConditions for crate::api::MailboxBindingStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+}
+
 /// Server-side apply `status` to the status subresource of `name`, unless it equals `old`.
 /// Returns whether a request was sent.
 pub async fn apply<K, S>(api: &Api<K>, name: &str, old: Option<&S>, new: &S) -> crate::Result<bool>
