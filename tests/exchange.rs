@@ -8,7 +8,7 @@ use std::time::Duration;
 use exchange_fake::harness::*;
 use exchange_fake::{Behaviour, Mode};
 use mailops::api::conditions::Reason;
-use mailops::exchange::{Credential, MailBackend};
+use mailops::exchange::{Credential, MailBackend, OAuthApp};
 use secrecy::SecretString;
 
 // ---------------------------------------------------------------- success paths
@@ -174,16 +174,16 @@ async fn unknown_application_is_reported_with_aadsts700016() {
 #[tokio::test]
 async fn unknown_tenant_is_reported_with_aadsts90002() {
     let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
-    let Credential::ClientCredentials { authority, .. } = h.app(APP, SECRET) else {
+    let Credential::ClientCredentials(OAuthApp { authority, .. }) = h.app(APP, SECRET) else {
         unreachable!()
     };
-    let credential = Credential::ClientCredentials {
+    let credential = Credential::ClientCredentials(OAuthApp {
         authority,
         tenant_id: "fabrikam".into(),
         client_id: APP.into(),
         client_secret: SecretString::from(SECRET),
         scopes: vec![],
-    };
+    });
     let f = h
         .client
         .authenticate("p", &h.service(), &credential)

@@ -11,7 +11,7 @@ use exchange_fake::harness::*;
 use exchange_fake::{Behaviour, FakeExchange, Grant};
 use mailops::api::conditions::Reason;
 use mailops::exchange::client::ExchangeClient;
-use mailops::exchange::{Credential, MailBackend, MailboxProbe, ProviderProbe, Service};
+use mailops::exchange::{Credential, MailBackend, MailboxProbe, OAuthApp, ProviderProbe, Service};
 use mailops::metrics::Metrics;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
@@ -92,13 +92,13 @@ async fn tokens_are_renewed_ahead_of_expiry_and_when_the_secret_changes() {
     assert_eq!(h.fake.token_requests(), 2);
     // Tokens with less than five minutes left are not used.
     h.fake.update(|b| b.expires_in = 120);
-    let other_scope = Credential::ClientCredentials {
+    let other_scope = Credential::ClientCredentials(OAuthApp {
         authority: h.endpoints.authority.clone(),
         tenant_id: "contoso".into(),
         client_id: APP.into(),
         client_secret: SecretString::from(SECRET),
         scopes: vec!["https://outlook.office365.com/.default".into()],
-    };
+    });
     h.client
         .authenticate("p", &service, &other_scope)
         .await
@@ -261,13 +261,13 @@ async fn plain_http_is_refused_without_the_flag_and_nothing_is_sent() {
         service: Service::Graph {
             base: endpoints.mailbox_endpoint.clone(),
         },
-        credential: Credential::ClientCredentials {
+        credential: Credential::ClientCredentials(OAuthApp {
             authority: endpoints.authority.clone(),
             tenant_id: "contoso".into(),
             client_id: APP.into(),
             client_secret: SecretString::from(SECRET),
             scopes: vec![],
-        },
+        }),
         via_service_account: true,
         check_calendar: false,
         check_send: false,

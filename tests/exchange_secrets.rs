@@ -11,7 +11,7 @@ use std::time::Duration;
 use exchange_fake::{Behaviour, FakeExchange, Grant, Mode, TOKEN_MARKER};
 use mailops::config::OperatorConfig;
 use mailops::exchange::client::ExchangeClient;
-use mailops::exchange::{Credential, MailBackend, MailboxProbe, ProviderProbe, Service};
+use mailops::exchange::{Credential, MailBackend, MailboxProbe, OAuthApp, ProviderProbe, Service};
 use mailops::metrics::Metrics;
 use secrecy::SecretString;
 
@@ -100,20 +100,24 @@ async fn no_secret_reaches_logs_messages_or_debug_output() {
     let ews = Service::Ews {
         url: format!("{}/EWS/Exchange.asmx", fake.base()),
     };
-    let app = |secret: &str| Credential::ClientCredentials {
-        authority: authority.clone(),
-        tenant_id: "contoso".into(),
-        client_id: "app".into(),
-        client_secret: SecretString::from(secret),
-        scopes: vec!["https://graph.microsoft.com/.default".into()],
+    let app = |secret: &str| {
+        Credential::ClientCredentials(OAuthApp {
+            authority: authority.clone(),
+            tenant_id: "contoso".into(),
+            client_id: "app".into(),
+            client_secret: SecretString::from(secret),
+            scopes: vec!["https://graph.microsoft.com/.default".into()],
+        })
     };
     let refresh = Credential::RefreshToken {
-        authority: authority.clone(),
-        tenant_id: "contoso".into(),
-        client_id: "app".into(),
-        client_secret: SecretString::from(SECRET),
+        app: OAuthApp {
+            authority: authority.clone(),
+            tenant_id: "contoso".into(),
+            client_id: "app".into(),
+            client_secret: SecretString::from(SECRET),
+            scopes: vec!["offline_access".into()],
+        },
         refresh_token: SecretString::from(REFRESH),
-        scopes: vec!["offline_access".into()],
     };
     let basic = |password: &str| Credential::Basic {
         username: "svc".into(),

@@ -7,9 +7,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use secrecy::SecretString;
 
 use crate::api::conditions::Reason;
-use crate::api::{AuthMethod, EmailProvider, ExchangeServiceAccount, ServiceType};
+use crate::api::{AuthMethod, EmailProvider, ExchangeServiceAccount, SecretKeyRef, ServiceType};
 use crate::endpoints::ProviderEndpoints;
-use crate::exchange::{Credential, Service};
+use crate::exchange::{Credential, OAuthApp, Service};
 use crate::{Error, Result};
 
 /// Credentials and the resource versions of the Secrets they came from (so a Secret
@@ -94,29 +94,44 @@ pub fn provider_app(
     if provider.spec.authentication.method != AuthMethod::OAuth2 {
         return Ok(None);
     }
-    let mut versions = Vec::new();
-    let r = &oauth2.client_secret_ref;
-    let client_secret = secret_key(
+    let field = format!(
+        "EmailProvider {} spec.authentication.oauth2.clientSecretRef",
+        provider.name_any()
+    );
+    app_credentials(
+        provider,
+        endpoints,
         secrets,
-        &r.namespace,
-        &r.name,
-        &r.key,
-        &format!(
-            "EmailProvider {} spec.authentication.oauth2.clientSecretRef",
-            provider.name_any()
-        ),
-        &mut versions,
-    )?;
-    Ok(Some(Resolved {
-        credential: Credential::ClientCredentials {
+        (&oauth2.tenant_id, &oauth2.client_id),
+        &oauth2.client_secret_ref,
+        &field,
+    )
+    .map(Some)
+}
+
+/// App-only client credentials of an app registration (tenant, client ID) whose secret
+/// is at `secret_ref`, for the provider's endpoints.
+fn app_credentials(
+    provider: &EmailProvider,
+    endpoints: &ProviderEndpoints,
+    secrets: &Store<Secret>,
+    (tenant_id, client_id): (&str, &str),
+    secret_ref: &SecretKeyRef,
+    field: &str,
+) -> Result<Resolved> {
+    let r = secret_ref;
+    let mut versions = Vec::new();
+    let client_secret = secret_key(secrets, &r.namespace, &r.name, &r.key, field, &mut versions)?;
+    Ok(Resolved {
+        credential: Credential::ClientCredentials(OAuthApp {
             authority: endpoints.authority.clone(),
-            tenant_id: oauth2.tenant_id.clone(),
-            client_id: oauth2.client_id.clone(),
+            tenant_id: tenant_id.to_string(),
+            client_id: client_id.to_string(),
             client_secret,
             scopes: scopes(provider, endpoints),
-        },
+        }),
         versions,
-    }))
+    })
 }
 
 fn scopes(provider: &EmailProvider, endpoints: &ProviderEndpoints) -> Vec<String> {
@@ -169,26 +184,14 @@ pub fn service_account(
         });
     }
     if let Some(oauth2) = creds.and_then(|c| c.oauth2.as_ref()) {
-        let r = &oauth2.client_secret_ref;
-        let mut versions = Vec::new();
-        let client_secret = secret_key(
+        return app_credentials(
+            provider,
+            endpoints,
             secrets,
-            &r.namespace,
-            &r.name,
-            &r.key,
+            (&oauth2.tenant_id, &oauth2.client_id),
+            &oauth2.client_secret_ref,
             &format!("ExchangeServiceAccount {name} spec.credentials.oauth2.clientSecretRef"),
-            &mut versions,
-        )?;
-        return Ok(Resolved {
-            credential: Credential::ClientCredentials {
-                authority: endpoints.authority.clone(),
-                tenant_id: oauth2.tenant_id.clone(),
-                client_id: oauth2.client_id.clone(),
-                client_secret,
-                scopes: scopes(provider, endpoints),
-            },
-            versions,
-        });
+        );
     }
     provider_app(provider, endpoints, secrets)?.ok_or_else(|| {
         spec_error(
@@ -247,28 +250,14 @@ pub fn binding_own(
                 )
             })?;
             versions.extend(app.versions);
-            let Credential::ClientCredentials {
-                authority,
-                tenant_id,
-                client_id,
-                client_secret,
-                scopes,
-            } = app.credential
-            else {
+            let Credential::ClientCredentials(app) = app.credential else {
                 return Err(spec_error(
                     Reason::AuthMethodMismatch,
                     format!("EmailProvider {} has no OAuth2 app", provider.name_any()),
                 ));
             };
             Ok(Resolved {
-                credential: Credential::RefreshToken {
-                    authority,
-                    tenant_id,
-                    client_id,
-                    client_secret,
-                    refresh_token,
-                    scopes,
-                },
+                credential: Credential::RefreshToken { app, refresh_token },
                 versions,
             })
         }

@@ -13,7 +13,7 @@ use super::errors::{ensure_allowed, redact_url, transport_failure};
 use super::ews::{self, Auth, FolderRequest};
 use super::graph::{self, Folder};
 use super::limits::ProbeLimits;
-use super::token::{AppCredentials, Token, TokenSource};
+use super::token::{Token, TokenSource};
 use super::{
     Credential, Failure, MailBackend, MailboxOutcome, MailboxProbe, ProviderOutcome, ProviderProbe,
     Service,
@@ -64,41 +64,14 @@ impl ExchangeClient {
     /// An access token for OAuth2 credentials; `None` for Basic.
     async fn token(&self, credential: &Credential) -> Result<Option<Token>, Failure> {
         match credential {
-            Credential::ClientCredentials {
-                authority,
-                tenant_id,
-                client_id,
-                client_secret,
-                scopes,
-            } => {
-                ensure_allowed(authority, self.allow_insecure)?;
-                let app = AppCredentials {
-                    authority,
-                    tenant_id,
-                    client_id,
-                    client_secret,
-                    scopes,
-                };
-                self.tokens.app_token(&app).await.map(Some)
+            Credential::ClientCredentials(app) => {
+                ensure_allowed(&app.authority, self.allow_insecure)?;
+                self.tokens.app_token(app).await.map(Some)
             }
-            Credential::RefreshToken {
-                authority,
-                tenant_id,
-                client_id,
-                client_secret,
-                refresh_token,
-                scopes,
-            } => {
-                ensure_allowed(authority, self.allow_insecure)?;
-                let app = AppCredentials {
-                    authority,
-                    tenant_id,
-                    client_id,
-                    client_secret,
-                    scopes,
-                };
+            Credential::RefreshToken { app, refresh_token } => {
+                ensure_allowed(&app.authority, self.allow_insecure)?;
                 self.tokens
-                    .delegated_token(&app, refresh_token)
+                    .delegated_token(app, refresh_token)
                     .await
                     .map(Some)
             }

@@ -9,37 +9,34 @@ use secrecy::SecretString;
 
 use crate::api::conditions::Reason;
 
+/// An Entra ID app registration and what to ask it for. The secret is a `SecretString`,
+/// whose `Debug` is redacted.
+#[derive(Clone, Debug)]
+pub struct OAuthApp {
+    /// Authority base URL, e.g. `https://login.microsoftonline.com`.
+    pub authority: String,
+    /// Tenant ID or domain.
+    pub tenant_id: String,
+    /// Application (client) ID.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: SecretString,
+    /// Scopes to request (e.g. `https://graph.microsoft.com/.default`).
+    pub scopes: Vec<String>,
+}
+
 /// Credentials handed to the backend, already read from Secrets. Secret material is held
 /// in `SecretString`, whose `Debug` is redacted.
 #[derive(Clone, Debug)]
 pub enum Credential {
     /// App-only OAuth 2.0 client credentials (a provider's or a service account's app).
-    ClientCredentials {
-        /// Authority base URL, e.g. `https://login.microsoftonline.com`.
-        authority: String,
-        /// Tenant ID or domain.
-        tenant_id: String,
-        /// Application (client) ID.
-        client_id: String,
-        /// Client secret.
-        client_secret: SecretString,
-        /// Scopes to request (e.g. `https://graph.microsoft.com/.default`).
-        scopes: Vec<String>,
-    },
+    ClientCredentials(OAuthApp),
     /// Delegated OAuth 2.0 refresh token of one mailbox, redeemed with the provider's app.
     RefreshToken {
-        /// Authority base URL.
-        authority: String,
-        /// Tenant ID or domain.
-        tenant_id: String,
-        /// Application (client) ID.
-        client_id: String,
-        /// Client secret of the app.
-        client_secret: SecretString,
+        /// The provider's app.
+        app: OAuthApp,
         /// The mailbox's refresh token.
         refresh_token: SecretString,
-        /// Scopes to request.
-        scopes: Vec<String>,
     },
     /// User name and password (Basic authentication against Exchange Server).
     Basic {

@@ -18,8 +18,8 @@ use oauth2::{
 use secrecy::{ExposeSecret, SecretString};
 use tracing::debug;
 
-use super::Failure;
 use super::errors::{self, entra_failure, redact_url, status_failure, transport_failure};
+use super::{Failure, OAuthApp};
 use crate::api::conditions::Reason;
 use crate::endpoints::token_url;
 use crate::metrics::Metrics;
@@ -40,20 +40,6 @@ pub struct Token {
     pub renew_at: Instant,
     /// A new refresh token, when the authority returned one different from the one sent.
     pub rotated_refresh_token: Option<SecretString>,
-}
-
-/// Which app asks where, for what.
-pub struct AppCredentials<'a> {
-    /// Authority base URL.
-    pub authority: &'a str,
-    /// Tenant ID or domain.
-    pub tenant_id: &'a str,
-    /// Application (client) ID.
-    pub client_id: &'a str,
-    /// Client secret.
-    pub client_secret: &'a SecretString,
-    /// Scopes.
-    pub scopes: &'a [String],
 }
 
 /// Cache key. The secret enters only as a keyed hash, so a rotated Secret is tried at
@@ -103,14 +89,14 @@ impl TokenSource {
     }
 
     /// An app-only token by the client-credentials grant, from the cache when still fresh.
-    pub async fn app_token(&self, app: &AppCredentials<'_>) -> Result<Token, Failure> {
+    pub async fn app_token(&self, app: &OAuthApp) -> Result<Token, Failure> {
         let waiting_since = Instant::now();
         let key = CacheKey {
             authority: app.authority.trim_end_matches('/').to_string(),
             tenant_id: app.tenant_id.to_string(),
             client_id: app.client_id.to_string(),
             scopes: app.scopes.join(" "),
-            secret_fingerprint: fingerprint(app.client_secret),
+            secret_fingerprint: fingerprint(&app.client_secret),
         };
         let slot = self.slot(&key);
         // Holding this lock across the request is the point: one request per key in
@@ -143,7 +129,7 @@ impl TokenSource {
     /// A delegated token by redeeming a mailbox's refresh token. Not cached.
     pub async fn delegated_token(
         &self,
-        app: &AppCredentials<'_>,
+        app: &OAuthApp,
         refresh_token: &SecretString,
     ) -> Result<Token, Failure> {
         self.request(app, Some(refresh_token)).await
@@ -170,19 +156,19 @@ impl TokenSource {
 
     async fn request(
         &self,
-        app: &AppCredentials<'_>,
+        app: &OAuthApp,
         refresh_token: Option<&SecretString>,
     ) -> Result<Token, Failure> {
-        let url = token_url(app.authority, app.tenant_id);
+        let url = token_url(&app.authority, &app.tenant_id);
         let grant = if refresh_token.is_some() {
             "refresh_token"
         } else {
             "client_credentials"
         };
         debug!(
-            authority = %redact_url(app.authority),
-            tenant = app.tenant_id,
-            client_id = app.client_id,
+            authority = %redact_url(&app.authority),
+            tenant = %app.tenant_id,
+            client_id = %app.client_id,
             grant,
             "requesting a token"
         );
@@ -193,9 +179,9 @@ impl TokenSource {
         };
         self.metrics.record_token_request(label);
         match &result {
-            Ok(_) => debug!(client_id = app.client_id, grant, "token obtained"),
+            Ok(_) => debug!(client_id = %app.client_id, grant, "token obtained"),
             Err(f) => debug!(
-                client_id = app.client_id,
+                client_id = %app.client_id,
                 grant,
                 reason = %f.reason,
                 detail = %f.message,
@@ -207,7 +193,7 @@ impl TokenSource {
 
     async fn send(
         &self,
-        app: &AppCredentials<'_>,
+        app: &OAuthApp,
         url: &str,
         refresh_token: Option<&SecretString>,
     ) -> Result<Token, Failure> {

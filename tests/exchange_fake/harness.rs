@@ -8,7 +8,9 @@ use mailops::api::EmailProvider;
 use mailops::config::OperatorConfig;
 use mailops::endpoints::{ProviderEndpoints, provider_endpoints};
 use mailops::exchange::client::ExchangeClient;
-use mailops::exchange::{Credential, Failure, MailBackend, MailboxOutcome, MailboxProbe, Service};
+use mailops::exchange::{
+    Credential, Failure, MailBackend, MailboxOutcome, MailboxProbe, OAuthApp, Service,
+};
 use mailops::metrics::Metrics;
 use secrecy::SecretString;
 
@@ -81,26 +83,28 @@ impl Harness {
     }
 
     pub fn app(&self, client_id: &str, secret: &str) -> Credential {
-        Credential::ClientCredentials {
+        Credential::ClientCredentials(OAuthApp {
             authority: self.endpoints.authority.clone(),
             tenant_id: "contoso".into(),
             client_id: client_id.into(),
             client_secret: SecretString::from(secret),
             scopes: vec![self.endpoints.default_scope.clone()],
-        }
+        })
     }
 
     pub fn refresh(&self, refresh_token: &str) -> Credential {
         Credential::RefreshToken {
-            authority: self.endpoints.authority.clone(),
-            tenant_id: "contoso".into(),
-            client_id: APP.into(),
-            client_secret: SecretString::from(SECRET),
+            app: OAuthApp {
+                authority: self.endpoints.authority.clone(),
+                tenant_id: "contoso".into(),
+                client_id: APP.into(),
+                client_secret: SecretString::from(SECRET),
+                scopes: vec![
+                    "offline_access".into(),
+                    self.endpoints.default_scope.clone(),
+                ],
+            },
             refresh_token: SecretString::from(refresh_token),
-            scopes: vec![
-                "offline_access".into(),
-                self.endpoints.default_scope.clone(),
-            ],
         }
     }
 
