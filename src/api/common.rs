@@ -117,3 +117,19 @@ pub enum SelectorOperator {
     /// The label is absent.
     DoesNotExist,
 }
+
+/// Key of the user name in a service account's Basic credentials Secret.
+pub const USERNAME_KEY: &str = "username";
+/// Key of the password in a Basic credentials Secret (service account or binding).
+pub const PASSWORD_KEY: &str = "password";
+/// Key of a binding's OAuth2 refresh token in its credentials Secret.
+pub const REFRESH_TOKEN_KEY: &str = "refreshToken";
+
+/// The key a binding's own credentials Secret must hold for a provider authenticating
+/// with `method`: `password` for Basic, `refreshToken` for OAuth2.
+pub fn binding_secret_key(method: crate::api::AuthMethod) -> &'static str {
+    match method {
+        crate::api::AuthMethod::Basic => PASSWORD_KEY,
+        crate::api::AuthMethod::OAuth2 => REFRESH_TOKEN_KEY,
+    }
+}

@@ -16,7 +16,10 @@ pub use report::{BindingRow, OutputFormat, Problem, Report};
 pub use schema::{FieldError, Schemas};
 
 use crate::api::conditions::Reason;
-use crate::api::{AuthMethod, EmailProvider, ExchangeServiceAccount, MailboxBinding};
+use crate::api::{
+    AuthMethod, EmailProvider, ExchangeServiceAccount, MailboxBinding, PASSWORD_KEY, USERNAME_KEY,
+    binding_secret_key,
+};
 use crate::resolve::{Catalog, check_service_account_fits, resolve_binding};
 
 /// Flags of `mailops check`.
@@ -363,7 +366,7 @@ fn check_account(
         problems.extend(missing_keys(
             inv,
             &secret,
-            &["username", "password"],
+            &[USERNAME_KEY, PASSWORD_KEY],
             origin,
             "spec.credentials.basic.secretRef",
         ));
@@ -404,11 +407,7 @@ fn check_binding(
                     .iter()
                     .find(|p| p.name_any() == resolution.provider)
                     .map(|p| p.spec.authentication.method);
-                let key = if method == Some(AuthMethod::OAuth2) {
-                    "refreshToken"
-                } else {
-                    "password"
-                };
+                let key = binding_secret_key(method.unwrap_or(AuthMethod::Basic));
                 let id = (namespace.clone(), secret.name.clone());
                 problems = missing_keys(
                     inv,

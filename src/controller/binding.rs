@@ -239,7 +239,7 @@ async fn write_back_refresh_token(ctx: &Context, ns: &str, name: &str, token: &s
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let patch = serde_json::json!({
-        "data": { credentials::REFRESH_TOKEN_KEY: k8s_openapi::ByteString(token.as_bytes().to_vec()) }
+        "data": { crate::api::REFRESH_TOKEN_KEY: k8s_openapi::ByteString(token.as_bytes().to_vec()) }
     });
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;

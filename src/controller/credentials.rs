@@ -7,7 +7,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use secrecy::SecretString;
 
 use crate::api::conditions::Reason;
-use crate::api::{AuthMethod, EmailProvider, ExchangeServiceAccount, SecretKeyRef, ServiceType};
+use crate::api::{
+    AuthMethod, EmailProvider, ExchangeServiceAccount, PASSWORD_KEY, REFRESH_TOKEN_KEY,
+    SecretKeyRef, ServiceType, USERNAME_KEY,
+};
 use crate::endpoints::ProviderEndpoints;
 use crate::exchange::{Credential, OAuthApp, Service};
 use crate::{Error, Result};
@@ -163,7 +166,7 @@ pub fn service_account(
             secrets,
             &r.namespace,
             &r.name,
-            "username",
+            USERNAME_KEY,
             &by,
             &mut versions,
         )?;
@@ -171,7 +174,7 @@ pub fn service_account(
             secrets,
             &r.namespace,
             &r.name,
-            "password",
+            PASSWORD_KEY,
             &by,
             &mut versions,
         )?;
@@ -222,7 +225,7 @@ pub fn binding_own(
                 secrets,
                 namespace,
                 secret_name,
-                "password",
+                PASSWORD_KEY,
                 by,
                 &mut versions,
             )?;
@@ -263,6 +266,3 @@ pub fn binding_own(
         }
     }
 }
-
-/// The key of a binding's Secret that holds its OAuth2 refresh token.
-pub const REFRESH_TOKEN_KEY: &str = "refreshToken";
