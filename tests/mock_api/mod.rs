@@ -1,0 +1,302 @@
+//! The mock API server shared by the reconciler scenario tests (the kube-rs controller-rs
+//! `ApiServerVerifier` pattern): every request a reconcile makes is checked for method,
+//! path and body, and a request nobody expected fails the test. Each test file uses part.
+#![allow(dead_code, unused_imports)]
+
+pub use std::collections::BTreeMap;
+pub use std::sync::{Arc, Mutex};
+pub use std::time::Duration;
+
+pub use http::{Method, Request, Response};
+pub use k8s_openapi::ByteString;
+pub use k8s_openapi::api::core::v1::{Namespace, Secret};
+pub use kube::client::Body;
+pub use kube::runtime::controller::Action;
+pub use kube::runtime::reflector::store::Writer;
+pub use kube::runtime::watcher::Event;
+pub use kube::{Client, Resource};
+pub use mailops::api::conditions::{Reason, find};
+pub use mailops::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
+pub use mailops::config::OperatorConfig;
+pub use mailops::controller::{self, Context, Guarded, Writers, binding, provider};
+pub use mailops::exchange::fake::FakeBackend;
+pub use mailops::exchange::{Failure, MailBackend};
+pub use mailops::metrics::Metrics;
+pub use serde_json::{Value, json};
+
+pub type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// Assertions on one request's query string and JSON body.
+pub type Check = Box<dyn FnOnce(&str, &Value) + Send>;
+
+/// One expected request and the answer to give.
+pub struct Step {
+    pub method: Method,
+    pub path: String,
+    pub check: Check,
+    pub status: u16,
+    pub respond: Value,
+}
+
+pub fn step(
+    method: Method,
+    path: &str,
+    check: impl FnOnce(&str, &Value) + Send + 'static,
+    respond: Value,
+) -> Step {
+    Step {
+        method,
+        path: path.to_string(),
+        check: Box::new(check),
+        status: 200,
+        respond,
+    }
+}
+
+/// Serves the expected steps in order, then records (and fails) any further request.
+pub struct Verifier {
+    pub expected: usize,
+    pub served: Arc<std::sync::atomic::AtomicUsize>,
+    pub unexpected: Arc<Mutex<Vec<String>>>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Verifier {
+    pub fn start(mut handle: Handle, steps: Vec<Step>) -> Self {
+        let unexpected = Arc::new(Mutex::new(Vec::new()));
+        let seen = unexpected.clone();
+        let expected = steps.len();
+        let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = served.clone();
+        let task = tokio::spawn(async move {
+            for step in steps {
+                let (request, send) = handle.next_request().await.expect("a request");
+                assert_eq!(request.method(), step.method, "method of {}", request.uri());
+                assert_eq!(request.uri().path(), step.path, "path");
+                let query = request.uri().query().unwrap_or_default().to_string();
+                let bytes = request.into_body().collect_bytes().await.unwrap();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                (step.check)(&query, &body);
+                send.send_response(
+                    Response::builder()
+                        .status(step.status)
+                        .body(Body::from(serde_json::to_vec(&step.respond).unwrap()))
+                        .unwrap(),
+                );
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            while let Some((request, send)) = handle.next_request().await {
+                seen.lock()
+                    .unwrap()
+                    .push(format!("{} {}", request.method(), request.uri()));
+                send.send_response(
+                    Response::builder()
+                        .status(500)
+                        .body(Body::from(b"{}".to_vec()))
+                        .unwrap(),
+                );
+            }
+        });
+        Verifier {
+            expected,
+            served,
+            unexpected,
+            task,
+        }
+    }
+
+    /// All expected steps were served and nothing else was asked.
+    pub async fn done(self) {
+        let unexpected = self.unexpected.lock().unwrap().clone();
+        assert!(unexpected.is_empty(), "unexpected requests: {unexpected:?}");
+        if self.task.is_finished() {
+            // The step loop panicked (a failed assertion): surface it.
+            self.task.await.unwrap();
+        } else {
+            self.task.abort();
+        }
+        let served = self.served.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(served, self.expected, "expected requests that never came");
+    }
+}
+
+pub struct Harness {
+    pub ctx: Arc<Context>,
+    pub writers: Writers,
+    pub backend: Arc<FakeBackend>,
+    pub handle: Option<Handle>,
+}
+
+pub fn harness() -> Harness {
+    harness_with(OperatorConfig {
+        identity: "test".into(),
+        ..OperatorConfig::default()
+    })
+}
+
+pub fn harness_with(config: OperatorConfig) -> Harness {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let backend = Arc::new(FakeBackend::new());
+    let (stores, writers) = controller::stores();
+    let ctx = Context::new(
+        client,
+        backend.clone() as Arc<dyn MailBackend>,
+        config,
+        Arc::new(Metrics::new()),
+        stores,
+    );
+    Harness {
+        ctx: Arc::new(ctx),
+        writers,
+        backend,
+        handle: Some(handle),
+    }
+}
+
+/// Put an object into a reflector store, as the watch would, and hand it to a reconcile.
+pub fn stored<K>(writer: &mut Writer<Guarded<K>>, v: Value) -> Arc<Guarded<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned,
+{
+    let g: Guarded<K> = serde_json::from_value(v).unwrap();
+    writer.apply_watcher_event(&Event::Apply(g.clone()));
+    Arc::new(g)
+}
+
+impl Harness {
+    pub fn verifier(&mut self, steps: Vec<Step>) -> Verifier {
+        Verifier::start(self.handle.take().expect("one verifier per harness"), steps)
+    }
+
+    pub fn provider(&mut self, v: Value) -> Arc<Guarded<EmailProvider>> {
+        stored(&mut self.writers.providers, v)
+    }
+
+    pub fn account(&mut self, v: Value) -> Arc<Guarded<ExchangeServiceAccount>> {
+        stored(&mut self.writers.service_accounts, v)
+    }
+
+    pub fn binding(&mut self, v: Value) -> Arc<Guarded<MailboxBinding>> {
+        stored(&mut self.writers.bindings, v)
+    }
+
+    pub fn secret(&mut self, ns: &str, name: &str, data: &[(&str, &str)]) {
+        self.secret_at(ns, name, data, "1");
+    }
+
+    /// A Secret at a given resourceVersion, as the watch delivers a change.
+    pub fn secret_at(&mut self, ns: &str, name: &str, data: &[(&str, &str)], version: &str) {
+        let mut s = Secret::default();
+        s.metadata.name = Some(name.into());
+        s.metadata.namespace = Some(ns.into());
+        s.metadata.resource_version = Some(version.into());
+        s.data = Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        );
+        self.writers.secrets.apply_watcher_event(&Event::Apply(s));
+    }
+
+    pub fn namespace(&mut self, name: &str, labels: &[(&str, &str)]) {
+        let mut n = Namespace::default();
+        n.metadata.name = Some(name.into());
+        n.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        );
+        self.writers
+            .namespaces
+            .apply_watcher_event(&Event::Apply(n));
+    }
+}
+
+pub const API: &str = "mailops.dev/v1alpha1";
+
+pub fn ready_status() -> Value {
+    json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Verified", "message": "ok",
+        "lastTransitionTime": "2026-01-01T00:00:00Z"}]})
+}
+
+pub fn basic_provider(name: &str, domains: &[&str]) -> Value {
+    json!({
+        "apiVersion": API, "kind": "EmailProvider",
+        "metadata": {"name": name, "generation": 1, "finalizers": ["mailops.dev/in-use"]},
+        "spec": {"serviceType": "Exchange", "serviceAddress": "mail.contoso.com",
+                 "domains": domains, "authentication": {"method": "Basic"}},
+        "status": ready_status(),
+    })
+}
+
+pub fn own_credentials_binding(ns: &str, name: &str, email: &str, secret: &str) -> Value {
+    json!({
+        "apiVersion": API, "kind": "MailboxBinding",
+        "metadata": {"name": name, "namespace": ns, "generation": 1},
+        "spec": {"emailAddress": email, "authentication": {"credentialsSecretRef": {"name": secret}}},
+    })
+}
+
+pub fn condition<'a>(body: &'a Value, type_: &str) -> &'a Value {
+    body["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {body}"))
+}
+
+pub fn is_status_apply(query: &str) {
+    assert!(query.contains("fieldManager=mailops"), "{query}");
+    assert!(query.contains("force=true"), "{query}");
+}
+
+pub fn event_step(ns: &str, type_: &'static str, reason: &'static str) -> Step {
+    Step {
+        method: Method::POST,
+        path: format!("/apis/events.k8s.io/v1/namespaces/{ns}/events"),
+        check: Box::new(move |_, body| {
+            assert_eq!(body["type"], type_, "{body}");
+            assert_eq!(body["reason"], reason, "{body}");
+            assert_eq!(body["reportingController"], "mailops");
+        }),
+        status: 201,
+        respond: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": "e", "namespace": ns}, "eventTime": "2026-01-01T00:00:00.000000Z"}),
+    }
+}
+
+/// `Action` keeps its delay private; its Debug form is `Action { requeue_after: Some(1.5s) }`.
+pub fn requeue_seconds(action: &Action) -> f64 {
+    let text = format!("{action:?}");
+    let start = text.find("Some(").expect("a requeue") + 5;
+    let end = start + text[start..].find("s)").expect("seconds");
+    text[start..end].parse().expect("a number of seconds")
+}
+
+pub async fn run<F, T>(fut: F) -> T
+where
+    F: std::future::Future<Output = T>,
+{
+    // A reconcile waiting on a request no step answers would hang: fail instead.
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .expect("reconcile finished")
+}
+
+/// A Ready Microsoft 365 provider with its app secret, and `team-a/jane`'s refresh token.
+pub fn oauth2_provider_and_jane_with_a_refresh_token(h: &mut Harness) {
+    let p = json!({
+        "apiVersion": API, "kind": "EmailProvider",
+        "metadata": {"name": "m365", "generation": 1, "finalizers": ["mailops.dev/in-use"]},
+        "spec": {"serviceType": "Microsoft365", "domains": ["contoso.com"],
+                 "authentication": {"method": "OAuth2", "oauth2": {"clientId": "app", "tenantId": "contoso.com",
+                    "clientSecretRef": {"namespace": "mailops-system", "name": "app"}}}},
+        "status": ready_status(),
+    });
+    h.provider(p);
+    h.secret("mailops-system", "app", &[("client-secret", "app-secret")]);
+    h.secret("team-a", "jane", &[("refreshToken", "old-token")]);
+}
