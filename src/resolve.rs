@@ -340,11 +340,10 @@ fn resolve_service_account<'a>(
             ),
         ));
     }
-    // A binding already counted by the account keeps working while the account drains.
-    let attached = binding.status.as_ref().is_some_and(|s| {
-        s.authenticated_via == Some(AuthenticatedVia::ServiceAccount)
-            && s.provider.as_deref() == Some(provider_name)
-    });
+    // A binding already counted by this account keeps working while the account drains;
+    // one attached through another account may not move to it.
+    let attached = binding.attached_service_account() == Some(name)
+        && binding.status.as_ref().and_then(|s| s.provider.as_deref()) == Some(provider_name);
     if account.metadata.deletion_timestamp.is_some() && !attached {
         return Err(spec_error(
             Reason::ServiceAccountTerminating,

@@ -378,3 +378,33 @@ fn email_domain_needs_both_parts() {
     assert_eq!(email_domain("@b.com"), None);
     assert_eq!(email_domain("nobody"), None);
 }
+
+#[test]
+fn a_binding_attached_through_one_account_may_not_move_to_a_terminating_one() {
+    let p = provider("contoso", "  domains: [contoso.com]\n");
+    let admit = "  allowedNamespaces: {names: [sales]}\n";
+    let a = account("a", "contoso", admit);
+    let mut b_account = account("b", "contoso", admit);
+    b_account.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        ));
+    let mut binding = binding(
+        "sales",
+        "  emailAddress: jane@contoso.com\n  authentication: {serviceAccountRef: {name: b}}\n",
+    );
+    binding.status = Some(crate::api::MailboxBindingStatus {
+        provider: Some("contoso".into()),
+        authenticated_via: Some(AuthenticatedVia::ServiceAccount),
+        service_account: Some("a".into()),
+        ..Default::default()
+    });
+    let accounts = [&a, &b_account];
+    assert_eq!(
+        reason(resolve_binding(&binding, catalog(&[&p], &accounts), None)),
+        Reason::ServiceAccountTerminating
+    );
+    // Attached through b itself, it keeps working while b drains.
+    binding.status.as_mut().unwrap().service_account = Some("b".into());
+    assert!(resolve_binding(&binding, catalog(&[&p], &accounts), None).is_ok());
+}

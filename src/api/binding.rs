@@ -135,10 +135,35 @@ pub struct MailboxBindingStatus {
     /// `ServiceAccount` or `Credentials`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authenticated_via: Option<AuthenticatedVia>,
+    /// Name of the ExchangeServiceAccount the mailbox is attached through (counted by, and
+    /// holding the deletion of); only that account may be used while it is being deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
     /// The EWS URL or Graph base URL in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// When Exchange last confirmed the mailbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verified_time: Option<Time>,
+}
+
+impl MailboxBinding {
+    /// The ExchangeServiceAccount this binding is attached through, as its status records
+    /// it. A status written before `serviceAccount` existed falls back to the account the
+    /// spec names, so an upgrade does not release accounts that bindings still use.
+    pub fn attached_service_account(&self) -> Option<&str> {
+        let status = self.status.as_ref()?;
+        if status.authenticated_via != Some(AuthenticatedVia::ServiceAccount) {
+            return None;
+        }
+        match &status.service_account {
+            Some(name) => Some(name),
+            None => self
+                .spec
+                .authentication
+                .service_account_ref
+                .as_ref()
+                .map(|r| r.name.as_str()),
+        }
+    }
 }

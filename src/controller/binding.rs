@@ -13,14 +13,15 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
+use super::rotation::SecretView;
 use super::status;
 use super::{BINDING_KIND, Context, Guarded, Report, ReportCell, credentials};
 use crate::api::conditions::{self, AUTHORIZED, CALENDAR_CONNECTED, Desired, Reason, VERIFIED};
 use crate::api::{AuthenticatedVia, EmailProvider, MailboxBinding, MailboxBindingStatus};
 use crate::endpoints::provider_endpoints;
-use crate::exchange::{MailboxOutcome, MailboxProbe};
+use crate::exchange::{Credential, MailboxOutcome, MailboxProbe};
 use crate::resolve::{Catalog, Resolution, resolve_binding};
 use crate::{Error, Result};
 
@@ -118,7 +119,7 @@ async fn reconcile_binding(
             return Err(e);
         }
     };
-    let verified = match verify(b, &resolution, ctx).await {
+    let (verified, write_back_failed) = match verify(b, &resolution, ctx).await {
         Ok(v) => v,
         Err(e) => {
             let parts = authorized_but(&e);
@@ -127,8 +128,11 @@ async fn reconcile_binding(
         }
     };
     let parts = desired(&resolution, &verified.outcome);
-    write(b, ctx, report, parts, Some(&resolution), Some(verified.at)).await?;
-    match outcome_error(&verified.outcome) {
+    let error = outcome_error(&verified.outcome);
+    // "When Exchange last confirmed the mailbox": a failure leaves it where it was.
+    let confirmed_at = error.is_none().then_some(verified.at);
+    write(b, ctx, report, parts, Some(&resolution), confirmed_at).await?;
+    match error.or(write_back_failed) {
         Some(e) => Err(e),
         None => Ok(Action::requeue(super::backoff::reverify_after(
             ctx.config.reverify_interval,
@@ -136,8 +140,14 @@ async fn reconcile_binding(
     }
 }
 
-/// Gate, credentials, and the backend call (or a remembered answer).
-async fn verify(b: &MailboxBinding, r: &Resolution, ctx: &Context) -> Result<Verified> {
+/// Gate, credentials, and the backend call (or a remembered answer). The second value is
+/// a failed write-back of a rotated refresh token: the verification stands, the token is
+/// held in memory, and the write is retried with back-off.
+async fn verify(
+    b: &MailboxBinding,
+    r: &Resolution,
+    ctx: &Context,
+) -> Result<(Verified, Option<Error>)> {
     let guard = ready_gate(r, ctx)?;
     let Ok(provider) = &guard.0 else {
         return Err(Error::Spec {
@@ -146,43 +156,15 @@ async fn verify(b: &MailboxBinding, r: &Resolution, ctx: &Context) -> Result<Ver
         });
     };
     let endpoints = provider_endpoints(&provider.spec, ctx.config.allow_insecure_endpoints)?;
-    let ns = b.namespace().unwrap_or_default();
-    let mut account_gen = String::new();
-    let creds = match (
-        &r.service_account,
-        &b.spec.authentication.credentials_secret_ref,
-    ) {
-        (Some(name), _) => {
-            let g = ctx.stores.service_accounts.get(&ObjectRef::new(name));
-            let account =
-                g.as_ref()
-                    .and_then(|g| g.0.as_ref().ok())
-                    .ok_or_else(|| Error::Spec {
-                        reason: Reason::ServiceAccountNotFound,
-                        message: format!("ExchangeServiceAccount {name:?} does not exist"),
-                    })?;
-            account_gen = account.metadata.generation.unwrap_or(0).to_string();
-            credentials::service_account(account, provider, &endpoints, &ctx.stores.secrets)?
-        }
-        (None, Some(secret)) => credentials::binding_own(
-            &ns,
-            &secret.name,
-            &r.login,
-            provider,
-            &endpoints,
-            &ctx.stores.secrets,
-        )?,
-        (None, None) => {
-            return Err(Error::Spec {
-                reason: Reason::SecretNotFound,
-                message:
-                    "spec.authentication names neither serviceAccountRef nor credentialsSecretRef"
-                        .into(),
-            });
-        }
-    };
+    let (mut creds, account_gen) = binding_credentials(b, r, provider, &endpoints, ctx)?;
+    let mut own = own_refresh_secret(b, ctx, &creds);
+    let mut write_back_failed = None;
+    if let Some(own) = &mut own {
+        write_back_failed = adopt_rotated(ctx, own, &mut creds).await.err();
+    }
     let key = super::object_key(b);
     let fp = super::fingerprint(&[
+        b.uid().as_deref().unwrap_or_default(),
         &b.metadata.generation.unwrap_or(0).to_string(),
         &format!("{r:?}"),
         &provider.metadata.generation.unwrap_or(0).to_string(),
@@ -193,7 +175,7 @@ async fn verify(b: &MailboxBinding, r: &Resolution, ctx: &Context) -> Result<Ver
         .mailbox_probes
         .get(&key, fp, ctx.config.reverify_interval)
     {
-        return Ok(v);
+        return Ok((v, write_back_failed));
     }
     let probe = MailboxProbe {
         provider: r.provider.clone(),
@@ -206,11 +188,10 @@ async fn verify(b: &MailboxBinding, r: &Resolution, ctx: &Context) -> Result<Ver
         check_send: r.settings.sending,
     };
     let mut outcome = ctx.backend.verify_mailbox(&probe).await;
-    if let (Some(token), Some(secret)) = (
-        outcome.rotated_refresh_token.take(),
-        &b.spec.authentication.credentials_secret_ref,
-    ) {
-        write_back_refresh_token(ctx, &ns, &secret.name, token.expose_secret()).await?;
+    if let (Some(token), Some(own)) = (outcome.rotated_refresh_token.take(), &own) {
+        ctx.rotated_tokens
+            .rotated(&own.key, &own.base_version, token.clone());
+        write_back_failed = write_back_refresh_token(ctx, own, &token).await.err();
     }
     let verified = Verified {
         outcome,
@@ -221,12 +202,137 @@ async fn verify(b: &MailboxBinding, r: &Resolution, ctx: &Context) -> Result<Ver
     } else {
         ctx.mailbox_probes.forget(&key);
     }
-    Ok(verified)
+    Ok((verified, write_back_failed))
+}
+
+/// The credentials a binding acts with, and the generation of its service account (empty
+/// for its own credentials).
+fn binding_credentials(
+    b: &MailboxBinding,
+    r: &Resolution,
+    provider: &EmailProvider,
+    endpoints: &crate::endpoints::ProviderEndpoints,
+    ctx: &Context,
+) -> Result<(credentials::Resolved, String)> {
+    let ns = b.namespace().unwrap_or_default();
+    match (
+        &r.service_account,
+        &b.spec.authentication.credentials_secret_ref,
+    ) {
+        (Some(name), _) => {
+            let g = ctx.stores.service_accounts.get(&ObjectRef::new(name));
+            let account =
+                g.as_ref()
+                    .and_then(|g| g.0.as_ref().ok())
+                    .ok_or_else(|| Error::Spec {
+                        reason: Reason::ServiceAccountNotFound,
+                        message: format!("ExchangeServiceAccount {name:?} does not exist"),
+                    })?;
+            let generation = account.metadata.generation.unwrap_or(0).to_string();
+            let creds =
+                credentials::service_account(account, provider, endpoints, &ctx.stores.secrets)?;
+            Ok((creds, generation))
+        }
+        (None, Some(secret)) => {
+            let creds = credentials::binding_own(
+                &ns,
+                &secret.name,
+                &r.login,
+                provider,
+                endpoints,
+                &ctx.stores.secrets,
+            )?;
+            Ok((creds, String::new()))
+        }
+        (None, None) => Err(Error::Spec {
+            reason: Reason::SecretNotFound,
+            message: "spec.authentication names neither serviceAccountRef nor credentialsSecretRef"
+                .into(),
+        }),
+    }
+}
+
+/// The binding's own Secret when it holds a refresh token (the only credential the
+/// authority rotates).
+struct OwnSecret {
+    /// `namespace/name`, as in the credential versions and the rotation store.
+    key: String,
+    namespace: String,
+    name: String,
+    /// The cached resourceVersion.
+    version: String,
+    /// The version verifications are keyed on (see [`rotation`]).
+    base_version: String,
+}
+
+fn own_refresh_secret(
+    b: &MailboxBinding,
+    ctx: &Context,
+    creds: &credentials::Resolved,
+) -> Option<OwnSecret> {
+    if !matches!(creds.credential, Credential::RefreshToken { .. }) {
+        return None;
+    }
+    let name = b
+        .spec
+        .authentication
+        .credentials_secret_ref
+        .as_ref()?
+        .name
+        .clone();
+    let namespace = b.namespace().unwrap_or_default();
+    let version = ctx
+        .stores
+        .secrets
+        .get(&ObjectRef::<Secret>::new(&name).within(&namespace))?
+        .resource_version()
+        .unwrap_or_default();
+    Some(OwnSecret {
+        key: format!("{namespace}/{name}"),
+        base_version: version.clone(),
+        namespace,
+        name,
+        version,
+    })
+}
+
+/// Use a token the authority rotated instead of the cached Secret's, key the verification
+/// on the Secret as it was before our own write-back, and retry a write-back that failed.
+async fn adopt_rotated(
+    ctx: &Context,
+    own: &mut OwnSecret,
+    creds: &mut credentials::Resolved,
+) -> Result<()> {
+    let SecretView::Rotated {
+        base_version,
+        token,
+        unwritten,
+    } = ctx.rotated_tokens.view(&own.key, &own.version)
+    else {
+        return Ok(());
+    };
+    let cached = format!("{}@{}", own.key, own.version);
+    for v in creds.versions.iter_mut().filter(|v| **v == cached) {
+        *v = format!("{}@{base_version}", own.key);
+    }
+    own.base_version = base_version;
+    if let Credential::RefreshToken { refresh_token, .. } = &mut creds.credential {
+        *refresh_token = token.clone();
+    }
+    if unwritten && ctx.config.secret_write_back {
+        write_back_refresh_token(ctx, own, &token).await?;
+    }
+    Ok(())
 }
 
 /// Store a refresh token the authority rotated in the binding's Secret, so the next
 /// verification (and the mail client) uses the live one.
-async fn write_back_refresh_token(ctx: &Context, ns: &str, name: &str, token: &str) -> Result<()> {
+async fn write_back_refresh_token(
+    ctx: &Context,
+    own: &OwnSecret,
+    token: &SecretString,
+) -> Result<()> {
+    let (ns, name) = (own.namespace.as_str(), own.name.as_str());
     if !ctx.config.secret_write_back {
         // Without write-back the old refresh token keeps working until it expires; say
         // so, so the admin can rotate the Secret before it does.
@@ -239,10 +345,17 @@ async fn write_back_refresh_token(ctx: &Context, ns: &str, name: &str, token: &s
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let patch = serde_json::json!({
-        "data": { crate::api::REFRESH_TOKEN_KEY: k8s_openapi::ByteString(token.as_bytes().to_vec()) }
+        "data": { crate::api::REFRESH_TOKEN_KEY: k8s_openapi::ByteString(token.expose_secret().as_bytes().to_vec()) }
     });
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    let written = api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .inspect_err(|e| {
+            tracing::warn!(namespace = ns, secret = name, error = %e,
+                "cannot store a rotated refresh token; holding it and retrying");
+        })?;
+    ctx.rotated_tokens
+        .written(&own.key, &written.resource_version().unwrap_or_default());
     tracing::info!(
         namespace = ns,
         secret = name,
@@ -366,6 +479,7 @@ async fn write(
         provider: r.map(|r| r.provider.clone()),
         login: r.map(|r| r.login.clone()),
         authenticated_via: r.map(|r| r.via),
+        service_account: r.and_then(|r| r.service_account.clone()),
         endpoint: r.map(|r| r.endpoint.clone()),
         last_verified_time: verified_at
             .map(Time)

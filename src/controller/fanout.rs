@@ -68,14 +68,7 @@ pub fn attached_to_provider(b: &MailboxBinding, provider: &str) -> bool {
 
 /// Whether a binding is attached to (counted by) a service account.
 pub fn attached_to_account(b: &MailboxBinding, account: &str) -> bool {
-    b.spec
-        .authentication
-        .service_account_ref
-        .as_ref()
-        .is_some_and(|r| r.name == account)
-        && b.status.as_ref().is_some_and(|s| {
-            s.authenticated_via == Some(crate::api::AuthenticatedVia::ServiceAccount)
-        })
+    b.attached_service_account() == Some(account)
 }
 
 /// A provider changed: itself, its service accounts, and every binding that names it,

@@ -9,6 +9,7 @@ pub mod events;
 pub mod fanout;
 pub mod leader;
 pub mod provider;
+pub mod rotation;
 pub mod service_account;
 pub mod status;
 
@@ -185,6 +186,8 @@ pub struct Context {
     pub account_probes: ProbeCache<()>,
     /// Mailbox verifications that succeeded, with when they ran.
     pub mailbox_probes: ProbeCache<binding::Verified>,
+    /// Refresh tokens the authority rotated, until the Secrets show them.
+    pub rotated_tokens: rotation::RotatedTokens,
 }
 
 impl Context {
@@ -211,6 +214,7 @@ impl Context {
             provider_probes: ProbeCache::default(),
             account_probes: ProbeCache::default(),
             mailbox_probes: ProbeCache::default(),
+            rotated_tokens: rotation::RotatedTokens::default(),
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct FakeBackend {
     auth_failures: Mutex<HashMap<String, Failure>>,
     mailbox_failures: Mutex<HashMap<String, Failure>>,
     rotated_tokens: Mutex<HashMap<String, String>>,
+    rotate_always: Mutex<HashMap<String, usize>>,
+    presented_refresh_tokens: Mutex<Vec<String>>,
     provider_calls: AtomicUsize,
     auth_calls: AtomicUsize,
     mailbox_calls: AtomicUsize,
@@ -50,6 +52,17 @@ impl FakeBackend {
     /// Let the next verification of this address rotate its refresh token to `token`.
     pub fn rotate_refresh_token(&self, email: &str, token: &str) {
         lock(&self.rotated_tokens).insert(email.to_string(), token.to_string());
+    }
+
+    /// Rotate this address's refresh token on every redemption, as Entra ID may: the
+    /// n-th verification returns `rt-n`.
+    pub fn rotate_on_every_redemption(&self, email: &str) {
+        lock(&self.rotate_always).insert(email.to_string(), 0);
+    }
+
+    /// The refresh tokens verifications were given, in call order.
+    pub fn presented_refresh_tokens(&self) -> Vec<String> {
+        lock(&self.presented_refresh_tokens).clone()
     }
 
     /// Calls to `check_provider` so far.
@@ -110,7 +123,16 @@ impl MailBackend for FakeBackend {
         self.mailbox_calls.fetch_add(1, Ordering::SeqCst);
         lock(&self.verified).push(probe.email.clone());
         let failure = lock(&self.mailbox_failures).get(&probe.email).cloned();
-        let rotated = lock(&self.rotated_tokens).remove(&probe.email);
+        if let Credential::RefreshToken { refresh_token, .. } = &probe.credential {
+            use secrecy::ExposeSecret;
+            lock(&self.presented_refresh_tokens).push(refresh_token.expose_secret().to_string());
+        }
+        let rotated = lock(&self.rotated_tokens).remove(&probe.email).or_else(|| {
+            lock(&self.rotate_always).get_mut(&probe.email).map(|n| {
+                *n += 1;
+                format!("rt-{n}")
+            })
+        });
         Box::pin(async move {
             let mailbox = failure.map_or(Ok(()), Err);
             let calendar = (probe.check_calendar && mailbox.is_ok()).then_some(Ok(()));

@@ -1,0 +1,177 @@
+//! Regression scenarios for defects found by trying the operator as an attacker and as an
+//! unlucky operator would (refresh-token rotation loop, failing write-back, status churn on
+//! failures, server-given delays), against the mock API server.
+
+mod mock_api;
+use mock_api::*;
+
+const JANE_STATUS: &str =
+    "/apis/mailops.dev/v1alpha1/namespaces/team-a/mailboxbindings/jane/status";
+const JANE_SECRET: &str = "/api/v1/namespaces/team-a/secrets/jane";
+
+fn secret_answer(version: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "jane", "namespace": "team-a", "resourceVersion": version}})
+}
+
+/// A status step that hands the written status back, so the next reconcile can start
+/// from the object as the API server would then hold it.
+fn status_step(written: Arc<Mutex<Value>>, b: Value) -> Step {
+    step(
+        Method::PATCH,
+        JANE_STATUS,
+        move |_, body| {
+            assert_eq!(condition(body, "Ready")["status"], "True", "{body}");
+            *written.lock().unwrap() = body["status"].clone();
+        },
+        b,
+    )
+}
+
+fn with_status(mut b: Value, status: &Arc<Mutex<Value>>) -> Value {
+    b["status"] = status.lock().unwrap().clone();
+    b
+}
+
+#[tokio::test]
+async fn our_own_write_back_of_a_rotated_token_does_not_verify_again() {
+    let mut h = harness();
+    oauth2_provider_and_jane_with_a_refresh_token(&mut h);
+    h.backend.rotate_on_every_redemption("jane@contoso.com");
+    let b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    let obj = h.binding(b.clone());
+    let written = Arc::new(Mutex::new(Value::Null));
+    let v = h.verifier(vec![
+        step(
+            Method::PATCH,
+            JANE_SECRET,
+            |_, body| {
+                assert_eq!(
+                    body["data"]["refreshToken"], "cnQtMQ==",
+                    "base64(rt-1): {body}"
+                )
+            },
+            secret_answer("2"),
+        ),
+        status_step(written.clone(), b.clone()),
+        event_step("team-a", "Normal", "Verified"),
+    ]);
+    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    // The watch delivers our own write, and it re-triggers the binding.
+    h.secret_at("team-a", "jane", &[("refreshToken", "rt-1")], "2");
+    let obj = h.binding(with_status(b, &written));
+    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    assert_eq!(
+        h.backend.mailbox_calls(),
+        1,
+        "one redemption, not one per write-back"
+    );
+    v.done().await;
+}
+
+#[tokio::test]
+async fn a_change_of_the_secret_by_the_user_is_verified_with_the_new_token() {
+    let mut h = harness();
+    oauth2_provider_and_jane_with_a_refresh_token(&mut h);
+    h.backend.rotate_on_every_redemption("jane@contoso.com");
+    let b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    let obj = h.binding(b.clone());
+    let written = Arc::new(Mutex::new(Value::Null));
+    let v = h.verifier(vec![
+        step(Method::PATCH, JANE_SECRET, |_, _| {}, secret_answer("2")),
+        status_step(written.clone(), b.clone()),
+        event_step("team-a", "Normal", "Verified"),
+        step(Method::PATCH, JANE_SECRET, |_, _| {}, secret_answer("4")),
+    ]);
+    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    h.secret_at(
+        "team-a",
+        "jane",
+        &[("refreshToken", "pasted-by-admin")],
+        "3",
+    );
+    let obj = h.binding(with_status(b, &written));
+    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    assert_eq!(
+        h.backend.presented_refresh_tokens(),
+        ["old-token", "pasted-by-admin"]
+    );
+    v.done().await;
+}
+
+#[tokio::test]
+async fn a_failed_write_back_keeps_the_rotated_token_and_retries_it() {
+    let mut h = harness();
+    oauth2_provider_and_jane_with_a_refresh_token(&mut h);
+    h.backend.rotate_on_every_redemption("jane@contoso.com");
+    let b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    let obj = h.binding(b.clone());
+    let written = Arc::new(Mutex::new(Value::Null));
+    let v = h.verifier(vec![
+        Step {
+            status: 403,
+            ..step(
+                Method::PATCH,
+                JANE_SECRET,
+                |_, _| {},
+                json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                    "reason": "Forbidden", "code": 403, "message": "secrets is forbidden"}),
+            )
+        },
+        status_step(written.clone(), b.clone()),
+        event_step("team-a", "Normal", "Verified"),
+        // The retry writes the token held since, without redeeming again.
+        step(
+            Method::PATCH,
+            JANE_SECRET,
+            |_, body| {
+                assert_eq!(
+                    body["data"]["refreshToken"], "cnQtMQ==",
+                    "base64(rt-1): {body}"
+                )
+            },
+            secret_answer("2"),
+        ),
+    ]);
+    let err = run(binding::reconcile(obj, h.ctx.clone()))
+        .await
+        .unwrap_err();
+    assert!(!err.is_permanent(), "a failed write-back is retried: {err}");
+    let obj = h.binding(with_status(b, &written));
+    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    assert_eq!(h.backend.presented_refresh_tokens(), ["old-token"]);
+    v.done().await;
+}
+
+#[tokio::test]
+async fn a_failing_mailbox_keeps_the_time_exchange_last_confirmed_it() {
+    let mut h = harness();
+    h.provider(basic_provider("exchange", &["contoso.com"]));
+    h.secret("team-a", "jane", &[("password", "pw")]);
+    h.backend.fail_mailbox(
+        "jane@contoso.com",
+        Failure::new(Reason::Unreachable, "connection refused"),
+    );
+    let mut b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    b["status"] = json!({"lastVerifiedTime": "2026-01-01T00:00:00Z"});
+    let obj = h.binding(b.clone());
+    let v = h.verifier(vec![
+        step(
+            Method::PATCH,
+            JANE_STATUS,
+            |_, body| {
+                assert_eq!(condition(body, "Verified")["reason"], "Unreachable");
+                assert_eq!(
+                    body["status"]["lastVerifiedTime"], "2026-01-01T00:00:00Z",
+                    "{body}"
+                );
+            },
+            b,
+        ),
+        event_step("team-a", "Warning", "Unreachable"),
+    ]);
+    run(binding::reconcile(obj, h.ctx.clone()))
+        .await
+        .unwrap_err();
+    v.done().await;
+}
