@@ -175,3 +175,41 @@ async fn a_failing_mailbox_keeps_the_time_exchange_last_confirmed_it() {
         .unwrap_err();
     v.done().await;
 }
+
+fn throttled(retry_after: Duration) -> mailops::Error {
+    mailops::Error::Exchange {
+        reason: Reason::Throttled,
+        message: "ErrorServerBusy".into(),
+        retry_after: Some(retry_after),
+    }
+}
+
+#[tokio::test]
+async fn busy_answers_asking_for_no_delay_still_back_off() {
+    let mut h = harness();
+    let obj = h.binding(own_credentials_binding(
+        "team-a",
+        "jane",
+        "jane@contoso.com",
+        "jane",
+    ));
+    let err = throttled(Duration::ZERO);
+    let first = requeue_seconds(&controller::error_policy(obj.clone(), &err, h.ctx.clone()));
+    let second = requeue_seconds(&controller::error_policy(obj, &err, h.ctx.clone()));
+    assert!(first >= 5.0, "the back-off floor applies: {first}");
+    assert!(second >= 10.0, "and grows per failure: {second}");
+}
+
+#[tokio::test]
+async fn a_huge_server_delay_is_capped_instead_of_panicking() {
+    let mut h = harness();
+    let obj = h.binding(own_credentials_binding(
+        "team-a",
+        "jane",
+        "jane@contoso.com",
+        "jane",
+    ));
+    let err = throttled(Duration::from_secs(u64::MAX));
+    let delay = requeue_seconds(&controller::error_policy(obj, &err, h.ctx.clone()));
+    assert!((3600.0..=3960.0).contains(&delay), "{delay}");
+}

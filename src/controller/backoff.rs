@@ -65,11 +65,24 @@ pub fn exponential(base: Duration, cap: Duration, attempt: u32) -> Duration {
     base.saturating_mul(factor).min(cap)
 }
 
+/// The longest a server may make an object wait (`Retry-After`, `BackOffMilliseconds`):
+/// beyond it the value is more likely broken or hostile than meant.
+pub const MAX_SERVER_DELAY: Duration = Duration::from_secs(3600);
+
+/// The delay after a failure: our own back-off (`own`, already counting this failure), or
+/// the server's delay when that is longer, capped at [`MAX_SERVER_DELAY`] and jittered.
+pub fn with_server_delay(own: Duration, server: Option<Duration>) -> Duration {
+    match server {
+        Some(server) => own.max(jitter(server.min(MAX_SERVER_DELAY), 0.1)),
+        None => own,
+    }
+}
+
 /// Spread `d` by up to `fraction` upwards so that many objects created together do not
-/// hit Exchange in lockstep.
+/// hit Exchange in lockstep. Saturates instead of panicking on a huge `d`.
 pub fn jitter(d: Duration, fraction: f64) -> Duration {
-    let extra = rand::rng().random_range(0.0..=fraction.max(0.0));
-    d.mul_f64(1.0 + extra)
+    let extra = rand::rng().random_range(0.0..=fraction.clamp(0.0, 1.0));
+    Duration::try_from_secs_f64(d.as_secs_f64() * (1.0 + extra)).unwrap_or(Duration::MAX)
 }
 
 /// When to verify a healthy object again: the interval plus up to 10 % jitter, so a cache
@@ -102,6 +115,23 @@ mod tests {
         assert_eq!(b.failures("b"), 0);
         b.reset("a");
         assert_eq!(b.failures("a"), 0);
+    }
+
+    #[test]
+    fn jitter_saturates_instead_of_panicking() {
+        assert_eq!(jitter(Duration::MAX, 0.1), Duration::MAX);
+        assert_eq!(jitter(Duration::ZERO, 0.1), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_server_delay_never_undercuts_the_backoff_nor_exceeds_the_cap() {
+        let own = Duration::from_secs(5);
+        assert_eq!(with_server_delay(own, Some(Duration::ZERO)), own);
+        assert_eq!(with_server_delay(own, None), own);
+        let huge = with_server_delay(own, Some(Duration::from_secs(u64::MAX)));
+        assert!(huge >= MAX_SERVER_DELAY && huge <= MAX_SERVER_DELAY.mul_f64(1.1));
+        let asked = with_server_delay(own, Some(Duration::from_secs(120)));
+        assert!(asked >= Duration::from_secs(120) && asked <= Duration::from_secs(132));
     }
 
     #[test]

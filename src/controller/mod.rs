@@ -301,7 +301,9 @@ pub fn retry_after(err: &Error) -> Option<Duration> {
 }
 
 /// What to do after a failed reconcile: wait for a change when only the user can fix it,
-/// honour `Retry-After`, else back off exponentially up to a cap.
+/// else back off exponentially up to a cap. A server-requested delay (`Retry-After`) is
+/// honoured but never shortens the back-off, so `Retry-After: 0` cannot make a hot loop,
+/// and a huge one waits at most [`backoff::MAX_SERVER_DELAY`].
 pub fn error_policy<K>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action
 where
     K: Resource<DynamicType = ()>,
@@ -309,10 +311,8 @@ where
     if err.is_permanent() {
         return Action::await_change();
     }
-    if let Some(delay) = retry_after(err) {
-        return Action::requeue(backoff::jitter(delay, 0.1));
-    }
-    let delay = ctx.backoff.next_delay(&object_key(obj.as_ref()));
+    let own = ctx.backoff.next_delay(&object_key(obj.as_ref()));
+    let delay = backoff::with_server_delay(own, retry_after(err));
     warn!(
         object = %object_key(obj.as_ref()),
         category = err.category(),
