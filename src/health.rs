@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct HealthState {
     caches_synced: AtomicBool,
     leader: AtomicBool,
+    lease_lost: AtomicBool,
 }
 
 impl HealthState {
@@ -23,6 +24,17 @@ impl HealthState {
     /// Record whether this replica holds the leader Lease.
     pub fn set_leader(&self, leader: bool) {
         self.leader.store(leader, Ordering::Release);
+    }
+
+    /// Record that this replica lost the leader Lease (it stopped acting and exits).
+    pub fn set_lease_lost(&self) {
+        self.lease_lost.store(true, Ordering::Release);
+    }
+
+    /// Whether the process is healthy: false once it lost the Lease, so a liveness probe
+    /// restarts a replica that could not exit by itself.
+    pub fn alive(&self) -> bool {
+        !self.lease_lost.load(Ordering::Acquire)
     }
 
     /// Whether this replica holds the leader Lease.

@@ -102,7 +102,11 @@ fn respond<B>(
             response
         }
         // Alive while this loop answers; a wedged runtime stops answering and is restarted.
-        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/healthz" if health.alive() => text(StatusCode::OK, "ok\n"),
+        "/healthz" => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy: lost the leader Lease\n",
+        ),
         // Ready once the caches are synced; a standby replica is ready too, so a rollout
         // does not wait for leadership.
         _ if health.ready() => text(StatusCode::OK, "ok\n"),

@@ -129,6 +129,16 @@ async fn healthz_answers_ok_while_serving() {
 }
 
 #[tokio::test]
+async fn healthz_fails_once_the_leader_lease_is_lost() {
+    let server = Server::start().await;
+    server.health.set_lease_lost();
+    let response = server.get("/healthz").await;
+    assert_eq!(response.status(), 503);
+    assert!(response.text().await.unwrap().contains("Lease"));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn readyz_is_unavailable_until_caches_sync() {
     let server = Server::start().await;
     assert_eq!(server.get("/readyz").await.status(), 503);

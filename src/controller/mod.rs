@@ -460,14 +460,14 @@ pub async fn run_controllers(
             &config.identity,
         );
         // A replica told to stop while it waits for the Lease stops at once.
-        tokio::select! {
+        let acquired = tokio::select! {
             acquired = lease.acquire() => acquired?,
             _ = shutdown.clone() => {
                 pumps.abort();
                 return Ok(());
             }
-        }
-        Some(lease)
+        };
+        Some((lease, acquired))
     } else {
         None
     };
@@ -482,10 +482,12 @@ pub async fn run_controllers(
         stores.clone(),
     ));
     let controllers = run_three(ctx, receivers, shutdown.clone());
+    // Dropping the controllers' future when the Lease is lost cancels every reconcile in
+    // flight: no write of ours starts after that.
     let result = match &lease {
-        Some(lease) => tokio::select! {
+        Some((lease, acquired)) => tokio::select! {
             _ = controllers => Ok(()),
-            lost = lease.keep_renewed() => lost,
+            lost = lease.keep_renewed(*acquired) => lost,
         },
         None => {
             controllers.await;
@@ -494,8 +496,14 @@ pub async fn run_controllers(
     };
     pumps.abort();
     health.set_leader(false);
-    if let Some(lease) = lease {
-        lease.release().await;
+    match (&result, lease) {
+        (Err(_), Some(_)) => health.set_lease_lost(),
+        // Handing over at shutdown spares the successor the wait for expiry; bounded, as
+        // the API server may be what is failing.
+        (Ok(()), Some((lease, _))) => {
+            let _ = tokio::time::timeout(leader::RENEW_PERIOD, lease.release()).await;
+        }
+        (_, None) => {}
     }
     result
 }
