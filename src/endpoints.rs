@@ -85,7 +85,8 @@ pub fn provider_endpoints(
             return Err(Error::Spec {
                 reason: Reason::InsecureEndpoint,
                 message: format!(
-                    "spec.endpoints.{field} uses plain http ({url}); use https, or run the operator with --allow-insecure-endpoints"
+                    "spec.endpoints.{field} uses plain http ({}); use https, or run the operator with --allow-insecure-endpoints",
+                    crate::exchange::errors::redact_url(url)
                 ),
             });
         }

@@ -13,6 +13,7 @@ use crate::api::{
     NamespaceSelector, SelectorOperator,
 };
 use crate::endpoints::provider_endpoints;
+use crate::exchange::errors::redact_url;
 use crate::{Error, Result};
 
 fn spec_error(reason: Reason, message: impl Into<String>) -> Error {
@@ -300,8 +301,11 @@ pub fn resolve_binding(
         }
         None => (AuthenticatedVia::Credentials, None),
     };
-    let endpoint =
-        provider_endpoints(&provider.spec, catalog.allow_insecure_endpoints)?.mailbox_endpoint;
+    // Shown in the binding's status and messages, in the tenant's namespace: never with
+    // userinfo or a query, whatever an override carries.
+    let endpoint = redact_url(
+        &provider_endpoints(&provider.spec, catalog.allow_insecure_endpoints)?.mailbox_endpoint,
+    );
     Ok(Resolution {
         provider: provider_name,
         service_account,

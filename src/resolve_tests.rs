@@ -408,3 +408,29 @@ fn a_binding_attached_through_one_account_may_not_move_to_a_terminating_one() {
     binding.status.as_mut().unwrap().service_account = Some("b".into());
     assert!(resolve_binding(&binding, catalog(&[&p], &accounts), None).is_ok());
 }
+
+#[test]
+fn endpoint_overrides_never_show_credentials_or_queries() {
+    let p = provider(
+        "contoso",
+        "  domains: [contoso.com]\n  endpoints: {ews: 'https://admin:hunter2@mail.contoso.com/EWS/Exchange.asmx?token=s3cret#x'}\n",
+    );
+    let b = binding(
+        "sales",
+        &format!("  emailAddress: jane@contoso.com\n{VIA_CREDS}"),
+    );
+    let r = resolve_binding(&b, catalog(&[&p], &[]), None).unwrap();
+    assert_eq!(r.endpoint, "https://mail.contoso.com/EWS/Exchange.asmx");
+    let insecure = provider(
+        "plain",
+        "  endpoints: {ews: 'http://admin:hunter2@mail.contoso.com/EWS?key=s3cret'}\n",
+    );
+    let message = provider_endpoints(&insecure.spec, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        !message.contains("hunter2") && !message.contains("s3cret"),
+        "{message}"
+    );
+    assert!(message.contains("mail.contoso.com"), "{message}");
+}

@@ -211,16 +211,19 @@ pub struct EndpointOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() in ['https', 'http'] && url(self).getHostname() != ''").message("spec.endpoints.authority must be an absolute http(s) URL"))]
+    #[x_kube(validation = Rule::new("!self.matches('^[^:/?#]+://[^/?#]*@') && !self.contains('?') && !self.contains('#')").message("spec.endpoints.authority must not carry credentials (user@), a query or a fragment: they would show in statuses and Events"))]
     pub authority: Option<String>,
     /// Base URL of Microsoft Graph, e.g. `https://graph.microsoft.us`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() in ['https', 'http'] && url(self).getHostname() != ''").message("spec.endpoints.graph must be an absolute http(s) URL"))]
+    #[x_kube(validation = Rule::new("!self.matches('^[^:/?#]+://[^/?#]*@') && !self.contains('?') && !self.contains('#')").message("spec.endpoints.graph must not carry credentials (user@), a query or a fragment: they would show in statuses and Events"))]
     pub graph: Option<String>,
     /// Full URL of the EWS endpoint, e.g. `https://mail.contoso.com/EWS/Exchange.asmx`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() in ['https', 'http'] && url(self).getHostname() != ''").message("spec.endpoints.ews must be an absolute http(s) URL"))]
+    #[x_kube(validation = Rule::new("!self.matches('^[^:/?#]+://[^/?#]*@') && !self.contains('?') && !self.contains('#')").message("spec.endpoints.ews must not carry credentials (user@), a query or a fragment: they would show in statuses and Events"))]
     pub ews: Option<String>,
 }
 
