@@ -186,6 +186,31 @@ pub fn effective_settings(
     }
 }
 
+/// Whether a service account may use its provider: not when the account was created
+/// after the provider's deletion began (it would hold that deletion forever). An account
+/// that predates the deletion keeps working while its provider drains.
+pub fn check_account_may_attach(
+    account: &ExchangeServiceAccount,
+    provider: &EmailProvider,
+) -> Result<()> {
+    let (Some(deleting), Some(created)) = (
+        provider.metadata.deletion_timestamp.as_ref(),
+        account.metadata.creation_timestamp.as_ref(),
+    ) else {
+        return Ok(());
+    };
+    if created.0 < deleting.0 {
+        return Ok(());
+    }
+    Err(spec_error(
+        Reason::ProviderTerminating,
+        format!(
+            "EmailProvider {:?} is being deleted; no new service account may use it",
+            provider.name_any()
+        ),
+    ))
+}
+
 /// Whether a service account's credentials fit its provider's authentication method.
 pub fn check_service_account_fits(
     account: &ExchangeServiceAccountSpec,

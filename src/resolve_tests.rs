@@ -434,3 +434,25 @@ fn endpoint_overrides_never_show_credentials_or_queries() {
     );
     assert!(message.contains("mail.contoso.com"), "{message}");
 }
+
+#[test]
+fn a_service_account_created_after_its_provider_began_deleting_may_not_attach() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let mut p = provider("contoso", "");
+    let mut a = account("org", "contoso", "");
+    a.metadata.creation_timestamp = Some(Time("2026-01-02T00:00:00Z".parse().unwrap()));
+    assert!(
+        check_account_may_attach(&a, &p).is_ok(),
+        "the provider is not being deleted"
+    );
+    p.metadata.deletion_timestamp = Some(Time("2026-01-01T00:00:00Z".parse().unwrap()));
+    assert_eq!(
+        reason(check_account_may_attach(&a, &p)),
+        Reason::ProviderTerminating
+    );
+    a.metadata.creation_timestamp = Some(Time("2025-12-31T00:00:00Z".parse().unwrap()));
+    assert!(
+        check_account_may_attach(&a, &p).is_ok(),
+        "older accounts drain with it"
+    );
+}

@@ -213,3 +213,46 @@ async fn a_huge_server_delay_is_capped_instead_of_panicking() {
     let delay = requeue_seconds(&controller::error_policy(obj, &err, h.ctx.clone()));
     assert!((3600.0..=3960.0).contains(&delay), "{delay}");
 }
+
+fn malformed_provider_being_deleted() -> Value {
+    json!({
+        "apiVersion": API, "kind": "EmailProvider",
+        "metadata": {"name": "broken", "resourceVersion": "41", "deletionTimestamp": "2026-01-01T00:00:00Z",
+                     "finalizers": ["mailops.dev/in-use", "example.com/other"]},
+        "spec": {"serviceType": 42},
+    })
+}
+
+#[tokio::test]
+async fn a_malformed_provider_nothing_uses_is_released_from_the_finalizer() {
+    let mut h = harness();
+    let obj = h.provider(malformed_provider_being_deleted());
+    assert!(obj.0.is_err(), "the fixture must not deserialize");
+    let v = h.verifier(vec![step(
+        Method::PATCH,
+        "/apis/mailops.dev/v1alpha1/emailproviders/broken",
+        |_, body| {
+            assert_eq!(
+                body["metadata"]["finalizers"],
+                json!(["example.com/other"]),
+                "{body}"
+            );
+            assert_eq!(body["metadata"]["resourceVersion"], "41", "{body}");
+        },
+        json!({"apiVersion": API, "kind": "EmailProvider", "metadata": {"name": "broken"}}),
+    )]);
+    run(provider::reconcile(obj, h.ctx.clone())).await.unwrap();
+    v.done().await;
+}
+
+#[tokio::test]
+async fn a_malformed_provider_still_used_keeps_its_finalizer() {
+    let mut h = harness();
+    let obj = h.provider(malformed_provider_being_deleted());
+    let mut b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    b["status"] = json!({"provider": "broken"});
+    h.binding(b);
+    let v = h.verifier(vec![]);
+    run(provider::reconcile(obj, h.ctx.clone())).await.unwrap();
+    v.done().await;
+}

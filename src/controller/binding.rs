@@ -37,7 +37,8 @@ pub struct Verified {
 /// Reconcile one MailboxBinding (entry point for the controller).
 pub async fn reconcile(obj: Arc<Guarded<MailboxBinding>>, ctx: Arc<Context>) -> Result<Action> {
     let Ok(binding) = &obj.0 else {
-        return super::report_malformed(&ctx, BINDING_KIND, &obj);
+        // Bindings carry no finalizer: nothing to release.
+        return super::report_malformed(&ctx, BINDING_KIND, &obj, |_| true).await;
     };
     let started = Instant::now();
     let report = ReportCell::default();

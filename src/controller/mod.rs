@@ -29,7 +29,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::conditions::{self, Reason};
-use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
+use crate::api::{EmailProvider, ExchangeServiceAccount, IN_USE_FINALIZER, MailboxBinding};
 use crate::config::OperatorConfig;
 use crate::exchange::MailBackend;
 use crate::health::HealthState;
@@ -324,13 +324,17 @@ where
 }
 
 /// Report an object that could not be deserialized (logged and counted) and wait for a
-/// change: the watch and the other objects go on.
-pub fn report_malformed<K: Resource<DynamicType = ()>>(
+/// change: the watch and the other objects go on. One being deleted that nothing uses
+/// (`in_use` by name) is released from the in-use finalizer, which needs no typed object:
+/// a malformed provider or account must not be stuck in deletion until fixed.
+pub async fn report_malformed<K>(
     ctx: &Context,
     kind: &'static str,
     obj: &Guarded<K>,
+    in_use: impl Fn(&str) -> bool,
 ) -> Result<Action>
 where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     Guarded<K>: Resource<DynamicType = ()>,
 {
     if let Err(invalid) = &obj.0 {
@@ -344,7 +348,36 @@ where
         ctx.metrics
             .record_reconcile(kind, "malformed", Duration::ZERO);
     }
+    let held = obj.finalizers().iter().any(|f| f == IN_USE_FINALIZER);
+    if obj.meta().deletion_timestamp.is_some() && held && !in_use(&obj.name_any()) {
+        release_malformed::<K>(ctx, obj).await?;
+        info!(kind, name = %obj.name_any(), "released a malformed object nothing uses");
+    }
     Ok(Action::await_change())
+}
+
+/// Drop the in-use finalizer of a cluster-scoped object by merge patch; the
+/// resourceVersion makes a concurrent change fail instead of being overwritten.
+async fn release_malformed<K>(ctx: &Context, obj: &Guarded<K>) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let remaining: Vec<&String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != IN_USE_FINALIZER)
+        .collect();
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": remaining, "resourceVersion": obj.resource_version()}
+    });
+    let api: Api<Guarded<K>> = Api::all(ctx.client.clone());
+    api.patch(
+        &obj.name_any(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Fail start-up with a clear message when the CRDs are not installed.

@@ -7,6 +7,7 @@ use std::time::Instant;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::fanout::attached_to_provider;
@@ -16,12 +17,17 @@ use crate::api::conditions::{AUTHENTICATED, Desired, REACHABLE, Reason, TERMINAT
 use crate::api::{EmailProvider, EmailProviderStatus, IN_USE_FINALIZER};
 use crate::endpoints::provider_endpoints;
 use crate::exchange::ProviderProbe;
+use crate::resolve::check_account_may_attach;
 use crate::{Error, Result};
 
 /// Reconcile one EmailProvider (entry point for the controller).
 pub async fn reconcile(obj: Arc<Guarded<EmailProvider>>, ctx: Arc<Context>) -> Result<Action> {
     let Ok(provider) = &obj.0 else {
-        return super::report_malformed(&ctx, PROVIDER_KIND, &obj);
+        let in_use = |name: &str| {
+            let (bindings, accounts) = users(name, &ctx);
+            !(bindings.is_empty() && accounts.is_empty())
+        };
+        return super::report_malformed(&ctx, PROVIDER_KIND, &obj, in_use).await;
     };
     let started = Instant::now();
     let provider = Arc::new(provider.clone());
@@ -61,9 +67,13 @@ pub fn users(name: &str, ctx: &Context) -> (Vec<String>, Vec<String>) {
             )
         })
         .collect();
+    let provider = ctx.stores.providers.get(&ObjectRef::new(name));
+    let provider = provider.as_ref().and_then(|p| p.0.as_ref().ok());
     let mut accounts: Vec<String> = super::typed(&super::valid(&ctx.stores.service_accounts))
         .into_iter()
         .filter(|a| a.spec.provider_ref.name == name)
+        // An account refused for coming after the deletion began does not hold it.
+        .filter(|a| provider.is_none_or(|p| check_account_may_attach(a, p).is_ok()))
         .map(|a| format!("ExchangeServiceAccount {}", a.name_any()))
         .collect();
     bindings.sort();

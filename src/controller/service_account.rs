@@ -17,7 +17,7 @@ use super::{Context, Guarded, Report, ReportCell, SERVICE_ACCOUNT_KIND, credenti
 use crate::api::conditions::{AUTHENTICATED, Desired, Reason, TERMINATING};
 use crate::api::{ExchangeServiceAccount, ExchangeServiceAccountStatus, IN_USE_FINALIZER};
 use crate::endpoints::provider_endpoints;
-use crate::resolve::check_service_account_fits;
+use crate::resolve::{check_account_may_attach, check_service_account_fits};
 use crate::{Error, Result};
 
 /// Reconcile one ExchangeServiceAccount (entry point for the controller).
@@ -26,7 +26,8 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action> {
     let Ok(account) = &obj.0 else {
-        return super::report_malformed(&ctx, SERVICE_ACCOUNT_KIND, &obj);
+        let in_use = |name: &str| !users(name, &ctx).is_empty();
+        return super::report_malformed(&ctx, SERVICE_ACCOUNT_KIND, &obj, in_use).await;
     };
     let started = Instant::now();
     let account = Arc::new(account.clone());
@@ -97,6 +98,7 @@ fn prepare(
             e.error
         ),
     })?;
+    check_account_may_attach(a, provider)?;
     check_service_account_fits(&a.spec, &provider.spec)?;
     let endpoints = provider_endpoints(&provider.spec, ctx.config.allow_insecure_endpoints)?;
     let creds = credentials::service_account(a, provider, &endpoints, &ctx.stores.secrets)?;
