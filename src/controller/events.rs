@@ -11,6 +11,23 @@ use super::{Context, Report};
 /// Reason of the Event emitted when a deletion waits for the objects still using it.
 pub const DELETION_BLOCKED: &str = "DeletionBlocked";
 
+/// The API server refuses an Event whose note is longer (events.k8s.io/v1 `note`, in
+/// bytes); such an Event would be lost without a trace.
+pub const MAX_NOTE_BYTES: usize = 1024;
+
+/// `note` cut to [`MAX_NOTE_BYTES`] on a character boundary, marked when cut.
+pub fn capped_note(note: &str) -> String {
+    const MARK: &str = " …";
+    if note.len() <= MAX_NOTE_BYTES {
+        return note.to_string();
+    }
+    let mut end = MAX_NOTE_BYTES - MARK.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MARK}", &note[..end])
+}
+
 /// The Events a report calls for, in order.
 pub fn events_for(report: &Report) -> Vec<Event> {
     let mut out = Vec::new();
@@ -18,7 +35,7 @@ pub fn events_for(report: &Report) -> Vec<Event> {
         out.push(Event {
             type_: EventType::Warning,
             reason: DELETION_BLOCKED.into(),
-            note: Some(message.clone()),
+            note: Some(capped_note(message)),
             action: "Delete".into(),
             secondary: None,
         });
@@ -29,7 +46,7 @@ pub fn events_for(report: &Report) -> Vec<Event> {
             out.push(Event {
                 type_: EventType::Normal,
                 reason: after.map_or("Ready".into(), |c| c.reason.clone()),
-                note: after.map(|c| c.message.clone()),
+                note: after.map(|c| capped_note(&c.message)),
                 action: "Reconcile".into(),
                 secondary: None,
             });
@@ -37,7 +54,7 @@ pub fn events_for(report: &Report) -> Vec<Event> {
             out.push(Event {
                 type_: EventType::Warning,
                 reason: failed.reason.clone(),
-                note: Some(failed.message.clone()),
+                note: Some(capped_note(&failed.message)),
                 action: "Reconcile".into(),
                 secondary: None,
             });
@@ -100,6 +117,20 @@ mod tests {
             deletion_blocked: None,
         });
         assert!(again.is_empty());
+    }
+
+    #[test]
+    fn notes_fit_what_the_api_server_accepts() {
+        let long = "é".repeat(2000);
+        let ev = events_for(&Report {
+            transition: Some(Transition::between(&[], &ready(false, Reason::Unreachable))),
+            deletion_blocked: Some(long.clone()),
+        });
+        for e in &ev {
+            assert!(e.note.as_ref().unwrap().len() <= MAX_NOTE_BYTES);
+        }
+        assert!(ev[0].note.as_ref().unwrap().ends_with('…'));
+        assert_eq!(capped_note("short"), "short");
     }
 
     #[test]
