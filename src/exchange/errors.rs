@@ -45,17 +45,44 @@ pub fn ensure_allowed(url: &str, allow_insecure: bool) -> Result<(), Failure> {
     Err(Failure::new(Reason::InsecureEndpoint, message))
 }
 
-/// The server-requested delay of a `Retry-After` header: delta-seconds or an HTTP date.
+/// The shortest delay a server may ask for: `Retry-After: 0`, a date in the past or
+/// `BackOffMilliseconds` 0 would otherwise have the caller try again at once, in a loop.
+pub const MIN_SERVER_DELAY: Duration = Duration::from_secs(1);
+
+/// The longest delay a server may ask for: a broken or hostile endpoint must not park an
+/// object for days, nor hand the caller a number whose arithmetic overflows.
+pub const MAX_SERVER_DELAY: Duration = Duration::from_secs(15 * 60);
+
+/// A server-given delay brought within [`MIN_SERVER_DELAY`, `MAX_SERVER_DELAY`]. Every
+/// delay read from an answer goes through here before it leaves this module's callers.
+pub fn clamp_server_delay(d: Duration) -> Duration {
+    d.clamp(MIN_SERVER_DELAY, MAX_SERVER_DELAY)
+}
+
+/// A decimal number of digits only, saturating at `u64::MAX`: a server asking for more
+/// than fits means "a very long time", which the clamp then bounds. Signs, fractions and
+/// anything else are not numbers here.
+pub fn parse_saturating(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse().unwrap_or(u64::MAX))
+}
+
+/// The server-requested delay of a `Retry-After` header (delta-seconds or an HTTP date),
+/// clamped by [`clamp_server_delay`].
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    let delay = match parse_saturating(value) {
+        Some(seconds) => Duration::from_secs(seconds),
+        None => {
+            let when = httpdate::parse_http_date(value).ok()?;
+            // A date in the past asks for no delay; the clamp makes it the minimum.
+            when.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(clamp_server_delay(delay))
 }
 
 /// A request that got no HTTP answer: timeout, DNS, TCP or TLS failure.
@@ -350,25 +377,65 @@ mod tests {
         );
     }
 
+    fn retry_after_of(value: &str) -> Option<Duration> {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, value.parse().unwrap());
+        retry_after(&h)
+    }
+
     #[test]
     fn retry_after_accepts_seconds_and_dates() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, "17".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(17)));
+        assert_eq!(retry_after_of("17"), Some(Duration::from_secs(17)));
         let later = SystemTime::now() + Duration::from_secs(120);
-        h.insert(RETRY_AFTER, httpdate::fmt_http_date(later).parse().unwrap());
-        let d = retry_after(&h).unwrap();
+        let d = retry_after_of(&httpdate::fmt_http_date(later)).unwrap();
         assert!(
             d > Duration::from_secs(100) && d <= Duration::from_secs(120),
             "{d:?}"
         );
-        h.insert(
-            RETRY_AFTER,
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
-        );
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
-        h.insert(RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&h), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn retry_after_is_clamped_between_one_second_and_fifteen_minutes() {
+        let s = Duration::from_secs;
+        let cases: &[(&str, Option<Duration>)] = &[
+            ("0", Some(MIN_SERVER_DELAY)),
+            ("1", Some(s(1))),
+            (" 2 ", Some(s(2))),
+            ("900", Some(s(900))),
+            ("901", Some(MAX_SERVER_DELAY)),
+            ("18446744073709551615", Some(MAX_SERVER_DELAY)),
+            ("99999999999999999999999999", Some(MAX_SERVER_DELAY)),
+            ("Wed, 21 Oct 2015 07:28:00 GMT", Some(MIN_SERVER_DELAY)),
+            ("Thu, 01 Jan 1970 00:00:00 GMT", Some(MIN_SERVER_DELAY)),
+            ("Fri, 31 Dec 9999 23:59:59 GMT", Some(MAX_SERVER_DELAY)),
+            ("-1", None),
+            ("+5", None),
+            ("1.5", None),
+            ("1e9", None),
+            ("soon", None),
+            ("", None),
+            ("Wed, 32 Oct 2015 07:28:00 GMT", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(retry_after_of(value), *expected, "Retry-After: {value:?}");
+        }
+    }
+
+    #[test]
+    fn server_delays_are_clamped() {
+        assert_eq!(MIN_SERVER_DELAY, Duration::from_secs(1));
+        assert_eq!(MAX_SERVER_DELAY, Duration::from_secs(15 * 60));
+        let cases = [
+            (Duration::ZERO, MIN_SERVER_DELAY),
+            (Duration::from_nanos(1), MIN_SERVER_DELAY),
+            (Duration::from_millis(1500), Duration::from_millis(1500)),
+            (Duration::from_secs(u64::MAX), MAX_SERVER_DELAY),
+            (Duration::MAX, MAX_SERVER_DELAY),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(clamp_server_delay(given), expected, "{given:?}");
+        }
     }
 
     #[test]

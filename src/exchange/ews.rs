@@ -10,7 +10,10 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::Failure;
-use super::errors::{redact_url, retry_after, status_failure, transport_failure};
+use super::errors::{
+    clamp_server_delay, parse_saturating, redact_url, retry_after, status_failure,
+    transport_failure,
+};
 use crate::api::conditions::Reason;
 
 /// How a request authenticates.
@@ -243,7 +246,7 @@ fn note_text(name: &str, text: &str, answer: &mut Answer) {
             answer.text = Some(text.to_string());
         }
         "Value" | "BackOffMilliseconds" => {
-            if let Ok(ms) = text.parse() {
+            if let Some(ms) = parse_saturating(text) {
                 answer.back_off_ms.get_or_insert(ms);
             }
         }
@@ -288,7 +291,7 @@ fn classify(
         "ErrorServerBusy" => {
             let delay = answer
                 .back_off_ms
-                .map(Duration::from_millis)
+                .map(|ms| clamp_server_delay(Duration::from_millis(ms)))
                 .or(retry_after);
             return Err(Failure {
                 reason: Reason::Throttled,
@@ -384,5 +387,39 @@ mod tests {
         let f = interpret(500, &HeaderMap::new(), busy.as_bytes(), &req()).unwrap_err();
         assert_eq!(f.reason, Reason::Throttled);
         assert_eq!(f.retry_after, Some(Duration::from_millis(2500)));
+    }
+
+    fn busy_with(back_off: &str, headers: &HeaderMap) -> Option<Duration> {
+        let busy = format!(
+            r#"<s:Envelope xmlns:s="x"><s:Body><s:Fault><faultstring>busy</faultstring><detail><ResponseCode>ErrorServerBusy</ResponseCode><MessageXml><Value Name="BackOffMilliseconds">{back_off}</Value></MessageXml></detail></s:Fault></s:Body></s:Envelope>"#
+        );
+        let f = interpret(500, headers, busy.as_bytes(), &req()).unwrap_err();
+        assert_eq!(f.reason, Reason::Throttled);
+        f.retry_after
+    }
+
+    #[test]
+    fn server_busy_back_off_is_clamped_between_one_second_and_fifteen_minutes() {
+        use crate::exchange::errors::{MAX_SERVER_DELAY, MIN_SERVER_DELAY};
+        let none = HeaderMap::new();
+        let cases: &[(&str, Option<Duration>)] = &[
+            ("0", Some(MIN_SERVER_DELAY)),
+            ("1", Some(MIN_SERVER_DELAY)),
+            ("1000", Some(Duration::from_secs(1))),
+            ("900000", Some(MAX_SERVER_DELAY)),
+            ("900001", Some(MAX_SERVER_DELAY)),
+            ("18446744073709551615", Some(MAX_SERVER_DELAY)),
+            ("99999999999999999999999999", Some(MAX_SERVER_DELAY)),
+            ("-5", None),
+            ("soon", None),
+            ("", None),
+        ];
+        for (back_off, expected) in cases {
+            assert_eq!(busy_with(back_off, &none), *expected, "{back_off:?}");
+        }
+        // Without a usable back-off the Retry-After header speaks, clamped too.
+        let mut header = HeaderMap::new();
+        header.insert(reqwest::header::RETRY_AFTER, "0".parse().unwrap());
+        assert_eq!(busy_with("garbage", &header), Some(MIN_SERVER_DELAY));
     }
 }
