@@ -4,7 +4,9 @@
 //! send malformed bodies, or hold mailbox requests until the test opens a gate.
 #![allow(dead_code)]
 
+mod entra;
 pub mod harness;
+mod mailbox;
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -12,8 +14,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -296,15 +296,15 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infa
     let behaviour = state.behaviour.lock().unwrap().clone();
     let answer = if path.ends_with("/oauth2/v2.0/token") {
         state.token_requests.fetch_add(1, Ordering::SeqCst);
-        token(&state, &behaviour, &recorded).await
+        entra::token(&state, &behaviour, &recorded).await
     } else if path.starts_with("/EWS/") && recorded.method == "POST" {
         let _counted = InFlight::enter(&state);
         gate(&behaviour).await;
-        ews(&state, &behaviour, &recorded).await
+        mailbox::ews(&state, &behaviour, &recorded).await
     } else if path.starts_with("/v1.0/users/") {
         let _counted = InFlight::enter(&state);
         gate(&behaviour).await;
-        graph(&state, &behaviour, &recorded).await
+        mailbox::graph(&state, &behaviour, &recorded).await
     } else if path.starts_with("/EWS/") {
         // EWS answers an unauthenticated GET with 401, like IIS does.
         reply(401, "text/plain", "")
@@ -343,234 +343,4 @@ async fn misbehave(mode: &Mode, malformed: &str) -> Option<Reply> {
             None
         }
     }
-}
-
-fn form(body: &str) -> HashMap<String, String> {
-    url::form_urlencoded::parse(body.as_bytes())
-        .into_owned()
-        .collect()
-}
-
-fn entra_error(status: u16, error: &str, code: u32, text: &str) -> Reply {
-    json(
-        status,
-        serde_json::json!({
-            "error": error,
-            "error_description": format!("AADSTS{code}: {text}\r\nTrace ID: 0000 Correlation ID: 1111 Timestamp: 2026-01-01 00:00:00Z"),
-            "error_codes": [code],
-            "trace_id": "0000",
-        }),
-    )
-}
-
-fn issue(state: &State, identity: Identity, claims: serde_json::Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"none"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let mut issued = state.issued.lock().unwrap();
-    let token = format!("{header}.{payload}.{TOKEN_MARKER}{}", issued.len());
-    issued.insert(token.clone(), identity);
-    token
-}
-
-async fn token(state: &State, b: &Behaviour, r: &Recorded) -> Reply {
-    if let Some(answer) = misbehave(&b.token_mode, "{\"access_token\": ").await {
-        return answer;
-    }
-    let tenant = r
-        .path
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or("");
-    if !b.tenants.contains(tenant) {
-        return entra_error(
-            400,
-            "invalid_request",
-            90002,
-            &format!("Tenant '{tenant}' not found."),
-        );
-    }
-    let f = form(&r.body);
-    let client_id = f.get("client_id").cloned().unwrap_or_default();
-    let Some(app) = b.apps.get(&client_id) else {
-        return entra_error(
-            400,
-            "unauthorized_client",
-            700016,
-            &format!("Application with identifier '{client_id}' was not found in the directory."),
-        );
-    };
-    if f.get("client_secret") != Some(&app.secret) {
-        return entra_error(
-            401,
-            "invalid_client",
-            7000215,
-            "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value.",
-        );
-    }
-    match f.get("grant_type").map(String::as_str) {
-        Some("client_credentials") => {
-            let access = issue(
-                state,
-                Identity::App,
-                serde_json::json!({"appid": client_id, "roles": app.roles}),
-            );
-            json(
-                200,
-                serde_json::json!({"token_type": "Bearer", "expires_in": b.expires_in, "access_token": access}),
-            )
-        }
-        Some("refresh_token") => {
-            let sent = f.get("refresh_token").cloned().unwrap_or_default();
-            let Some(grant) = b.refresh_tokens.get(&sent) else {
-                return entra_error(
-                    400,
-                    "invalid_grant",
-                    700082,
-                    "The refresh token has expired due to inactivity.",
-                );
-            };
-            let access = issue(
-                state,
-                Identity::Delegated,
-                serde_json::json!({"appid": client_id, "scp": grant.scp}),
-            );
-            json(
-                200,
-                serde_json::json!({
-                    "token_type": "Bearer",
-                    "expires_in": b.expires_in,
-                    "access_token": access,
-                    "refresh_token": grant.returns,
-                    "scope": grant.scp,
-                }),
-            )
-        }
-        _ => entra_error(400, "unsupported_grant_type", 70003, "unsupported grant"),
-    }
-}
-
-/// Who the request authenticates as: `Some(name)` for a Basic user or a token.
-fn authenticate(state: &State, b: &Behaviour, r: &Recorded) -> Option<String> {
-    let header = r.headers.get("authorization")?;
-    if let Some(basic) = header.strip_prefix("Basic ") {
-        let decoded = String::from_utf8(STANDARD.decode(basic).ok()?).ok()?;
-        let (user, password) = decoded.split_once(':')?;
-        return (b.basic_users.get(user).map(String::as_str) == Some(password))
-            .then(|| user.to_string());
-    }
-    let token = header.strip_prefix("Bearer ")?;
-    state
-        .issued
-        .lock()
-        .unwrap()
-        .get(token)
-        .map(|identity| format!("{identity:?}"))
-}
-
-fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let from = text.find(start)? + start.len();
-    let to = text[from..].find(end)? + from;
-    Some(&text[from..to])
-}
-
-fn soap_fault(code: &str, text: &str) -> Reply {
-    reply(
-        500,
-        "text/xml; charset=utf-8",
-        format!(
-            r#"<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault><faultcode xmlns:a="http://schemas.microsoft.com/exchange/services/2006/types">a:{code}</faultcode><faultstring xml:lang="en-US">{text}</faultstring><detail><e:ResponseCode xmlns:e="http://schemas.microsoft.com/exchange/services/2006/errors">{code}</e:ResponseCode><e:Message xmlns:e="http://schemas.microsoft.com/exchange/services/2006/errors">{text}</e:Message></detail></s:Fault></s:Body></s:Envelope>"#
-        ),
-    )
-}
-
-fn get_folder_response(class: &str, code: &str) -> Reply {
-    reply(
-        200,
-        "text/xml; charset=utf-8",
-        format!(
-            r#"<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header><h:ServerVersionInfo MajorVersion="15" MinorVersion="20" xmlns:h="http://schemas.microsoft.com/exchange/services/2006/types"/></s:Header><s:Body><m:GetFolderResponse xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><m:ResponseMessages><m:GetFolderResponseMessage ResponseClass="{class}"><m:ResponseCode>{code}</m:ResponseCode><m:Folders><t:Folder><t:FolderId Id="AAMkAD" ChangeKey="AQAAAA=="/></t:Folder></m:Folders></m:GetFolderResponseMessage></m:ResponseMessages></m:GetFolderResponse></s:Body></s:Envelope>"#
-        ),
-    )
-}
-
-async fn ews(state: &State, b: &Behaviour, r: &Recorded) -> Reply {
-    if let Some(answer) = misbehave(
-        &b.ews_mode,
-        r#"<s:Envelope xmlns:s="x"><s:Body><m:GetFolderResponse></s:Body>"#,
-    )
-    .await
-    {
-        return answer;
-    }
-    let Some(caller) = authenticate(state, b, r) else {
-        return reply(401, "text/plain", "");
-    };
-    let target = between(&r.body, "<t:SmtpAddress>", "</t:SmtpAddress>")
-        .map(str::to_string)
-        .unwrap_or(caller);
-    let target = target.to_ascii_lowercase();
-    let impersonating = r.body.contains("ExchangeImpersonation");
-    if impersonating && b.denied.contains(&target) {
-        return soap_fault(
-            "ErrorImpersonateUserDenied",
-            "The account does not have permission to impersonate the requested user.",
-        );
-    }
-    if !b.mailboxes.contains(&target) {
-        return if impersonating {
-            soap_fault(
-                "ErrorNonExistentMailbox",
-                "The SMTP address has no mailbox associated with it.",
-            )
-        } else {
-            get_folder_response("Error", "ErrorNonExistentMailbox")
-        };
-    }
-    if b.denied.contains(&target) {
-        return get_folder_response("Error", "ErrorAccessDenied");
-    }
-    get_folder_response("Success", "NoError")
-}
-
-async fn graph(state: &State, b: &Behaviour, r: &Recorded) -> Reply {
-    if let Some(answer) = misbehave(&b.graph_mode, r#"{"id": "AAMk"#).await {
-        return answer;
-    }
-    if authenticate(state, b, r).is_none() {
-        return json(
-            401,
-            serde_json::json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token validation failure."}}),
-        );
-    }
-    let path = r.path.split('?').next().unwrap_or("");
-    let segments: Vec<&str> = path.split('/').collect();
-    // ["", "v1.0", "users", email, ...]
-    let email = url::form_urlencoded::parse(segments.get(3).unwrap_or(&"").as_bytes())
-        .map(|(k, _)| k.into_owned())
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    if b.rest_disabled.contains(&email) {
-        return json(
-            404,
-            serde_json::json!({"error": {"code": "MailboxNotEnabledForRESTAPI", "message": "The mailbox is either inactive, soft-deleted, or is hosted on-premise."}}),
-        );
-    }
-    if !b.mailboxes.contains(&email) {
-        return json(
-            404,
-            serde_json::json!({"error": {"code": "ErrorInvalidUser", "message": format!("The requested user '{email}' is invalid.")}}),
-        );
-    }
-    if b.denied.contains(&email) {
-        return json(
-            403,
-            serde_json::json!({"error": {"code": "ErrorAccessDenied", "message": "Access is denied. Check credentials and try again."}}),
-        );
-    }
-    json(
-        200,
-        serde_json::json!({"@odata.context": "x", "id": "AAMkAGI2TG93AAA="}),
-    )
 }
