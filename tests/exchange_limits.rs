@@ -90,8 +90,8 @@ async fn tokens_are_renewed_ahead_of_expiry_and_when_the_secret_changes() {
         .await;
     assert_eq!(f.unwrap_err().reason, Reason::InvalidCredentials);
     assert_eq!(h.fake.token_requests(), 2);
-    // Tokens with less than five minutes left are not used.
-    h.fake.update(|b| b.expires_in = 120);
+    // A token the authority says has already expired is not reused.
+    h.fake.update(|b| b.expires_in = 0);
     let other_scope = Credential::ClientCredentials(OAuthApp {
         authority: h.endpoints.authority.clone(),
         tenant_id: "contoso".into(),
@@ -108,6 +108,74 @@ async fn tokens_are_renewed_ahead_of_expiry_and_when_the_secret_changes() {
         .await
         .unwrap();
     assert_eq!(h.fake.token_requests(), 4);
+}
+
+#[tokio::test]
+async fn an_absurd_token_lifetime_neither_panics_nor_stops_reuse() {
+    let mut behaviour = graph_behaviour(&["Mail.Read"]);
+    behaviour.expires_in = u64::MAX;
+    let h = harness(behaviour, "Microsoft365").await;
+    let service = h.service();
+    for _ in 0..2 {
+        let result = h
+            .client
+            .authenticate("p", &service, &h.app(APP, SECRET))
+            .await;
+        assert_eq!(result, Ok(()));
+    }
+    assert_eq!(h.fake.token_requests(), 1);
+}
+
+#[tokio::test]
+async fn a_token_shorter_lived_than_the_renewal_margin_is_still_reused() {
+    let mut behaviour = graph_behaviour(&["Mail.Read"]);
+    // Two minutes: less than the five-minute margin, so it is used for half its life
+    // rather than renewed on every call.
+    behaviour.expires_in = 120;
+    let h = harness(behaviour, "Microsoft365").await;
+    let service = h.service();
+    for _ in 0..3 {
+        let result = h
+            .client
+            .authenticate("p", &service, &h.app(APP, SECRET))
+            .await;
+        assert_eq!(result, Ok(()));
+    }
+    assert_eq!(h.fake.token_requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_expires_at_once_serves_the_callers_waiting_for_it_and_no_later_one() {
+    let gate = Arc::new(Semaphore::new(0));
+    let mut behaviour = graph_behaviour(&["Mail.Read"]);
+    behaviour.expires_in = 0;
+    behaviour.token_gate = Some(gate.clone());
+    let h = Arc::new(harness(behaviour, "Microsoft365").await);
+    let service = h.service();
+    let credential = h.app(APP, SECRET);
+    let first = {
+        let (h, service, credential) = (h.clone(), service.clone(), credential.clone());
+        tokio::spawn(async move { h.client.authenticate("p", &service, &credential).await })
+    };
+    let arrived = tokio::time::timeout(Duration::from_secs(10), async {
+        while h.fake.token_requests() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(arrived.is_ok(), "the first token request never arrived");
+    // A second caller comes while the first request is in flight: it waits for its result.
+    let second = h.client.authenticate("p", &service, &credential);
+    tokio::pin!(second);
+    assert!(futures::poll!(second.as_mut()).is_pending());
+    gate.add_permits(1000);
+    assert_eq!(first.await.unwrap(), Ok(()));
+    assert_eq!(second.await, Ok(()));
+    assert_eq!(h.fake.token_requests(), 1, "the waiting caller shares it");
+    // One that comes later does not reuse a token the authority said had expired.
+    let later = h.client.authenticate("p", &service, &credential).await;
+    assert_eq!(later, Ok(()));
+    assert_eq!(h.fake.token_requests(), 2);
 }
 
 #[tokio::test]

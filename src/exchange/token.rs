@@ -31,6 +31,26 @@ pub const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 /// Lifetime assumed when the authority does not say (`expires_in` is optional in OAuth 2.0).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
+/// The longest lifetime believed. Entra ID issues tokens for 60 to 90 minutes; more is a
+/// broken or hostile answer, and `expires_in: 18446744073709551615` overflows an `Instant`.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a token that lives `lifetime` is used: until [`RENEW_BEFORE_EXPIRY`] before it
+/// expires, or for the first half of its life when it lives less than twice that margin.
+///
+/// Without the halving, a token shorter-lived than the margin would never be reused: one
+/// token request per call, forever. A token of 0 or 1 s is still used only by the call
+/// that obtained it and by the callers already waiting for it (they share its result as
+/// they share a failure, see [`TokenSource::app_token`]). That is one token request per
+/// wave of concurrent probes, and the probes themselves are paced by the controllers'
+/// back-off and the per-provider limit, so it cannot become a loop of its own. Using such
+/// a token longer than the authority says it lives would only trade the token request for
+/// a probe refused with 401.
+pub fn usable_for(lifetime: Duration) -> Duration {
+    let lifetime = lifetime.min(MAX_TOKEN_LIFETIME);
+    lifetime.saturating_sub(RENEW_BEFORE_EXPIRY.min(lifetime / 2))
+}
+
 /// An access token and, for refresh-token grants, the refresh token the authority rotated.
 #[derive(Clone, Debug)]
 pub struct Token {
@@ -56,6 +76,9 @@ struct CacheKey {
 #[derive(Default)]
 struct Slot {
     token: Option<Token>,
+    /// When `token` was obtained: callers that were already waiting then use it even if it
+    /// is due for renewal, as it is as fresh as another request would give.
+    obtained_at: Option<Instant>,
     /// The last failure and when it happened: callers that were already waiting share it
     /// rather than each sending the same doomed request.
     last_failure: Option<(Instant, Failure)>,
@@ -102,8 +125,9 @@ impl TokenSource {
         // Holding this lock across the request is the point: one request per key in
         // flight, everybody else waits for its result.
         let mut slot = slot.lock().await;
+        let fetched_for_us = slot.obtained_at.is_some_and(|at| at >= waiting_since);
         if let Some(token) = &slot.token
-            && token.renew_at > Instant::now()
+            && (token.renew_at > Instant::now() || fetched_for_us)
         {
             return Ok(token.clone());
         }
@@ -116,10 +140,12 @@ impl TokenSource {
         match &result {
             Ok(token) => {
                 slot.token = Some(token.clone());
+                slot.obtained_at = Some(Instant::now());
                 slot.last_failure = None;
             }
             Err(failure) => {
                 slot.token = None;
+                slot.obtained_at = None;
                 slot.last_failure = Some((Instant::now(), failure.clone()));
             }
         }
@@ -242,7 +268,10 @@ impl TokenSource {
 
     fn token_from(&self, response: &BasicTokenResponse, sent: Option<&SecretString>) -> Token {
         let lifetime = response.expires_in().unwrap_or(DEFAULT_LIFETIME);
-        let renew_at = Instant::now() + lifetime.saturating_sub(RENEW_BEFORE_EXPIRY);
+        let now = Instant::now();
+        // `usable_for` is at most a day, which every platform's `Instant` can add; were it
+        // not, renewing at once is the safe side.
+        let renew_at = now.checked_add(usable_for(lifetime)).unwrap_or(now);
         let rotated_refresh_token = match (response.refresh_token(), sent) {
             (Some(new), Some(old)) if new.secret() != old.expose_secret() => {
                 Some(SecretString::from(new.secret().clone()))
@@ -329,5 +358,29 @@ impl<'c> AsyncHttpClient<'c> for Recording {
             let body = response.bytes().await.map_err(Box::new)?;
             builder.body(body.to_vec()).map_err(HttpClientError::Http)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_used_until_the_margin_or_half_their_life_and_at_most_a_day() {
+        let s = Duration::from_secs;
+        let cases = [
+            (Duration::ZERO, Duration::ZERO),
+            (s(1), Duration::from_millis(500)),
+            (s(120), s(60)),
+            (s(600), s(300)),
+            (s(3600), s(3300)),
+            (s(24 * 3600), s(24 * 3600 - 300)),
+            (s(24 * 3600 + 1), s(24 * 3600 - 300)),
+            (s(u64::MAX), s(24 * 3600 - 300)),
+            (Duration::MAX, s(24 * 3600 - 300)),
+        ];
+        for (lifetime, expected) in cases {
+            assert_eq!(usable_for(lifetime), expected, "{lifetime:?}");
+        }
     }
 }

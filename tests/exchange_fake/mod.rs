@@ -86,6 +86,8 @@ pub struct Behaviour {
     pub graph_mode: Mode,
     /// When set, EWS and Graph mailbox requests wait for a permit before answering.
     pub gate: Option<Arc<Semaphore>>,
+    /// When set, token requests wait for a permit before answering (after being counted).
+    pub token_gate: Option<Arc<Semaphore>>,
 }
 
 impl Default for Behaviour {
@@ -103,6 +105,7 @@ impl Default for Behaviour {
             ews_mode: Mode::Normal,
             graph_mode: Mode::Normal,
             gate: None,
+            token_gate: None,
         }
     }
 }
@@ -296,14 +299,15 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infa
     let behaviour = state.behaviour.lock().unwrap().clone();
     let answer = if path.ends_with("/oauth2/v2.0/token") {
         state.token_requests.fetch_add(1, Ordering::SeqCst);
+        hold(&behaviour.token_gate).await;
         entra::token(&state, &behaviour, &recorded).await
     } else if path.starts_with("/EWS/") && recorded.method == "POST" {
         let _counted = InFlight::enter(&state);
-        gate(&behaviour).await;
+        hold(&behaviour.gate).await;
         mailbox::ews(&state, &behaviour, &recorded).await
     } else if path.starts_with("/v1.0/users/") {
         let _counted = InFlight::enter(&state);
-        gate(&behaviour).await;
+        hold(&behaviour.gate).await;
         mailbox::graph(&state, &behaviour, &recorded).await
     } else if path.starts_with("/EWS/") {
         // EWS answers an unauthenticated GET with 401, like IIS does.
@@ -317,8 +321,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infa
     Ok(answer)
 }
 
-async fn gate(behaviour: &Behaviour) {
-    if let Some(gate) = &behaviour.gate {
+async fn hold(gate: &Option<Arc<Semaphore>>) {
+    if let Some(gate) = gate {
         let _permit = gate.acquire().await.unwrap();
     }
 }
