@@ -39,7 +39,8 @@ async fn ews_basic_login_opens_inbox_and_calendar_without_impersonation() {
     assert!(requests[1].body.contains(r#"Id="calendar""#));
     assert_eq!(
         inbox.headers["soapaction"],
-        "http://schemas.microsoft.com/exchange/services/2006/messages/GetFolder"
+        r#""http://schemas.microsoft.com/exchange/services/2006/messages/GetFolder""#,
+        "SOAP 1.1 section 6.1.1: SOAPAction is a quoted string"
     );
     assert_eq!(h.fake.token_requests(), 0);
     let metrics = h.metrics.encode();

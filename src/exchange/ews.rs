@@ -45,7 +45,10 @@ pub struct FolderRequest<'a> {
     pub subject: &'a str,
 }
 
-const SOAP_ACTION: &str = "http://schemas.microsoft.com/exchange/services/2006/messages/GetFolder";
+/// The `SOAPAction` header of a `GetFolder`. SOAP 1.1 section 6.1.1 and WS-I Basic
+/// Profile R1109 make its value a quoted string, and strict servers refuse it bare.
+const SOAP_ACTION: &str =
+    r#""http://schemas.microsoft.com/exchange/services/2006/messages/GetFolder""#;
 
 /// The SOAP envelope of a `GetFolder` on a distinguished folder.
 pub fn get_folder_envelope(folder: &str, impersonate: Option<&str>) -> String {

@@ -50,7 +50,21 @@ fn get_folder_response(class: &str, code: &str) -> Reply {
     )
 }
 
+/// SOAP 1.1 section 6.1.1 and WS-I Basic Profile R1109: `SOAPAction` is a quoted string.
+fn soap_action_is_quoted(r: &Recorded) -> bool {
+    r.headers
+        .get("soapaction")
+        .is_some_and(|v| v.len() >= 2 && v.starts_with('"') && v.ends_with('"'))
+}
+
 pub(super) async fn ews(state: &State, b: &Behaviour, r: &Recorded) -> Reply {
+    if !soap_action_is_quoted(r) {
+        return reply(
+            400,
+            "text/plain",
+            "SOAPAction must be a quoted string (SOAP 1.1 section 6.1.1)",
+        );
+    }
     if let Some(answer) = misbehave(
         &b.ews_mode,
         r#"<s:Envelope xmlns:s="x"><s:Body><m:GetFolderResponse></s:Body>"#,
