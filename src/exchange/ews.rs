@@ -10,6 +10,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::Failure;
+use super::body::{body_failure, read_capped};
 use super::errors::{
     clamp_server_delay, parse_saturating, redact_url, retry_after, status_failure,
     transport_failure,
@@ -103,10 +104,9 @@ pub async fn get_folder(
         .map_err(|e| transport_failure(what, request.url, &e, timeout))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response
-        .bytes()
+    let body = read_capped(response)
         .await
-        .map_err(|e| transport_failure(what, request.url, &e, timeout))?;
+        .map_err(|e| body_failure(what, request.url, &e, timeout))?;
     interpret(status, &headers, &body, request)
 }
 

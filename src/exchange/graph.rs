@@ -9,6 +9,7 @@ use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::Failure;
+use super::body::{body_failure, read_capped};
 use super::errors::{redact_url, retry_after, status_failure, transport_failure};
 use crate::api::conditions::Reason;
 
@@ -81,10 +82,9 @@ pub async fn get_folder(
         .map_err(|e| transport_failure(what, url.as_str(), &e, timeout))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response
-        .bytes()
+    let body = read_capped(response)
         .await
-        .map_err(|e| transport_failure(what, url.as_str(), &e, timeout))?;
+        .map_err(|e| body_failure(what, url.as_str(), &e, timeout))?;
     interpret(status, &headers, &body, email, folder, token)
 }
 

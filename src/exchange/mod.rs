@@ -160,6 +160,7 @@ pub trait MailBackend: Send + Sync + 'static {
     /// Verify one mailbox (inbox, and the calendar when asked).
     fn verify_mailbox<'a>(&'a self, probe: &'a MailboxProbe) -> BoxFuture<'a, MailboxOutcome>;
 }
+pub mod body;
 pub mod client;
 pub mod errors;
 pub mod ews;

@@ -18,6 +18,7 @@ use oauth2::{
 use secrecy::{ExposeSecret, SecretString};
 use tracing::debug;
 
+use super::body::{BodyError, read_capped, too_large_failure};
 use super::errors::{self, entra_failure, redact_url, status_failure, transport_failure};
 use super::{Failure, OAuthApp};
 use crate::api::conditions::Reason;
@@ -289,9 +290,12 @@ impl TokenSource {
         &self,
         error: RequestTokenError<HttpClientError<reqwest::Error>, BasicErrorResponse>,
         url: &str,
-        seen: Option<(u16, Option<Duration>)>,
+        seen: Option<Seen>,
     ) -> Failure {
         const WHAT: &str = "the token endpoint";
+        if seen.is_some_and(|s| s.oversized) {
+            return too_large_failure(WHAT, url);
+        }
         match error {
             RequestTokenError::ServerResponse(e) => {
                 let failure = entra_failure(
@@ -300,7 +304,11 @@ impl TokenSource {
                 );
                 match seen {
                     // Throttling may come as a JSON error body too; the status decides.
-                    Some((429, retry_after)) => Failure {
+                    Some(Seen {
+                        status: 429,
+                        retry_after,
+                        ..
+                    }) => Failure {
                         reason: Reason::Throttled,
                         retry_after,
                         ..failure
@@ -316,14 +324,18 @@ impl TokenSource {
             RequestTokenError::Parse(..)
             | RequestTokenError::Other(_)
             | RequestTokenError::Request(_) => match seen {
-                Some((200, _)) | None => Failure::new(
+                Some(Seen { status: 200, .. }) | None => Failure::new(
                     Reason::UnexpectedResponse,
                     format!(
                         "{WHAT} at {} answered with something that is not a token response",
                         redact_url(url)
                     ),
                 ),
-                Some((status, retry_after)) => {
+                Some(Seen {
+                    status,
+                    retry_after,
+                    ..
+                }) => {
                     let mut f = status_failure(WHAT, status, retry_after);
                     f.message = format!("{} ({})", f.message, redact_url(url));
                     f
@@ -333,11 +345,26 @@ impl TokenSource {
     }
 }
 
-/// reqwest as oauth2's HTTP client, remembering the status and `Retry-After` of the
-/// answer, which oauth2's error type does not keep.
+/// What [`Recording`] saw of an answer, which oauth2's error type does not keep.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    status: u16,
+    retry_after: Option<Duration>,
+    /// The body was over [`MAX_RESPONSE_BODY`](super::body::MAX_RESPONSE_BODY) and not read.
+    oversized: bool,
+}
+
+/// reqwest as oauth2's HTTP client, reading at most the body limit and remembering what
+/// it saw of the answer.
 struct Recording {
     http: reqwest::Client,
-    seen: Mutex<Option<(u16, Option<Duration>)>>,
+    seen: Mutex<Option<Seen>>,
+}
+
+impl Recording {
+    fn note(&self, seen: Seen) {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(seen);
+    }
 }
 
 impl<'c> AsyncHttpClient<'c> for Recording {
@@ -349,14 +376,25 @@ impl<'c> AsyncHttpClient<'c> for Recording {
             let request = reqwest::Request::try_from(request).map_err(Box::new)?;
             let response = self.http.execute(request).await.map_err(Box::new)?;
             let status = response.status();
-            *self.seen.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some((status.as_u16(), errors::retry_after(response.headers())));
+            let mut seen = Seen {
+                status: status.as_u16(),
+                retry_after: errors::retry_after(response.headers()),
+                oversized: false,
+            };
+            self.note(seen);
             let mut builder = oauth2::http::Response::builder().status(status);
             for (name, value) in response.headers() {
                 builder = builder.header(name, value);
             }
-            let body = response.bytes().await.map_err(Box::new)?;
-            builder.body(body.to_vec()).map_err(HttpClientError::Http)
+            match read_capped(response).await {
+                Ok(body) => builder.body(body).map_err(HttpClientError::Http),
+                Err(BodyError::Transport(e)) => Err(HttpClientError::Reqwest(Box::new(e))),
+                Err(BodyError::TooLarge) => {
+                    seen.oversized = true;
+                    self.note(seen);
+                    Err(HttpClientError::Other("the body is over the limit".into()))
+                }
+            }
         })
     }
 }

@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use futures::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -57,7 +60,13 @@ pub enum Mode {
     Malformed,
     /// Never answer.
     Hang,
+    /// HTTP 200 with a body of [`OVERSIZED_BODY`] bytes, sent in chunks without a
+    /// `Content-Length`, the way an endpoint streaming without end would start.
+    Oversized,
 }
+
+/// The size of a [`Mode::Oversized`] body: twice the client's limit.
+pub const OVERSIZED_BODY: usize = 2 * mailops::exchange::body::MAX_RESPONSE_BODY;
 
 /// The fake's configuration; tests change it between calls.
 #[derive(Clone, Debug)]
@@ -262,13 +271,27 @@ impl Drop for InFlight {
     }
 }
 
-type Reply = Response<Full<Bytes>>;
+type Reply = Response<BoxBody<Bytes, Infallible>>;
 
 fn reply(status: u16, content_type: &str, body: impl Into<String>) -> Reply {
     Response::builder()
         .status(StatusCode::from_u16(status).unwrap())
         .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body.into())))
+        .body(Full::new(Bytes::from(body.into())).boxed())
+        .unwrap()
+}
+
+/// [`OVERSIZED_BODY`] bytes in 64 KiB chunks; a streamed body has no `Content-Length`.
+fn oversized(content_type: &str) -> Reply {
+    const CHUNK: usize = 64 * 1024;
+    let chunk = Bytes::from(vec![b' '; CHUNK]);
+    let frames =
+        futures::stream::repeat_with(move || Ok::<_, Infallible>(Frame::data(chunk.clone())))
+            .take(OVERSIZED_BODY / CHUNK);
+    Response::builder()
+        .status(200)
+        .header("content-type", content_type)
+        .body(BodyExt::boxed(StreamBody::new(frames)))
         .unwrap()
 }
 
@@ -336,12 +359,16 @@ async fn misbehave(mode: &Mode, malformed: &str) -> Option<Reply> {
                 .status(429)
                 .header("retry-after", retry_after.as_str())
                 .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(
-                    r#"{"error":{"code":"TooManyRequests","message":"Too many requests"}}"#,
-                )))
+                .body(
+                    Full::new(Bytes::from(
+                        r#"{"error":{"code":"TooManyRequests","message":"Too many requests"}}"#,
+                    ))
+                    .boxed(),
+                )
                 .unwrap(),
         ),
         Mode::Malformed => Some(reply(200, "text/xml; charset=utf-8", malformed)),
+        Mode::Oversized => Some(oversized("application/json")),
         Mode::Hang => {
             std::future::pending::<()>().await;
             None
