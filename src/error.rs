@@ -1,7 +1,7 @@
 //! The one error type of the library, with a static category for metrics and logs and a
 //! verdict on whether retrying can help.
 
-use crate::api::conditions::Reason;
+use crate::api::conditions::{Reason, Retry};
 
 /// Everything that can go wrong inside mailops.
 #[derive(Debug, thiserror::Error)]
@@ -10,7 +10,8 @@ pub enum Error {
     #[error("Kubernetes API error: {0}")]
     Kube(#[source] kube::Error),
 
-    /// kube's finalizer helper failed (adding/removing the finalizer, or the wrapped reconcile).
+    /// Adding or removing the in-use finalizer failed. A failure of the reconcile that the
+    /// finalizer helper wraps is never this: it is unwrapped to its own error.
     #[error("finalizer error: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 
@@ -20,6 +21,16 @@ pub enum Error {
         /// The condition reason reported for it.
         reason: Reason,
         /// Detail, naming the field or referenced object.
+        message: String,
+    },
+
+    /// Waiting for another object: a provider or service account to become Ready, or the
+    /// users of an object being deleted to go. Its change re-triggers this one.
+    #[error("{reason}: {message}")]
+    Waiting {
+        /// The condition reason reported for it.
+        reason: Reason,
+        /// Detail, naming the object waited for.
         message: String,
     },
 
@@ -67,6 +78,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Finalizer(_) => "finalizer",
             Error::Spec { .. } => "spec",
+            Error::Waiting { .. } => "waiting",
             Error::Exchange { .. } => "exchange",
             Error::Io { .. } => "io",
             Error::Parse(_) => "parse",
@@ -75,30 +87,51 @@ impl Error {
         }
     }
 
-    /// Whether retrying without a change to the object can help. Permanent errors wait
-    /// for the next watch event instead of a timer.
+    /// Whether retrying without a change to the object can help, from the reason's retry
+    /// policy. Permanent errors wait for the next watch event instead of a timer.
     pub fn is_permanent(&self) -> bool {
-        match self {
-            Error::Spec { .. } | Error::Parse(_) | Error::Config(_) => true,
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.is_permanent(),
-                _ => false,
-            },
-            _ => false,
+        match self.reason() {
+            Some(reason) => reason.retry() == Retry::AwaitChange,
+            None => matches!(self, Error::Parse(_) | Error::Config(_)),
         }
     }
 
     /// The condition reason this error maps to, when it has one.
     pub fn reason(&self) -> Option<Reason> {
         match self {
-            Error::Spec { reason, .. } | Error::Exchange { reason, .. } => Some(*reason),
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.reason(),
-                _ => None,
-            },
+            Error::Spec { reason, .. }
+            | Error::Waiting { reason, .. }
+            | Error::Exchange { reason, .. } => Some(*reason),
             _ => None,
+        }
+    }
+
+    /// The delay the server asked for before the next attempt, if any.
+    pub fn server_delay(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Exchange { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The error of a reconcile run under kube's finalizer helper: a failure of the
+    /// wrapped apply or cleanup is that failure itself; only adding or removing the
+    /// finalizer is a finalizer error.
+    pub fn from_finalizer(e: kube::runtime::finalizer::Error<Error>) -> Error {
+        use kube::runtime::finalizer::Error as F;
+        match e {
+            F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner,
+            other => Error::Finalizer(Box::new(other)),
+        }
+    }
+}
+
+impl From<crate::exchange::Failure> for Error {
+    fn from(f: crate::exchange::Failure) -> Self {
+        Error::Exchange {
+            reason: f.reason,
+            message: f.message,
+            retry_after: f.retry_after,
         }
     }
 }
@@ -114,23 +147,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spec_errors_are_permanent_and_exchange_errors_are_not() {
+    fn spec_and_waiting_errors_are_permanent_and_exchange_errors_are_not() {
         let spec = Error::Spec {
             reason: Reason::LoginRequired,
             message: "x".into(),
         };
         assert!(spec.is_permanent());
         assert_eq!(spec.category(), "spec");
+        let waiting = Error::Waiting {
+            reason: Reason::InUse,
+            message: "x".into(),
+        };
+        assert!(waiting.is_permanent());
+        assert_eq!(waiting.category(), "waiting");
         let ex = Error::Exchange {
             reason: Reason::Unreachable,
             message: "x".into(),
-            retry_after: None,
+            retry_after: Some(std::time::Duration::from_secs(3)),
         };
         assert!(!ex.is_permanent());
         assert_eq!(ex.reason(), Some(Reason::Unreachable));
-        let wrapped =
-            Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(spec)));
-        assert!(wrapped.is_permanent());
-        assert_eq!(wrapped.category(), "finalizer");
+        assert_eq!(ex.server_delay(), Some(std::time::Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_failure_inside_the_finalizer_helper_is_unwrapped_once() {
+        use kube::runtime::finalizer::Error as F;
+        let inner = Error::Spec {
+            reason: Reason::SecretNotFound,
+            message: "x".into(),
+        };
+        let unwrapped = Error::from_finalizer(F::ApplyFailed(inner));
+        assert_eq!(unwrapped.category(), "spec");
+        assert_eq!(unwrapped.reason(), Some(Reason::SecretNotFound));
+        let own = Error::from_finalizer(F::UnnamedObject);
+        assert_eq!(own.category(), "finalizer");
+        assert!(!own.is_permanent());
     }
 }

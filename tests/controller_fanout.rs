@@ -258,7 +258,7 @@ fn a_providers_own_count_update_triggers_nothing_but_its_readiness_does() {
             &stores,
             &Event::Apply(p),
             fanout::for_provider,
-            fanout::provider_unchanged,
+            fanout::dependents_unaffected::<EmailProvider>,
         )
     };
     step(with_status(base.clone(), "True", 1));

@@ -8,7 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{LocalSecretRef, ObjectRef};
+use super::common::{LocalSecretRef, NameRef};
 
 /// One mailbox linked to an EmailProvider, authenticated through an
 /// ExchangeServiceAccount or its own credentials.
@@ -62,7 +62,7 @@ pub struct MailboxBindingSpec {
     /// The EmailProvider to use. Omitted: the provider whose `domains` contains the
     /// address's domain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider_ref: Option<ObjectRef>,
+    pub provider_ref: Option<NameRef>,
 
     /// Login for the mailbox. Required when the provider's `loginFormat` is `Manual`;
     /// otherwise derived from the address and ignored if set.
@@ -99,7 +99,7 @@ pub const EMAIL_PATTERN: &str = r"^[A-Za-z0-9!#$%&*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!
 pub struct BindingAuthentication {
     /// Authenticate through this ExchangeServiceAccount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_account_ref: Option<ObjectRef>,
+    pub service_account_ref: Option<NameRef>,
     /// Authenticate with a Secret in the binding's namespace: key `password` for a Basic
     /// provider, `refreshToken` for an OAuth2 provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]

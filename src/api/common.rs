@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// Reference to a cluster-scoped mailops object by name.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ObjectRef {
+pub struct NameRef {
     /// Name of the referenced object.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,

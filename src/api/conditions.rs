@@ -140,26 +140,50 @@ impl Reason {
         }
     }
 
-    /// Whether the problem lies in the user's declared state (fix the YAML or a Secret)
-    /// rather than in Exchange or the network. Such failures wait for a change instead of
-    /// retrying on a timer.
-    pub fn needs_user_change(self) -> bool {
-        matches!(
-            self,
+    /// What a failure with this reason waits for before the next attempt: the one table
+    /// of retry policy. A problem in declared state (fix the YAML or a Secret) or a wait
+    /// for another object (a provider to become Ready, users to go) is retried when a
+    /// watch event says something changed; Exchange and the network are retried on a
+    /// timer with back-off.
+    pub fn retry(self) -> Retry {
+        match self {
             Reason::ProviderNotFound
-                | Reason::AmbiguousProvider
-                | Reason::ServiceAccountNotFound
-                | Reason::ServiceAccountProviderMismatch
-                | Reason::NamespaceNotAllowed
-                | Reason::SecretNotFound
-                | Reason::SecretKeyMissing
-                | Reason::LoginRequired
-                | Reason::AuthMethodMismatch
-                | Reason::InsecureEndpoint
-                | Reason::ProviderTerminating
-                | Reason::ServiceAccountTerminating
-        )
+            | Reason::AmbiguousProvider
+            | Reason::ProviderNotReady
+            | Reason::ProviderTerminating
+            | Reason::ServiceAccountNotFound
+            | Reason::ServiceAccountNotReady
+            | Reason::ServiceAccountTerminating
+            | Reason::ServiceAccountProviderMismatch
+            | Reason::NamespaceNotAllowed
+            | Reason::SecretNotFound
+            | Reason::SecretKeyMissing
+            | Reason::LoginRequired
+            | Reason::AuthMethodMismatch
+            | Reason::InsecureEndpoint
+            | Reason::InUse
+            | Reason::Deleting => Retry::AwaitChange,
+            Reason::Verified
+            | Reason::Reconciling
+            | Reason::NotRequested
+            | Reason::InvalidCredentials
+            | Reason::MailboxNotFound
+            | Reason::OutOfScope
+            | Reason::MissingPermission
+            | Reason::Unreachable
+            | Reason::Throttled
+            | Reason::UnexpectedResponse => Retry::BackOff,
+        }
     }
+}
+
+/// When to try again after a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Only a change of this or another object can help: wait for a watch event.
+    AwaitChange,
+    /// It may pass by itself: try again after a back-off (or the server's delay).
+    BackOff,
 }
 
 impl std::fmt::Display for Reason {

@@ -9,7 +9,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{NamespacePolicy, ObjectRef, SecretKeyRef, SecretRef};
+use super::common::{NameRef, NamespacePolicy, SecretKeyRef, SecretRef};
 
 /// The organisation's Exchange service account: app-only OAuth 2.0 client credentials, or
 /// an impersonation account for Basic authentication.
@@ -54,7 +54,7 @@ use super::common::{NamespacePolicy, ObjectRef, SecretKeyRef, SecretRef};
 #[serde(rename_all = "camelCase")]
 pub struct ExchangeServiceAccountSpec {
     /// The EmailProvider this service account belongs to.
-    pub provider_ref: ObjectRef,
+    pub provider_ref: NameRef,
 
     /// The account's own credentials. Omitted: the provider's app registration is used
     /// with the client-credentials grant.

@@ -1,27 +1,28 @@
-//! The MailboxBinding reconciler: resolve (provider, admission, login, service account),
-//! read credentials, verify through the backend, write the status. No finalizer: a
-//! binding holds nothing, it is what others wait for.
+//! The MailboxBinding reconciler as one pipeline: read the caches and validate
+//! (resolution, ready gates, credentials; no API call) → one probe step (remembered
+//! answer, backend, refresh-token write-back) → a pure [`build_status`] → the driver's one
+//! status write. No finalizer: a binding holds nothing, it is what others wait for.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
-use secrecy::{ExposeSecret, SecretString};
+use kube::{Api, Client, ResourceExt};
 
-use super::rotation::SecretView;
-use super::status;
-use super::{BINDING_KIND, Context, Guarded, Report, ReportCell, credentials};
+use super::context::{
+    Context, Guarded, object_key, probe_inputs_digest, typed_objects, well_formed,
+};
+use super::driver::{self, Reconciled, Step};
+use super::{BINDING_KIND, credentials, rotation, status};
 use crate::api::conditions::{self, AUTHORIZED, CALENDAR_CONNECTED, Desired, Reason, VERIFIED};
 use crate::api::{AuthenticatedVia, EmailProvider, MailboxBinding, MailboxBindingStatus};
-use crate::endpoints::provider_endpoints;
-use crate::exchange::{Credential, MailboxOutcome, MailboxProbe};
+use crate::endpoints::{ProviderEndpoints, provider_endpoints};
+use crate::exchange::{MailboxOutcome, MailboxProbe, Service};
 use crate::resolve::{Catalog, Resolution, resolve_binding};
 use crate::{Error, Result};
 
@@ -36,22 +37,85 @@ pub struct Verified {
 
 /// Reconcile one MailboxBinding (entry point for the controller).
 pub async fn reconcile(obj: Arc<Guarded<MailboxBinding>>, ctx: Arc<Context>) -> Result<Action> {
-    let Ok(binding) = &obj.0 else {
-        // Bindings carry no finalizer: nothing to release.
-        return super::report_malformed(&ctx, BINDING_KIND, &obj, |_| true).await;
-    };
-    let started = Instant::now();
-    let report = ReportCell::default();
-    let result = reconcile_binding(binding, &ctx, &report).await;
-    let report: Report = report.into_inner().unwrap_or_else(|e| e.into_inner());
-    super::finish(&ctx, BINDING_KIND, binding, started, report, result).await
+    driver::reconcile(obj, ctx).await
 }
 
+impl Reconciled for MailboxBinding {
+    const KIND: &'static str = BINDING_KIND;
+    type Status = MailboxBindingStatus;
+
+    fn current_status(&self) -> Option<&MailboxBindingStatus> {
+        self.status.as_ref()
+    }
+
+    fn api(&self, client: Client) -> Api<Self> {
+        Api::namespaced(client, &self.namespace().unwrap_or_default())
+    }
+
+    fn apply<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Step<MailboxBindingStatus>> {
+        Box::pin(apply(self, ctx))
+    }
+}
+
+/// What a binding's reconcile came to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Resolution failed: nothing was sent to Exchange.
+    Unresolved(Error),
+    /// Resolved, but not verified: the provider or account is not Ready, a Secret is
+    /// missing, the endpoints are refused.
+    Unverified {
+        /// The resolution.
+        resolution: Resolution,
+        /// Why it was not verified.
+        error: Error,
+    },
+    /// Exchange answered (or a remembered answer).
+    Verified {
+        /// The resolution.
+        resolution: Resolution,
+        /// The answer.
+        verified: Verified,
+        /// A rotated refresh token could not be written back (it is held, and retried).
+        write_back_failed: Option<Error>,
+    },
+}
+
+/// What a binding's probe starts from.
+struct Validated {
+    resolution: Resolution,
+    service: Service,
+    provider_generation: String,
+    creds: credentials::Resolved,
+    account_generation: String,
+}
+
+async fn apply(b: &MailboxBinding, ctx: &Context) -> Step<MailboxBindingStatus> {
+    let outcome = match validate(b, ctx) {
+        Ok(v) => probe(b, v, ctx).await,
+        Err(outcome) => *outcome,
+    };
+    let new = build_status(b, &outcome, Timestamp::now());
+    let result = match outcome {
+        Outcome::Unresolved(e) | Outcome::Unverified { error: e, .. } => Err(e),
+        Outcome::Verified {
+            verified,
+            write_back_failed,
+            ..
+        } => match outcome_error(&verified.outcome).or(write_back_failed) {
+            Some(e) => Err(e),
+            None => Ok(driver::reverify_later(ctx)),
+        },
+    };
+    Step::write(new, result)
+}
+
+/// Resolve against the caches: the provider, admission, login and service account.
 fn resolve(b: &MailboxBinding, ctx: &Context) -> Result<Resolution> {
-    let providers = super::valid(&ctx.stores.providers);
-    let accounts = super::valid(&ctx.stores.service_accounts);
-    let providers = super::typed(&providers);
-    let accounts = super::typed(&accounts);
+    let providers = well_formed(&ctx.stores.providers);
+    let accounts = well_formed(&ctx.stores.service_accounts);
+    let providers = typed_objects(&providers);
+    let accounts = typed_objects(&accounts);
     let catalog = Catalog {
         providers: &providers,
         service_accounts: &accounts,
@@ -66,6 +130,47 @@ fn resolve(b: &MailboxBinding, ctx: &Context) -> Result<Resolution> {
     resolve_binding(b, catalog, labels.as_ref())
 }
 
+/// Validate from the caches, no API call: resolution, ready gates, endpoints, credentials.
+fn validate(b: &MailboxBinding, ctx: &Context) -> std::result::Result<Validated, Box<Outcome>> {
+    let resolution = resolve(b, ctx).map_err(|e| Box::new(Outcome::Unresolved(e)))?;
+    let unverified = |error| {
+        Box::new(Outcome::Unverified {
+            resolution: resolution.clone(),
+            error,
+        })
+    };
+    let provider = ready_gate(&resolution, ctx).map_err(unverified)?;
+    let Ok(typed) = &provider.0 else {
+        return Err(unverified(Error::Spec {
+            reason: Reason::ProviderNotFound,
+            message: format!("EmailProvider {:?} cannot be read", resolution.provider),
+        }));
+    };
+    let endpoints =
+        provider_endpoints(&typed.spec, ctx.config.allow_insecure_endpoints).map_err(unverified)?;
+    let (creds, account_generation) =
+        binding_credentials(b, &resolution, typed, &endpoints, ctx).map_err(unverified)?;
+    Ok(Validated {
+        service: credentials::service(typed, &endpoints),
+        provider_generation: typed.metadata.generation.unwrap_or(0).to_string(),
+        resolution,
+        creds,
+        account_generation,
+    })
+}
+
+fn is_ready_in<K>(
+    guard: Option<Arc<Guarded<K>>>,
+    status: fn(&K) -> Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]>,
+) -> bool {
+    guard
+        .as_ref()
+        .and_then(|g| g.0.as_ref().ok())
+        .and_then(status)
+        .is_some_and(conditions::is_ready)
+}
+
+/// The provider (and service account) must be Ready before the mailbox is verified.
 fn ready_gate(r: &Resolution, ctx: &Context) -> Result<Arc<Guarded<EmailProvider>>> {
     let guard = ctx
         .stores
@@ -75,14 +180,10 @@ fn ready_gate(r: &Resolution, ctx: &Context) -> Result<Arc<Guarded<EmailProvider
             reason: Reason::ProviderNotFound,
             message: format!("EmailProvider {:?} does not exist", r.provider),
         })?;
-    let provider_ready = guard
-        .0
-        .as_ref()
-        .ok()
-        .and_then(|p| p.status.as_ref())
-        .is_some_and(|s| conditions::is_ready(&s.conditions));
-    if !provider_ready {
-        return Err(Error::Spec {
+    if !is_ready_in(Some(guard.clone()), |p: &EmailProvider| {
+        p.status.as_ref().map(|s| s.conditions.as_slice())
+    }) {
+        return Err(Error::Waiting {
             reason: Reason::ProviderNotReady,
             message: format!(
                 "EmailProvider {:?} is not Ready; waiting for it",
@@ -91,14 +192,11 @@ fn ready_gate(r: &Resolution, ctx: &Context) -> Result<Arc<Guarded<EmailProvider
         });
     }
     if let Some(name) = &r.service_account {
-        let ready = ctx
-            .stores
-            .service_accounts
-            .get(&ObjectRef::new(name))
-            .and_then(|g| g.0.as_ref().ok().and_then(|a| a.status.clone()))
-            .is_some_and(|s| conditions::is_ready(&s.conditions));
-        if !ready {
-            return Err(Error::Spec {
+        let account = ctx.stores.service_accounts.get(&ObjectRef::new(name));
+        if !is_ready_in(account, |a: &crate::api::ExchangeServiceAccount| {
+            a.status.as_ref().map(|s| s.conditions.as_slice())
+        }) {
+            return Err(Error::Waiting {
                 reason: Reason::ServiceAccountNotReady,
                 message: format!("ExchangeServiceAccount {name:?} is not Ready; waiting for it"),
             });
@@ -107,103 +205,63 @@ fn ready_gate(r: &Resolution, ctx: &Context) -> Result<Arc<Guarded<EmailProvider
     Ok(guard)
 }
 
-async fn reconcile_binding(
-    b: &MailboxBinding,
-    ctx: &Context,
-    report: &ReportCell,
-) -> Result<Action> {
-    let resolution = match resolve(b, ctx) {
-        Ok(r) => r,
-        Err(e) => {
-            let parts = unresolved(&e);
-            write(b, ctx, report, parts, None, None).await?;
-            return Err(e);
-        }
-    };
-    let (verified, write_back_failed) = match verify(b, &resolution, ctx).await {
-        Ok(v) => v,
-        Err(e) => {
-            let parts = authorized_but(&e);
-            write(b, ctx, report, parts, Some(&resolution), None).await?;
-            return Err(e);
-        }
-    };
-    let parts = desired(&resolution, &verified.outcome);
-    let error = outcome_error(&verified.outcome);
-    // "When Exchange last confirmed the mailbox": a failure leaves it where it was.
-    let confirmed_at = error.is_none().then_some(verified.at);
-    write(b, ctx, report, parts, Some(&resolution), confirmed_at).await?;
-    match error.or(write_back_failed) {
-        Some(e) => Err(e),
-        None => Ok(Action::requeue(super::backoff::reverify_after(
-            ctx.config.reverify_interval,
-        ))),
-    }
-}
-
-/// Gate, credentials, and the backend call (or a remembered answer). The second value is
-/// a failed write-back of a rotated refresh token: the verification stands, the token is
-/// held in memory, and the write is retried with back-off.
-async fn verify(
-    b: &MailboxBinding,
-    r: &Resolution,
-    ctx: &Context,
-) -> Result<(Verified, Option<Error>)> {
-    let guard = ready_gate(r, ctx)?;
-    let Ok(provider) = &guard.0 else {
-        return Err(Error::Spec {
-            reason: Reason::ProviderNotFound,
-            message: format!("EmailProvider {:?} cannot be read", r.provider),
-        });
-    };
-    let endpoints = provider_endpoints(&provider.spec, ctx.config.allow_insecure_endpoints)?;
-    let (mut creds, account_gen) = binding_credentials(b, r, provider, &endpoints, ctx)?;
-    let mut own = own_refresh_secret(b, ctx, &creds);
+/// The one probe step: a remembered answer while the inputs are unchanged, else the
+/// backend; a refresh token the authority rotates is held and written back.
+async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Outcome {
+    let mut own = rotation::own_refresh_secret(b, ctx, &v.creds);
     let mut write_back_failed = None;
     if let Some(own) = &mut own {
-        write_back_failed = adopt_rotated(ctx, own, &mut creds).await.err();
+        write_back_failed = rotation::adopt_rotated(ctx, own, &mut v.creds).await.err();
     }
-    let key = super::object_key(b);
-    let fp = super::fingerprint(&[
+    let r = &v.resolution;
+    let key = object_key(b);
+    let inputs = probe_inputs_digest(&[
         b.uid().as_deref().unwrap_or_default(),
         &b.metadata.generation.unwrap_or(0).to_string(),
         &format!("{r:?}"),
-        &provider.metadata.generation.unwrap_or(0).to_string(),
-        &account_gen,
-        &creds.versions.join(","),
+        &v.provider_generation,
+        &v.account_generation,
+        &v.creds.versions.join(","),
     ]);
-    if let Some(v) = ctx
+    let remembered = ctx
         .mailbox_probes
-        .get(&key, fp, ctx.config.reverify_interval)
-    {
-        return Ok((v, write_back_failed));
-    }
-    let probe = MailboxProbe {
-        provider: r.provider.clone(),
-        email: b.spec.email_address.clone(),
-        login: r.login.clone(),
-        service: credentials::service(provider, &endpoints),
-        credential: creds.credential,
-        via_service_account: r.via == AuthenticatedVia::ServiceAccount,
-        check_calendar: r.settings.calendar,
-        check_send: r.settings.sending,
+        .get(&key, inputs, ctx.config.reverify_interval);
+    let verified = match remembered {
+        Some(verified) => verified,
+        None => {
+            let probe = MailboxProbe {
+                provider: r.provider.clone(),
+                email: b.spec.email_address.clone(),
+                login: r.login.clone(),
+                service: v.service,
+                credential: v.creds.credential,
+                via_service_account: r.via == AuthenticatedVia::ServiceAccount,
+                check_calendar: r.settings.calendar,
+                check_send: r.settings.sending,
+            };
+            let mut outcome = ctx.backend.verify_mailbox(&probe).await;
+            if let (Some(token), Some(own)) = (outcome.rotated_refresh_token.take(), &own) {
+                ctx.rotated_tokens
+                    .rotated(&own.key, &own.base_version, token.clone());
+                write_back_failed = rotation::write_back_refresh_token(ctx, own, &token)
+                    .await
+                    .err();
+            }
+            let verified = Verified {
+                outcome,
+                at: Timestamp::now(),
+            };
+            let ok = outcome_error(&verified.outcome).is_none();
+            ctx.mailbox_probes
+                .record(&key, inputs, ok.then(|| verified.clone()));
+            verified
+        }
     };
-    let mut outcome = ctx.backend.verify_mailbox(&probe).await;
-    if let (Some(token), Some(own)) = (outcome.rotated_refresh_token.take(), &own) {
-        ctx.rotated_tokens
-            .rotated(&own.key, &own.base_version, token.clone());
-        write_back_failed = write_back_refresh_token(ctx, own, &token).await.err();
+    Outcome::Verified {
+        resolution: v.resolution,
+        verified,
+        write_back_failed,
     }
-    let verified = Verified {
-        outcome,
-        at: Timestamp::now(),
-    };
-    if outcome_error(&verified.outcome).is_none() {
-        ctx.mailbox_probes.put(&key, fp, verified.clone());
-    } else {
-        ctx.mailbox_probes.forget(&key);
-    }
-    Ok((verified, write_back_failed))
 }
 
 /// The credentials a binding acts with, and the generation of its service account (empty
@@ -212,7 +270,7 @@ fn binding_credentials(
     b: &MailboxBinding,
     r: &Resolution,
     provider: &EmailProvider,
-    endpoints: &crate::endpoints::ProviderEndpoints,
+    endpoints: &ProviderEndpoints,
     ctx: &Context,
 ) -> Result<(credentials::Resolved, String)> {
     let ns = b.namespace().unwrap_or_default();
@@ -253,133 +311,60 @@ fn binding_credentials(
     }
 }
 
-/// The binding's own Secret when it holds a refresh token (the only credential the
-/// authority rotates).
-struct OwnSecret {
-    /// `namespace/name`, as in the credential versions and the rotation store.
-    key: String,
-    namespace: String,
-    name: String,
-    /// The cached resourceVersion.
-    version: String,
-    /// The version verifications are keyed on (see [`rotation`]).
-    base_version: String,
-}
-
-fn own_refresh_secret(
-    b: &MailboxBinding,
-    ctx: &Context,
-    creds: &credentials::Resolved,
-) -> Option<OwnSecret> {
-    if !matches!(creds.credential, Credential::RefreshToken { .. }) {
-        return None;
-    }
-    let name = b
-        .spec
-        .authentication
-        .credentials_secret_ref
-        .as_ref()?
-        .name
-        .clone();
-    let namespace = b.namespace().unwrap_or_default();
-    let version = ctx
-        .stores
-        .secrets
-        .get(&ObjectRef::<Secret>::new(&name).within(&namespace))?
-        .resource_version()
-        .unwrap_or_default();
-    Some(OwnSecret {
-        key: format!("{namespace}/{name}"),
-        base_version: version.clone(),
-        namespace,
-        name,
-        version,
-    })
-}
-
-/// Use a token the authority rotated instead of the cached Secret's, key the verification
-/// on the Secret as it was before our own write-back, and retry a write-back that failed.
-async fn adopt_rotated(
-    ctx: &Context,
-    own: &mut OwnSecret,
-    creds: &mut credentials::Resolved,
-) -> Result<()> {
-    let SecretView::Rotated {
-        base_version,
-        token,
-        unwritten,
-    } = ctx.rotated_tokens.view(&own.key, &own.version)
-    else {
-        return Ok(());
-    };
-    let cached = format!("{}@{}", own.key, own.version);
-    for v in creds.versions.iter_mut().filter(|v| **v == cached) {
-        *v = format!("{}@{base_version}", own.key);
-    }
-    own.base_version = base_version;
-    if let Credential::RefreshToken { refresh_token, .. } = &mut creds.credential {
-        *refresh_token = token.clone();
-    }
-    if unwritten && ctx.config.secret_write_back {
-        write_back_refresh_token(ctx, own, &token).await?;
-    }
-    Ok(())
-}
-
-/// Store a refresh token the authority rotated in the binding's Secret, so the next
-/// verification (and the mail client) uses the live one.
-async fn write_back_refresh_token(
-    ctx: &Context,
-    own: &OwnSecret,
-    token: &SecretString,
-) -> Result<()> {
-    let (ns, name) = (own.namespace.as_str(), own.name.as_str());
-    if !ctx.config.secret_write_back {
-        // Without write-back the old refresh token keeps working until it expires; say
-        // so, so the admin can rotate the Secret before it does.
-        tracing::warn!(
-            namespace = ns,
-            secret = name,
-            "the authority rotated this mailbox's refresh token, but write-back is off (--no-secret-write-back): update the Secret's refreshToken before the old one expires"
-        );
-        return Ok(());
-    }
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let patch = serde_json::json!({
-        "data": { crate::api::REFRESH_TOKEN_KEY: k8s_openapi::ByteString(token.expose_secret().as_bytes().to_vec()) }
-    });
-    let written = api
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .inspect_err(|e| {
-            tracing::warn!(namespace = ns, secret = name, error = %e,
-                "cannot store a rotated refresh token; holding it and retrying");
-        })?;
-    ctx.rotated_tokens
-        .written(&own.key, &written.resource_version().unwrap_or_default());
-    tracing::info!(
-        namespace = ns,
-        secret = name,
-        "stored a rotated refresh token"
-    );
-    Ok(())
-}
-
 fn outcome_error(o: &MailboxOutcome) -> Option<Error> {
     let f = o
         .mailbox
         .as_ref()
         .err()
         .or(o.calendar.as_ref().and_then(|c| c.as_ref().err()))?;
-    Some(Error::Exchange {
-        reason: f.reason,
-        message: f.message.clone(),
-        retry_after: f.retry_after,
-    })
+    Some(f.clone().into())
 }
 
 fn reason_of(e: &Error) -> Reason {
     e.reason().unwrap_or(Reason::UnexpectedResponse)
+}
+
+/// Pure: the complete status of a binding from what its reconcile came to.
+pub fn build_status(b: &MailboxBinding, outcome: &Outcome, now: Timestamp) -> MailboxBindingStatus {
+    let old = b.status.as_ref();
+    let (parts, resolution, confirmed_at) = match outcome {
+        Outcome::Unresolved(e) => (unresolved(e), None, None),
+        Outcome::Unverified { resolution, error } => {
+            (authorized_but(error), Some(resolution), None)
+        }
+        Outcome::Verified {
+            resolution,
+            verified,
+            ..
+        } => {
+            // "When Exchange last confirmed the mailbox": a failure leaves it where it was.
+            let confirmed = outcome_error(&verified.outcome)
+                .is_none()
+                .then_some(verified.at);
+            (
+                verified_conditions(resolution, &verified.outcome),
+                Some(resolution),
+                confirmed,
+            )
+        }
+    };
+    MailboxBindingStatus {
+        observed_generation: b.metadata.generation,
+        conditions: status::conditions(
+            old.map(|s| s.conditions.as_slice()).unwrap_or_default(),
+            &parts,
+            b.metadata.generation,
+            now,
+        ),
+        provider: resolution.map(|r| r.provider.clone()),
+        login: resolution.map(|r| r.login.clone()),
+        authenticated_via: resolution.map(|r| r.via),
+        service_account: resolution.and_then(|r| r.service_account.clone()),
+        endpoint: resolution.map(|r| r.endpoint.clone()),
+        last_verified_time: confirmed_at
+            .map(Time)
+            .or_else(|| old.and_then(|s| s.last_verified_time.clone())),
+    }
 }
 
 /// Pure: conditions when resolution failed (nothing was sent to Exchange).
@@ -390,16 +375,20 @@ pub fn unresolved(e: &Error) -> Vec<Desired> {
     )
 }
 
+fn authorized() -> Desired {
+    Desired::ok(
+        AUTHORIZED,
+        Reason::Verified,
+        "the namespace may use the provider and account",
+    )
+}
+
 /// Pure: conditions when the binding is authorized but could not be verified before
 /// calling Exchange (provider not ready, Secret missing) or the call failed outright.
 pub fn authorized_but(e: &Error) -> Vec<Desired> {
     status::with_ready(
         vec![
-            Desired::ok(
-                AUTHORIZED,
-                Reason::Verified,
-                "the namespace may use the provider and account",
-            ),
+            authorized(),
             Desired::fail(VERIFIED, reason_of(e), e.to_string()),
         ],
         "",
@@ -407,21 +396,16 @@ pub fn authorized_but(e: &Error) -> Vec<Desired> {
 }
 
 /// Pure: conditions from a verification outcome.
-pub fn desired(r: &Resolution, o: &MailboxOutcome) -> Vec<Desired> {
-    let mut parts = vec![Desired::ok(
-        AUTHORIZED,
-        Reason::Verified,
-        "the namespace may use the provider and account",
-    )];
-    parts.push(match &o.mailbox {
+pub fn verified_conditions(r: &Resolution, o: &MailboxOutcome) -> Vec<Desired> {
+    let verified = match &o.mailbox {
         Ok(()) => Desired::ok(
             VERIFIED,
             Reason::Verified,
             format!("Exchange confirmed {} as {}", r.endpoint, r.login),
         ),
         Err(f) => Desired::fail(VERIFIED, f.reason, f.message.clone()),
-    });
-    parts.push(match (&o.calendar, r.settings.calendar) {
+    };
+    let calendar = match (&o.calendar, r.settings.calendar) {
         (Some(Ok(())), _) => Desired::ok(
             CALENDAR_CONNECTED,
             Reason::Verified,
@@ -438,18 +422,20 @@ pub fn desired(r: &Resolution, o: &MailboxOutcome) -> Vec<Desired> {
             Reason::NotRequested,
             "connectCalendar is off",
         ),
-    });
-    let mut ready = status::with_ready(Vec::new(), "");
-    ready[0] = status::ready_summary(
-        &parts
-            .iter()
-            .filter(|d| !(d.type_ == CALENDAR_CONNECTED && d.reason == Reason::NotRequested))
-            .cloned()
-            .collect::<Vec<_>>(),
+    };
+    let parts = vec![authorized(), verified, calendar];
+    // A calendar nobody asked for does not hold Ready back.
+    let counted: Vec<Desired> = parts
+        .iter()
+        .filter(|d| !(d.type_ == CALENDAR_CONNECTED && d.reason == Reason::NotRequested))
+        .cloned()
+        .collect();
+    let mut all = vec![status::ready_summary(
+        &counted,
         &format!("mailbox verified{}", notes(r)),
-    );
-    ready.extend(parts);
-    ready
+    )];
+    all.extend(parts);
+    all
 }
 
 fn notes(r: &Resolution) -> String {
@@ -458,36 +444,4 @@ fn notes(r: &Resolution) -> String {
     } else {
         format!("; {}", r.settings.notes.join("; "))
     }
-}
-
-async fn write(
-    b: &MailboxBinding,
-    ctx: &Context,
-    report: &ReportCell,
-    parts: Vec<Desired>,
-    r: Option<&Resolution>,
-    verified_at: Option<Timestamp>,
-) -> Result<()> {
-    let old = b.status.as_ref();
-    let new = MailboxBindingStatus {
-        observed_generation: b.metadata.generation,
-        conditions: status::conditions(
-            old.map(|s| s.conditions.as_slice()).unwrap_or_default(),
-            &parts,
-            b.metadata.generation,
-            Timestamp::now(),
-        ),
-        provider: r.map(|r| r.provider.clone()),
-        login: r.map(|r| r.login.clone()),
-        authenticated_via: r.map(|r| r.via),
-        service_account: r.and_then(|r| r.service_account.clone()),
-        endpoint: r.map(|r| r.endpoint.clone()),
-        last_verified_time: verified_at
-            .map(Time)
-            .or_else(|| old.and_then(|s| s.last_verified_time.clone())),
-    };
-    let api: Api<MailboxBinding> =
-        Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
-    super::write_status(&api, &b.name_any(), old, &new, report).await?;
-    Ok(())
 }

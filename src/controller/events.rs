@@ -6,7 +6,8 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};
 use tracing::warn;
 
-use super::{Context, Report};
+use super::context::Context;
+use super::policy::Report;
 
 /// Reason of the Event emitted when a deletion waits for the objects still using it.
 pub const DELETION_BLOCKED: &str = "DeletionBlocked";

@@ -21,7 +21,10 @@ use kube::runtime::{WatchStreamExt, watcher as make_watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::warn;
 
-use super::{Guarded, Stores, Writers};
+use super::context::{Guarded, Stores, Writers};
+use super::driver::Reconciled;
+use super::status::HasConditions;
+use super::usage::attached_to_provider;
 use crate::api::conditions;
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::resolve::email_domain;
@@ -57,18 +60,6 @@ fn bindings_where(stores: &Stores, t: &mut Triggers, pred: impl Fn(&MailboxBindi
             t.add_binding(&b);
         }
     }
-}
-
-/// Whether a binding is attached to (counted by) a provider.
-pub fn attached_to_provider(b: &MailboxBinding, provider: &str) -> bool {
-    b.status
-        .as_ref()
-        .is_some_and(|s| s.provider.as_deref() == Some(provider))
-}
-
-/// Whether a binding is attached to (counted by) a service account.
-pub fn attached_to_account(b: &MailboxBinding, account: &str) -> bool {
-    b.attached_service_account() == Some(account)
 }
 
 /// A provider changed: itself, its service accounts, and every binding that names it,
@@ -339,40 +330,31 @@ fn same_lifecycle<K: Resource>(old: &K, new: &K) -> bool {
         && o.finalizers == n.finalizers
 }
 
-/// A provider update that changed only what its dependents ignore (its counts, messages,
-/// timestamps: our own status writes) triggers nothing; its `Ready` gates bindings.
-pub fn provider_unchanged(old: &Guarded<EmailProvider>, new: &Guarded<EmailProvider>) -> bool {
+/// A provider or account update that changed only what its dependents ignore (its
+/// counts, messages, timestamps: our own status writes) triggers nothing; its lifecycle
+/// and its `Ready` (which gates bindings) do.
+pub fn dependents_unaffected<K: Reconciled>(old: &Guarded<K>, new: &Guarded<K>) -> bool {
     let (Ok(o), Ok(n)) = (&old.0, &new.0) else {
         return false;
     };
-    same_lifecycle(o, n)
-        && ready_of(o.status.as_ref().map(|s| s.conditions.as_slice()))
-            == ready_of(n.status.as_ref().map(|s| s.conditions.as_slice()))
+    let ready = |k: &K| ready_of(k.current_status().map(|s| s.conditions()));
+    same_lifecycle(o, n) && ready(o) == ready(n)
 }
 
-/// As for providers: only lifecycle and `Ready` (which gates bindings) matter.
-pub fn account_unchanged(
-    old: &Guarded<ExchangeServiceAccount>,
-    new: &Guarded<ExchangeServiceAccount>,
-) -> bool {
-    let (Ok(o), Ok(n)) = (&old.0, &new.0) else {
-        return false;
-    };
-    same_lifecycle(o, n)
-        && ready_of(o.status.as_ref().map(|s| s.conditions.as_slice()))
-            == ready_of(n.status.as_ref().map(|s| s.conditions.as_slice()))
-}
-
-/// A binding's attachment (`status.provider`, `status.authenticatedVia`) is what its
+/// A binding's attachment (`status.provider`, `authenticatedVia`, `serviceAccount`) is what its
 /// provider and account count; the rest of its status concerns nobody else.
 pub fn binding_unchanged(old: &Guarded<MailboxBinding>, new: &Guarded<MailboxBinding>) -> bool {
     let (Ok(o), Ok(n)) = (&old.0, &new.0) else {
         return false;
     };
     let attachment = |b: &MailboxBinding| {
-        b.status
-            .as_ref()
-            .map(|s| (s.provider.clone(), s.authenticated_via))
+        b.status.as_ref().map(|s| {
+            (
+                s.provider.clone(),
+                s.authenticated_via,
+                s.service_account.clone(),
+            )
+        })
     };
     same_lifecycle(o, n) && attachment(o) == attachment(n)
 }
@@ -442,7 +424,7 @@ pub async fn pump_all(client: Client, writers: Writers, stores: Stores, senders:
             stores.clone(),
             senders.clone(),
             for_provider,
-            provider_unchanged,
+            dependents_unaffected::<EmailProvider>,
         ),
         pump(
             watch(Api::<Guarded<ExchangeServiceAccount>>::all(client.clone())),
@@ -450,7 +432,7 @@ pub async fn pump_all(client: Client, writers: Writers, stores: Stores, senders:
             stores.clone(),
             senders.clone(),
             for_service_account,
-            account_unchanged,
+            dependents_unaffected::<ExchangeServiceAccount>,
         ),
         pump(
             watch(Api::<Guarded<MailboxBinding>>::all(client.clone())),

@@ -1,280 +1,219 @@
-//! The EmailProvider reconciler: endpoint and app checks, counts of what uses it, and the
-//! `mailops.dev/in-use` finalizer that holds deletion while anything does.
+//! The EmailProvider reconciler: validate the endpoints and app credentials, check them
+//! against the backend (or a remembered answer), and build the status with the counts of
+//! what uses the provider. Its deletion waits for those users (see [`super::usage`]).
 
 use std::sync::Arc;
-use std::time::Instant;
 
+use futures::future::BoxFuture;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event, finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
 
-use super::fanout::attached_to_provider;
-use super::status;
-use super::{Context, Guarded, PROVIDER_KIND, Report, ReportCell, credentials};
-use crate::api::conditions::{AUTHENTICATED, Desired, REACHABLE, Reason, TERMINATING};
-use crate::api::{EmailProvider, EmailProviderStatus, IN_USE_FINALIZER};
-use crate::endpoints::provider_endpoints;
-use crate::exchange::ProviderProbe;
-use crate::resolve::check_account_may_attach;
+use super::context::{Context, Guarded, object_key, probe_inputs_digest};
+use super::driver::{self, HeldWhileUsed, Reconciled, Step};
+use super::usage::{self, Users};
+use super::{PROVIDER_KIND, credentials, status};
+use crate::api::conditions::{AUTHENTICATED, Desired, REACHABLE, Reason};
+use crate::api::{EmailProvider, EmailProviderStatus};
+use crate::endpoints::{ProviderEndpoints, provider_endpoints};
+use crate::exchange::{ProviderOutcome, ProviderProbe};
 use crate::{Error, Result};
 
 /// Reconcile one EmailProvider (entry point for the controller).
 pub async fn reconcile(obj: Arc<Guarded<EmailProvider>>, ctx: Arc<Context>) -> Result<Action> {
-    let Ok(provider) = &obj.0 else {
-        let in_use = |name: &str| {
-            let (bindings, accounts) = users(name, &ctx);
-            !(bindings.is_empty() && accounts.is_empty())
-        };
-        return super::report_malformed(&ctx, PROVIDER_KIND, &obj, in_use).await;
+    driver::reconcile_held(obj, ctx).await
+}
+
+impl Reconciled for EmailProvider {
+    const KIND: &'static str = PROVIDER_KIND;
+    type Status = EmailProviderStatus;
+
+    fn current_status(&self) -> Option<&EmailProviderStatus> {
+        self.status.as_ref()
+    }
+
+    fn apply<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Step<EmailProviderStatus>> {
+        Box::pin(apply(self, ctx))
+    }
+}
+
+impl HeldWhileUsed for EmailProvider {
+    fn users(name: &str, ctx: &Context) -> Users {
+        usage::of_provider(name, ctx)
+    }
+
+    fn forget(&self, ctx: &Context) {
+        ctx.provider_probes.forget(&object_key(self));
+    }
+}
+
+/// What the provider's checks came to.
+#[derive(Debug)]
+pub enum Check {
+    /// The endpoint overrides are refused (nothing was sent).
+    InvalidEndpoints(Error),
+    /// The app credentials cannot be read (nothing was sent).
+    InvalidApp {
+        /// The effective service address.
+        address: String,
+        /// Why.
+        error: Error,
+    },
+    /// The backend answered (or a remembered answer).
+    Probed {
+        /// The effective service address.
+        address: String,
+        /// The answer.
+        outcome: ProviderOutcome,
+    },
+}
+
+/// What a provider's probe starts from.
+struct Validated {
+    endpoints: ProviderEndpoints,
+    app: Option<credentials::Resolved>,
+}
+
+/// Validate from the caches, no API call: endpoints and app credentials.
+fn validate(p: &EmailProvider, ctx: &Context) -> std::result::Result<Validated, Check> {
+    let endpoints = provider_endpoints(&p.spec, ctx.config.allow_insecure_endpoints)
+        .map_err(Check::InvalidEndpoints)?;
+    match credentials::provider_app(p, &endpoints, &ctx.stores.secrets) {
+        Ok(app) => Ok(Validated { endpoints, app }),
+        Err(error) => Err(Check::InvalidApp {
+            address: endpoints.service_address,
+            error,
+        }),
+    }
+}
+
+/// The backend's answer, or the remembered one while the inputs are unchanged.
+async fn probe(p: &EmailProvider, v: Validated, ctx: &Context) -> Check {
+    let versions = v
+        .app
+        .as_ref()
+        .map(|a| a.versions.join(","))
+        .unwrap_or_default();
+    let inputs = probe_inputs_digest(&[
+        p.uid().as_deref().unwrap_or_default(),
+        &p.metadata.generation.unwrap_or(0).to_string(),
+        &versions,
+    ]);
+    let key = object_key(p);
+    let outcome = match ctx
+        .provider_probes
+        .get(&key, inputs, ctx.config.reverify_interval)
+    {
+        Some(o) => o,
+        None => {
+            let probe = ProviderProbe {
+                provider: p.name_any(),
+                service: credentials::service(p, &v.endpoints),
+                credential: v.app.map(|a| a.credential),
+            };
+            let o = ctx.backend.check_provider(&probe).await;
+            let ok = failure(&o).is_none();
+            ctx.provider_probes
+                .record(&key, inputs, ok.then(|| o.clone()));
+            o
+        }
     };
-    let started = Instant::now();
-    let provider = Arc::new(provider.clone());
-    let report = ReportCell::default();
-    let api: Api<EmailProvider> = Api::all(ctx.client.clone());
-    let result = finalizer(&api, IN_USE_FINALIZER, provider.clone(), |event| async {
-        match event {
-            Event::Apply(p) => apply(&p, &ctx, &report).await,
-            Event::Cleanup(p) => cleanup(&p, &ctx, &report).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    let report: Report = report.into_inner().unwrap_or_else(|e| e.into_inner());
-    super::finish(
-        &ctx,
-        PROVIDER_KIND,
-        provider.as_ref(),
-        started,
-        report,
-        result,
-    )
-    .await
+    Check::Probed {
+        address: v.endpoints.service_address,
+        outcome,
+    }
 }
 
-/// Names of the objects using a provider: attached bindings (`namespace/name`) and its
-/// service accounts, sorted.
-pub fn users(name: &str, ctx: &Context) -> (Vec<String>, Vec<String>) {
-    let mut bindings: Vec<String> = super::typed(&super::valid(&ctx.stores.bindings))
-        .into_iter()
-        .filter(|b| attached_to_provider(b, name))
-        .map(|b| {
-            format!(
-                "MailboxBinding {}/{}",
-                b.namespace().unwrap_or_default(),
-                b.name_any()
-            )
-        })
-        .collect();
-    let provider = ctx.stores.providers.get(&ObjectRef::new(name));
-    let provider = provider.as_ref().and_then(|p| p.0.as_ref().ok());
-    let mut accounts: Vec<String> = super::typed(&super::valid(&ctx.stores.service_accounts))
-        .into_iter()
-        .filter(|a| a.spec.provider_ref.name == name)
-        // An account refused for coming after the deletion began does not hold it.
-        .filter(|a| provider.is_none_or(|p| check_account_may_attach(a, p).is_ok()))
-        .map(|a| format!("ExchangeServiceAccount {}", a.name_any()))
-        .collect();
-    bindings.sort();
-    accounts.sort();
-    (bindings, accounts)
-}
-
-/// The `InUse` message: how many users, and the first ten by name.
-pub fn in_use_message(users: &[String]) -> String {
-    let shown: Vec<&str> = users.iter().take(10).map(String::as_str).collect();
-    let more = users.len().saturating_sub(shown.len());
-    let tail = if more > 0 {
-        format!(" and {more} more")
-    } else {
-        String::new()
+async fn apply(p: &EmailProvider, ctx: &Context) -> Step<EmailProviderStatus> {
+    let check = match validate(p, ctx) {
+        Ok(v) => probe(p, v, ctx).await,
+        Err(check) => check,
     };
-    format!(
-        "deletion waits for {} object(s) still using it: {}{tail}",
-        users.len(),
-        shown.join(", ")
-    )
+    let users = usage::of_provider(&p.name_any(), ctx);
+    let new = build_status(p, &check, &users, Timestamp::now());
+    let result = match check {
+        Check::InvalidEndpoints(e) | Check::InvalidApp { error: e, .. } => Err(e),
+        Check::Probed { outcome, .. } => match failure(&outcome) {
+            Some(f) => Err(f.clone().into()),
+            None => Ok(driver::reverify_later(ctx)),
+        },
+    };
+    Step::write(new, result)
 }
 
-/// Pure: conditions of a provider from its checks.
-pub fn desired(
-    endpoints: &std::result::Result<(), Error>,
-    app: &std::result::Result<(), Error>,
-    outcome: Option<&crate::exchange::ProviderOutcome>,
-) -> Vec<Desired> {
-    let mut parts = Vec::new();
-    if let Err(e) = endpoints {
-        let reason = e.reason().unwrap_or(Reason::InsecureEndpoint);
-        parts.push(Desired::fail(REACHABLE, reason, e.to_string()));
-        parts.push(Desired::fail(
-            AUTHENTICATED,
-            reason,
-            "endpoints are not usable".to_string(),
-        ));
-        return status::with_ready(parts, "");
-    }
-    match outcome.map(|o| &o.reachable) {
-        Some(Ok(())) => parts.push(Desired::ok(
-            REACHABLE,
-            Reason::Verified,
-            "endpoint answers over TLS",
-        )),
-        Some(Err(f)) => parts.push(Desired::fail(REACHABLE, f.reason, f.message.clone())),
-        None => {}
-    }
-    match (app, outcome.and_then(|o| o.authenticated.as_ref())) {
-        (Err(e), _) => parts.push(Desired::fail(
-            AUTHENTICATED,
-            e.reason().unwrap_or(Reason::SecretNotFound),
-            e.to_string(),
-        )),
-        (Ok(()), Some(Ok(()))) => parts.push(Desired::ok(
-            AUTHENTICATED,
-            Reason::Verified,
-            "a token was obtained with the app credentials",
-        )),
-        (Ok(()), Some(Err(f))) => {
-            parts.push(Desired::fail(AUTHENTICATED, f.reason, f.message.clone()))
-        }
-        (Ok(()), None) => parts.push(Desired::ok(
-            AUTHENTICATED,
-            Reason::NotRequested,
-            "Basic provider: no app token to obtain",
-        )),
-    }
-    status::with_ready(parts, "the provider is reachable and its credentials work")
+/// The first failure of a provider check, if any.
+fn failure(o: &ProviderOutcome) -> Option<&crate::exchange::Failure> {
+    o.reachable
+        .as_ref()
+        .err()
+        .or(o.authenticated.as_ref().and_then(|a| a.as_ref().err()))
 }
 
-async fn apply(p: &EmailProvider, ctx: &Context, report: &ReportCell) -> Result<Action> {
-    let name = p.name_any();
-    let endpoints = provider_endpoints(&p.spec, ctx.config.allow_insecure_endpoints);
-    let mut failure: Option<Error> = None;
-    let mut outcome = None;
-    let mut app_result = Ok(());
-    let mut address = None;
-    if let Ok(ep) = &endpoints {
-        address = Some(ep.service_address.clone());
-        match credentials::provider_app(p, ep, &ctx.stores.secrets) {
-            Err(e) => app_result = Err(e),
-            Ok(app) => {
-                let versions = app
-                    .as_ref()
-                    .map(|a| a.versions.join(","))
-                    .unwrap_or_default();
-                let fp = super::fingerprint(&[
-                    &p.metadata.generation.unwrap_or(0).to_string(),
-                    &versions,
-                ]);
-                let key = super::object_key(p);
-                let cached = ctx
-                    .provider_probes
-                    .get(&key, fp, ctx.config.reverify_interval);
-                let o = match cached {
-                    Some(o) => o,
-                    None => {
-                        let probe = ProviderProbe {
-                            provider: name.clone(),
-                            service: credentials::service(p, ep),
-                            credential: app.map(|a| a.credential),
-                        };
-                        let o = ctx.backend.check_provider(&probe).await;
-                        let ok = o.reachable.is_ok()
-                            && o.authenticated.as_ref().is_none_or(|a| a.is_ok());
-                        if ok {
-                            ctx.provider_probes.put(&key, fp, o.clone());
-                        } else {
-                            ctx.provider_probes.forget(&key);
-                        }
-                        o
-                    }
-                };
-                outcome = Some(o);
-            }
-        }
-    }
-    let endpoints_ok = endpoints.map(|_| ());
-    let parts = desired(&endpoints_ok, &app_result, outcome.as_ref());
-    if let Err(e) = endpoints_ok {
-        failure = Some(e);
-    } else if let Err(e) = app_result {
-        failure = Some(e);
-    } else if let Some(o) = &outcome {
-        let f = o
-            .reachable
-            .as_ref()
-            .err()
-            .or(o.authenticated.as_ref().and_then(|a| a.as_ref().err()));
-        if let Some(f) = f {
-            failure = Some(Error::Exchange {
-                reason: f.reason,
-                message: f.message.clone(),
-                retry_after: f.retry_after,
-            });
-        }
-    }
-    let (bindings, accounts) = users(&name, ctx);
-    let old = p.status.as_ref();
-    let now = Timestamp::now();
-    let new = EmailProviderStatus {
+/// Pure: the complete status of a provider from its check and its users.
+pub fn build_status(
+    p: &EmailProvider,
+    check: &Check,
+    users: &Users,
+    now: Timestamp,
+) -> EmailProviderStatus {
+    let previous = p.status.as_ref().map(|s| s.conditions.as_slice());
+    let address = match check {
+        Check::InvalidEndpoints(_) => None,
+        Check::InvalidApp { address, .. } | Check::Probed { address, .. } => Some(address.clone()),
+    };
+    EmailProviderStatus {
         observed_generation: p.metadata.generation,
         conditions: status::conditions(
-            old.map(|s| s.conditions.as_slice()).unwrap_or_default(),
-            &parts,
+            previous.unwrap_or_default(),
+            &conditions(check),
             p.metadata.generation,
             now,
         ),
         service_address: address,
-        mailbox_count: bindings.len() as i32,
-        service_account_count: accounts.len() as i32,
-    };
-    let api: Api<EmailProvider> = Api::all(ctx.client.clone());
-    super::write_status(&api, &p.name_any(), old, &new, report).await?;
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(Action::requeue(super::backoff::reverify_after(
-            ctx.config.reverify_interval,
-        ))),
+        mailbox_count: status::count(&users.bindings),
+        service_account_count: status::count(&users.accounts),
     }
 }
 
-/// Deletion: blocked (`Terminating=True`, `InUse`, no requeue) while anything uses the
-/// provider; otherwise done, and the finalizer helper removes the finalizer. Copes with
-/// Apply never having run.
-async fn cleanup(p: &EmailProvider, ctx: &Context, report: &ReportCell) -> Result<Action> {
-    let name = p.name_any();
-    let (bindings, accounts) = users(&name, ctx);
-    let all: Vec<String> = accounts.iter().chain(bindings.iter()).cloned().collect();
-    if all.is_empty() {
-        ctx.provider_probes.forget(&super::object_key(p));
-        return Ok(Action::await_change());
-    }
-    let message = in_use_message(&all);
-    let old = p.status.as_ref();
-    let previous = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
-    let terminating = Desired::ok(TERMINATING, Reason::InUse, message.clone());
-    let new = EmailProviderStatus {
-        observed_generation: p.metadata.generation,
-        conditions: status::set_condition(
-            previous,
-            &terminating,
-            p.metadata.generation,
-            Timestamp::now(),
-        ),
-        mailbox_count: bindings.len() as i32,
-        service_account_count: accounts.len() as i32,
-        ..old.cloned().unwrap_or_default()
+/// Pure: conditions of a provider from its check.
+pub fn conditions(check: &Check) -> Vec<Desired> {
+    let parts = match check {
+        Check::InvalidEndpoints(e) => {
+            let reason = e.reason().unwrap_or(Reason::InsecureEndpoint);
+            vec![
+                Desired::fail(REACHABLE, reason, e.to_string()),
+                Desired::fail(AUTHENTICATED, reason, "endpoints are not usable"),
+            ]
+        }
+        Check::InvalidApp { error, .. } => vec![Desired::fail(
+            AUTHENTICATED,
+            error.reason().unwrap_or(Reason::SecretNotFound),
+            error.to_string(),
+        )],
+        Check::Probed { outcome, .. } => vec![reachable(outcome), authenticated(outcome)],
     };
-    let api: Api<EmailProvider> = Api::all(ctx.client.clone());
-    if status::apply(&api, &name, old, &new).await? {
-        report
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .deletion_blocked = Some(message.clone());
+    status::with_ready(parts, "the provider is reachable and its credentials work")
+}
+
+fn reachable(o: &ProviderOutcome) -> Desired {
+    match &o.reachable {
+        Ok(()) => Desired::ok(REACHABLE, Reason::Verified, "endpoint answers over TLS"),
+        Err(f) => Desired::fail(REACHABLE, f.reason, f.message.clone()),
     }
-    // Waiting, not failing: the last user's deletion re-triggers this through the mappers.
-    Err(Error::Spec {
-        reason: Reason::InUse,
-        message,
-    })
+}
+
+fn authenticated(o: &ProviderOutcome) -> Desired {
+    match &o.authenticated {
+        Some(Ok(())) => Desired::ok(
+            AUTHENTICATED,
+            Reason::Verified,
+            "a token was obtained with the app credentials",
+        ),
+        Some(Err(f)) => Desired::fail(AUTHENTICATED, f.reason, f.message.clone()),
+        None => Desired::ok(
+            AUTHENTICATED,
+            Reason::NotRequested,
+            "Basic provider: no app token to obtain",
+        ),
+    }
 }

@@ -1,22 +1,23 @@
-//! The ExchangeServiceAccount reconciler: its provider and credentials, an authentication
-//! check, the count of mailboxes using it, and the `mailops.dev/in-use` finalizer.
+//! The ExchangeServiceAccount reconciler: validate its provider and credentials, check
+//! that they authenticate (or remember that they did), and build the status with the
+//! count of mailboxes using it. Its deletion waits for them (see [`super::usage`]).
 
 use std::sync::Arc;
-use std::time::Instant;
 
+use futures::future::BoxFuture;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
 
-use super::fanout::attached_to_account;
-use super::provider::in_use_message;
-use super::status;
-use super::{Context, Guarded, Report, ReportCell, SERVICE_ACCOUNT_KIND, credentials};
-use crate::api::conditions::{AUTHENTICATED, Desired, Reason, TERMINATING};
-use crate::api::{ExchangeServiceAccount, ExchangeServiceAccountStatus, IN_USE_FINALIZER};
+use super::context::{Context, Guarded, object_key, probe_inputs_digest};
+use super::driver::{self, HeldWhileUsed, Reconciled, Step};
+use super::usage::{self, Users};
+use super::{SERVICE_ACCOUNT_KIND, credentials, status};
+use crate::api::conditions::{AUTHENTICATED, Desired, Reason};
+use crate::api::{ExchangeServiceAccount, ExchangeServiceAccountStatus};
 use crate::endpoints::provider_endpoints;
+use crate::exchange::Service;
 use crate::resolve::{check_account_may_attach, check_service_account_fits};
 use crate::{Error, Result};
 
@@ -25,61 +26,43 @@ pub async fn reconcile(
     obj: Arc<Guarded<ExchangeServiceAccount>>,
     ctx: Arc<Context>,
 ) -> Result<Action> {
-    let Ok(account) = &obj.0 else {
-        let in_use = |name: &str| !users(name, &ctx).is_empty();
-        return super::report_malformed(&ctx, SERVICE_ACCOUNT_KIND, &obj, in_use).await;
-    };
-    let started = Instant::now();
-    let account = Arc::new(account.clone());
-    let report = ReportCell::default();
-    let api: Api<ExchangeServiceAccount> = Api::all(ctx.client.clone());
-    let result = finalizer(&api, IN_USE_FINALIZER, account.clone(), |event| async {
-        match event {
-            Event::Apply(a) => apply(&a, &ctx, &report).await,
-            Event::Cleanup(a) => cleanup(&a, &ctx, &report).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    let report: Report = report.into_inner().unwrap_or_else(|e| e.into_inner());
-    super::finish(
-        &ctx,
-        SERVICE_ACCOUNT_KIND,
-        account.as_ref(),
-        started,
-        report,
-        result,
-    )
-    .await
+    driver::reconcile_held(obj, ctx).await
 }
 
-/// Bindings attached through this account, as `MailboxBinding namespace/name`, sorted.
-pub fn users(name: &str, ctx: &Context) -> Vec<String> {
-    let mut out: Vec<String> = super::typed(&super::valid(&ctx.stores.bindings))
-        .into_iter()
-        .filter(|b| attached_to_account(b, name))
-        .map(|b| {
-            format!(
-                "MailboxBinding {}/{}",
-                b.namespace().unwrap_or_default(),
-                b.name_any()
-            )
-        })
-        .collect();
-    out.sort();
-    out
+impl Reconciled for ExchangeServiceAccount {
+    const KIND: &'static str = SERVICE_ACCOUNT_KIND;
+    type Status = ExchangeServiceAccountStatus;
+
+    fn current_status(&self) -> Option<&ExchangeServiceAccountStatus> {
+        self.status.as_ref()
+    }
+
+    fn apply<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Step<ExchangeServiceAccountStatus>> {
+        Box::pin(apply(self, ctx))
+    }
 }
 
-/// Everything up to the backend call: the provider, fit, endpoints and credentials.
-fn prepare(
-    a: &ExchangeServiceAccount,
-    ctx: &Context,
-) -> Result<(
-    String,
-    crate::exchange::Service,
-    credentials::Resolved,
-    String,
-)> {
+impl HeldWhileUsed for ExchangeServiceAccount {
+    fn users(name: &str, ctx: &Context) -> Users {
+        usage::of_account(name, ctx)
+    }
+
+    fn forget(&self, ctx: &Context) {
+        ctx.account_probes.forget(&object_key(self));
+    }
+}
+
+/// What an account's authentication check starts from.
+struct Validated {
+    provider: String,
+    provider_generation: String,
+    service: Service,
+    creds: credentials::Resolved,
+}
+
+/// Validate from the caches, no API call: the provider, that the account may use it and
+/// fits its method, the endpoints and the credentials.
+fn validate(a: &ExchangeServiceAccount, ctx: &Context) -> Result<Validated> {
     let provider_name = &a.spec.provider_ref.name;
     let guard = ctx
         .stores
@@ -101,73 +84,71 @@ fn prepare(
     check_account_may_attach(a, provider)?;
     check_service_account_fits(&a.spec, &provider.spec)?;
     let endpoints = provider_endpoints(&provider.spec, ctx.config.allow_insecure_endpoints)?;
-    let creds = credentials::service_account(a, provider, &endpoints, &ctx.stores.secrets)?;
-    let service = credentials::service(provider, &endpoints);
-    Ok((
-        provider_name.clone(),
-        service,
-        creds,
-        provider.metadata.generation.unwrap_or(0).to_string(),
-    ))
+    Ok(Validated {
+        provider: provider_name.clone(),
+        provider_generation: provider.metadata.generation.unwrap_or(0).to_string(),
+        service: credentials::service(provider, &endpoints),
+        creds: credentials::service_account(a, provider, &endpoints, &ctx.stores.secrets)?,
+    })
 }
 
-async fn apply(a: &ExchangeServiceAccount, ctx: &Context, report: &ReportCell) -> Result<Action> {
-    let key = super::object_key(a);
-    let checked: Result<()> = match prepare(a, ctx) {
+/// Authenticate, or remember that it worked while the inputs are unchanged.
+async fn probe(a: &ExchangeServiceAccount, v: Validated, ctx: &Context) -> Result<()> {
+    let key = object_key(a);
+    let inputs = probe_inputs_digest(&[
+        a.uid().as_deref().unwrap_or_default(),
+        &a.metadata.generation.unwrap_or(0).to_string(),
+        &v.provider_generation,
+        &v.creds.versions.join(","),
+    ]);
+    if ctx
+        .account_probes
+        .get(&key, inputs, ctx.config.reverify_interval)
+        .is_some()
+    {
+        return Ok(());
+    }
+    let result = ctx
+        .backend
+        .authenticate(&v.provider, &v.service, &v.creds.credential)
+        .await;
+    ctx.account_probes
+        .record(&key, inputs, result.is_ok().then_some(()));
+    result.map_err(Error::from)
+}
+
+async fn apply(a: &ExchangeServiceAccount, ctx: &Context) -> Step<ExchangeServiceAccountStatus> {
+    let checked = match validate(a, ctx) {
+        Ok(v) => probe(a, v, ctx).await,
         Err(e) => Err(e),
-        Ok((provider, service, creds, provider_gen)) => {
-            let fp = super::fingerprint(&[
-                &a.metadata.generation.unwrap_or(0).to_string(),
-                &provider_gen,
-                &creds.versions.join(","),
-            ]);
-            if ctx
-                .account_probes
-                .get(&key, fp, ctx.config.reverify_interval)
-                .is_some()
-            {
-                Ok(())
-            } else {
-                match ctx
-                    .backend
-                    .authenticate(&provider, &service, &creds.credential)
-                    .await
-                {
-                    Ok(()) => {
-                        ctx.account_probes.put(&key, fp, ());
-                        Ok(())
-                    }
-                    Err(f) => {
-                        ctx.account_probes.forget(&key);
-                        Err(Error::Exchange {
-                            reason: f.reason,
-                            message: f.message,
-                            retry_after: f.retry_after,
-                        })
-                    }
-                }
-            }
-        }
     };
-    let parts = desired(&checked);
-    let old = a.status.as_ref();
-    let new = ExchangeServiceAccountStatus {
+    let users = usage::of_account(&a.name_any(), ctx);
+    let new = build_status(a, &checked, &users, Timestamp::now());
+    Step::write(new, checked.map(|()| driver::reverify_later(ctx)))
+}
+
+/// Pure: the complete status of a service account from its check and its users.
+pub fn build_status(
+    a: &ExchangeServiceAccount,
+    checked: &Result<()>,
+    users: &Users,
+    now: Timestamp,
+) -> ExchangeServiceAccountStatus {
+    let previous = a.status.as_ref().map(|s| s.conditions.as_slice());
+    ExchangeServiceAccountStatus {
         observed_generation: a.metadata.generation,
         conditions: status::conditions(
-            old.map(|s| s.conditions.as_slice()).unwrap_or_default(),
-            &parts,
+            previous.unwrap_or_default(),
+            &conditions(checked),
             a.metadata.generation,
-            Timestamp::now(),
+            now,
         ),
-        mailbox_count: users(&a.name_any(), ctx).len() as i32,
-    };
-    let api: Api<ExchangeServiceAccount> = Api::all(ctx.client.clone());
-    super::write_status(&api, &a.name_any(), old, &new, report).await?;
-    checked.map(|()| Action::requeue(super::backoff::reverify_after(ctx.config.reverify_interval)))
+        mailbox_count: status::count(&users.bindings),
+    }
 }
 
 /// Pure: conditions of a service account from the result of its check.
-pub fn desired(checked: &Result<()>) -> Vec<Desired> {
+pub fn conditions(checked: &Result<()>) -> Vec<Desired> {
     let part = match checked {
         Ok(()) => Desired::ok(
             AUTHENTICATED,
@@ -181,38 +162,4 @@ pub fn desired(checked: &Result<()>) -> Vec<Desired> {
         ),
     };
     status::with_ready(vec![part], "the service account's credentials work")
-}
-
-async fn cleanup(a: &ExchangeServiceAccount, ctx: &Context, report: &ReportCell) -> Result<Action> {
-    let name = a.name_any();
-    let users = users(&name, ctx);
-    if users.is_empty() {
-        ctx.account_probes.forget(&super::object_key(a));
-        return Ok(Action::await_change());
-    }
-    let message = in_use_message(&users);
-    let old = a.status.as_ref();
-    let previous = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
-    let terminating = Desired::ok(TERMINATING, Reason::InUse, message.clone());
-    let new = ExchangeServiceAccountStatus {
-        observed_generation: a.metadata.generation,
-        conditions: status::set_condition(
-            previous,
-            &terminating,
-            a.metadata.generation,
-            Timestamp::now(),
-        ),
-        mailbox_count: users.len() as i32,
-    };
-    let api: Api<ExchangeServiceAccount> = Api::all(ctx.client.clone());
-    if status::apply(&api, &name, old, &new).await? {
-        report
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .deletion_blocked = Some(message.clone());
-    }
-    Err(Error::Spec {
-        reason: Reason::InUse,
-        message,
-    })
 }

@@ -1,7 +1,8 @@
 //! Status: pure computation of conditions and the summary `Ready`, and the server-side
-//! apply of `.status` with the one field manager, sent only when something changed.
+//! apply of `.status` with the one field manager, sent only when something changed (the
+//! `Ready` transition it makes is noted for the Events).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource};
@@ -59,7 +60,7 @@ pub fn set_condition(
 
 /// Whether two statuses say the same thing. `lastTransitionTime` is ignored: it only moves
 /// when a condition's status flips, which the comparison sees anyway.
-pub fn same<S: Serialize>(old: Option<&S>, new: &S) -> bool {
+pub fn says_the_same<S: Serialize>(old: Option<&S>, new: &S) -> bool {
     let Some(old) = old else { return false };
     let strip = |s: &S| {
         let mut v = serde_json::to_value(s).unwrap_or_default();
@@ -118,6 +119,43 @@ pub trait HasConditions {
     fn conditions(&self) -> &[Condition];
 }
 
+/// The status of a kind whose users are counted (providers, service accounts): what the
+/// blocked-deletion step sets, everything else kept.
+pub trait CountedStatus: HasConditions + Clone + Default {
+    /// Set the conditions and the generation they describe.
+    fn set_conditions(&mut self, conditions: Vec<Condition>, generation: Option<i64>);
+    /// Set the counts from the users.
+    fn set_counts(&mut self, users: &crate::controller::usage::Users);
+}
+
+impl CountedStatus for crate::api::EmailProviderStatus {
+    fn set_conditions(&mut self, conditions: Vec<Condition>, generation: Option<i64>) {
+        self.conditions = conditions;
+        self.observed_generation = generation;
+    }
+
+    fn set_counts(&mut self, users: &crate::controller::usage::Users) {
+        self.mailbox_count = count(&users.bindings);
+        self.service_account_count = count(&users.accounts);
+    }
+}
+
+impl CountedStatus for crate::api::ExchangeServiceAccountStatus {
+    fn set_conditions(&mut self, conditions: Vec<Condition>, generation: Option<i64>) {
+        self.conditions = conditions;
+        self.observed_generation = generation;
+    }
+
+    fn set_counts(&mut self, users: &crate::controller::usage::Users) {
+        self.mailbox_count = count(&users.bindings);
+    }
+}
+
+/// A count for a status field (`int32` in the schema; saturates, never wraps).
+pub fn count(users: &[String]) -> i32 {
+    i32::try_from(users.len()).unwrap_or(i32::MAX)
+}
+
 impl HasConditions for crate::api::EmailProviderStatus {
     fn conditions(&self) -> &[Condition] {
         &self.conditions
@@ -136,14 +174,19 @@ impl HasConditions for crate::api::MailboxBindingStatus {
     }
 }
 
-/// Server-side apply `status` to the status subresource of `name`, unless it equals `old`.
-/// Returns whether a request was sent.
-pub async fn apply<K, S>(api: &Api<K>, name: &str, old: Option<&S>, new: &S) -> crate::Result<bool>
+/// Server-side apply `status` to the status subresource of `name`, unless it says what
+/// `old` says. Returns whether a request was sent.
+async fn patch_if_changed<K, S>(
+    api: &Api<K>,
+    name: &str,
+    old: Option<&S>,
+    new: &S,
+) -> crate::Result<bool>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize,
 {
-    if same(old, new) {
+    if says_the_same(old, new) {
         return Ok(false);
     }
     let body = serde_json::json!({
@@ -160,9 +203,26 @@ where
     Ok(true)
 }
 
-/// `now` as a Kubernetes `Time`.
-pub fn now_time(now: Timestamp) -> Time {
-    Time(now)
+/// Write `new` unless it says what `old` says; when written, record the `Ready`
+/// transition in the report for the Events. Returns whether it was written.
+pub async fn write_status<K, S>(
+    api: &Api<K>,
+    name: &str,
+    old: Option<&S>,
+    new: &S,
+    report: &crate::controller::policy::ReportCell,
+) -> crate::Result<bool>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + HasConditions,
+{
+    let written = patch_if_changed(api, name, old, new).await?;
+    if written {
+        let before = old.map(|s| s.conditions()).unwrap_or_default();
+        report.lock().unwrap_or_else(|e| e.into_inner()).transition =
+            Some(Transition::between(before, new.conditions()));
+    }
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -216,13 +276,13 @@ mod tests {
             ),
             ..first.clone()
         };
-        assert!(same(Some(&first), &again));
+        assert!(says_the_same(Some(&first), &again));
         let counted = EmailProviderStatus {
             mailbox_count: 3,
             ..again.clone()
         };
-        assert!(!same(Some(&first), &counted));
-        assert!(!same(None, &again));
+        assert!(!says_the_same(Some(&first), &counted));
+        assert!(!says_the_same(None, &again));
     }
 
     #[test]
@@ -238,7 +298,7 @@ mod tests {
             conditions: conditions(&[], &desired, Some(2), t("2026-01-01T00:00:00Z")),
             ..Default::default()
         };
-        assert!(!same(Some(&old), &new));
+        assert!(!says_the_same(Some(&old), &new));
     }
 
     #[test]

@@ -1,0 +1,201 @@
+//! What every reconcile shares: the reflector caches (read, never LISTed), the backend, the
+//! settings, and the per-object memories (probe results, back-off, rotated tokens).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::core::DeserializeGuard;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::{Client, Resource, ResourceExt};
+
+use super::{backoff, binding, rotation};
+use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
+use crate::config::OperatorConfig;
+use crate::exchange::MailBackend;
+use crate::metrics::Metrics;
+
+/// An object as watched: either the typed object or what could be read of a malformed one.
+pub type Guarded<K> = DeserializeGuard<K>;
+
+/// Read side of every cache the controllers use; reconciles read these, never LIST.
+#[derive(Clone)]
+pub struct Stores {
+    /// EmailProviders.
+    pub providers: Store<Guarded<EmailProvider>>,
+    /// ExchangeServiceAccounts.
+    pub service_accounts: Store<Guarded<ExchangeServiceAccount>>,
+    /// MailboxBindings.
+    pub bindings: Store<Guarded<MailboxBinding>>,
+    /// Secrets (all namespaces; referenced ones are read for credentials).
+    pub secrets: Store<Secret>,
+    /// Namespaces (their labels decide `allowedNamespaces` selectors).
+    pub namespaces: Store<Namespace>,
+}
+
+/// Write side of the caches: fed by the watchers, or by tests directly.
+pub struct Writers {
+    /// EmailProviders.
+    pub providers: reflector::store::Writer<Guarded<EmailProvider>>,
+    /// ExchangeServiceAccounts.
+    pub service_accounts: reflector::store::Writer<Guarded<ExchangeServiceAccount>>,
+    /// MailboxBindings.
+    pub bindings: reflector::store::Writer<Guarded<MailboxBinding>>,
+    /// Secrets.
+    pub secrets: reflector::store::Writer<Secret>,
+    /// Namespaces.
+    pub namespaces: reflector::store::Writer<Namespace>,
+}
+
+/// Fresh, empty caches.
+pub fn stores() -> (Stores, Writers) {
+    let (providers, pw) = reflector::store();
+    let (service_accounts, sw) = reflector::store();
+    let (bindings, bw) = reflector::store();
+    let (secrets, secw) = reflector::store();
+    let (namespaces, nw) = reflector::store();
+    (
+        Stores {
+            providers,
+            service_accounts,
+            bindings,
+            secrets,
+            namespaces,
+        },
+        Writers {
+            providers: pw,
+            service_accounts: sw,
+            bindings: bw,
+            secrets: secw,
+            namespaces: nw,
+        },
+    )
+}
+
+/// The objects of a store that deserialized.
+pub fn well_formed<K: Clone>(store: &Store<Guarded<K>>) -> Vec<Arc<Guarded<K>>>
+where
+    Guarded<K>: Resource<DynamicType = ()> + Clone,
+{
+    store.state().into_iter().filter(|g| g.0.is_ok()).collect()
+}
+
+/// Borrow the typed objects out of guarded ones.
+pub fn typed_objects<K>(guards: &[Arc<Guarded<K>>]) -> Vec<&K> {
+    guards.iter().filter_map(|g| g.0.as_ref().ok()).collect()
+}
+
+/// Successful probes, remembered so that re-reconciles caused by unrelated changes (a
+/// count, another object's status) do not call Exchange again before the re-verification
+/// period or a change of input.
+pub struct ProbeCache<T> {
+    entries: Mutex<HashMap<String, (u64, Instant, T)>>,
+}
+
+impl<T: Clone> Default for ProbeCache<T> {
+    fn default() -> Self {
+        ProbeCache {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T: Clone> ProbeCache<T> {
+    /// The remembered value for `key` if its inputs are unchanged and it is younger than `ttl`.
+    pub fn get(&self, key: &str, inputs: u64, ttl: Duration) -> Option<T> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|(f, at, _)| *f == inputs && at.elapsed() < ttl)
+            .map(|(_, _, v)| v.clone())
+    }
+
+    /// Remember a successful probe, or forget a failed one: only success is worth reusing.
+    pub fn record(&self, key: &str, inputs: u64, value: Option<T>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match value {
+            Some(v) => entries.insert(key.to_string(), (inputs, Instant::now(), v)),
+            None => entries.remove(key),
+        };
+    }
+
+    /// Forget `key` (the object is gone).
+    pub fn forget(&self, key: &str) {
+        self.record(key, 0, None);
+    }
+}
+
+/// A stable digest of the inputs of a probe: generations, resolution, Secret versions.
+pub fn probe_inputs_digest(parts: &[&str]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    parts.hash(&mut h);
+    h.finish()
+}
+
+/// The key back-off and probe caches use for an object.
+pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// The mail system.
+    pub backend: Arc<dyn MailBackend>,
+    /// Operator settings.
+    pub config: OperatorConfig,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Caches.
+    pub stores: Stores,
+    /// Event recorder (used only by [`super::events`]).
+    pub recorder: Recorder,
+    /// Back-off of transient failures per object.
+    pub backoff: backoff::Backoff,
+    /// Provider probes that succeeded.
+    pub provider_probes: ProbeCache<crate::exchange::ProviderOutcome>,
+    /// Service-account authentications that succeeded.
+    pub account_probes: ProbeCache<()>,
+    /// Mailbox verifications that succeeded, with when they ran.
+    pub mailbox_probes: ProbeCache<binding::Verified>,
+    /// Refresh tokens the authority rotated, until the Secrets show them.
+    pub rotated_tokens: rotation::RotatedTokens,
+}
+
+impl Context {
+    /// A context over the given caches.
+    pub fn new(
+        client: Client,
+        backend: Arc<dyn MailBackend>,
+        config: OperatorConfig,
+        metrics: Arc<Metrics>,
+        stores: Stores,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "mailops".into(),
+            instance: Some(config.identity.clone()),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            backend,
+            config,
+            metrics,
+            stores,
+            backoff: backoff::Backoff::default(),
+            provider_probes: ProbeCache::default(),
+            account_probes: ProbeCache::default(),
+            mailbox_probes: ProbeCache::default(),
+            rotated_tokens: rotation::RotatedTokens::default(),
+        }
+    }
+}

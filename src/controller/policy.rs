@@ -1,0 +1,74 @@
+//! What a reconcile's outcome turns into: Events from its report, metrics, and when to
+//! run again (back-off, server delays, or waiting for a change).
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use kube::Resource;
+use kube::runtime::controller::Action;
+use tracing::warn;
+
+use super::context::{Context, object_key};
+use super::{backoff, events, status};
+use crate::api::conditions::Reason;
+use crate::{Error, Result};
+
+/// What a reconcile did that the outside world hears about: the `Ready` transition and a
+/// blocked deletion. Filled while reconciling, published once at the end.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// `Ready` before and after, when the status was written.
+    pub transition: Option<status::Transition>,
+    /// Deletion newly blocked, with the message naming the users.
+    pub deletion_blocked: Option<String>,
+}
+
+/// Shared handle the reconcile steps write their report into.
+pub type ReportCell = Mutex<Report>;
+
+/// The end of every reconcile: Events from the report, metrics, back-off reset.
+pub async fn publish_outcome<K>(
+    ctx: &Context,
+    kind: &'static str,
+    obj: &K,
+    started: Instant,
+    report: Report,
+    result: Result<Action>,
+) -> Result<Action>
+where
+    K: Resource<DynamicType = ()>,
+{
+    events::publish(ctx, obj.object_ref(&()), &report).await;
+    let label = match &result {
+        Ok(_) => "success",
+        Err(e) => e.reason().map(Reason::as_str).unwrap_or(e.category()),
+    };
+    ctx.metrics.record_reconcile(kind, label, started.elapsed());
+    if result.is_ok() {
+        ctx.backoff.reset(&object_key(obj));
+    }
+    result
+}
+
+/// What to do after a failed reconcile: wait for a change when only the user can fix it,
+/// else back off exponentially up to a cap. A server-requested delay (`Retry-After`) is
+/// honoured but never shortens the back-off, so `Retry-After: 0` cannot make a hot loop,
+/// and a huge one waits at most [`backoff::MAX_SERVER_DELAY`].
+pub fn error_policy<K>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    if err.is_permanent() {
+        return Action::await_change();
+    }
+    let own = ctx.backoff.next_delay(&object_key(obj.as_ref()));
+    let delay = backoff::with_server_delay(own, err.server_delay());
+    warn!(
+        object = %object_key(obj.as_ref()),
+        category = err.category(),
+        error = %err,
+        retry_in_seconds = delay.as_secs(),
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}

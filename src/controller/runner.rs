@@ -1,0 +1,255 @@
+//! Running the operator: start-up checks, the watches and caches, leader election, the
+//! three controllers, and shutdown.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::future::Shared;
+
+use futures::StreamExt;
+use kube::api::ListParams;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource};
+use tracing::info;
+
+use super::context::{Context, Guarded, Stores, stores};
+use super::{
+    BINDING_KIND, PROVIDER_KIND, SERVICE_ACCOUNT_KIND, binding, fanout, leader, policy, provider,
+    service_account,
+};
+use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
+use crate::config::OperatorConfig;
+use crate::exchange::MailBackend;
+use crate::health::HealthState;
+use crate::metrics::Metrics;
+use crate::{Error, Result};
+
+/// Fail start-up with a clear message when the CRDs are not installed.
+pub async fn check_crds(client: &Client) -> Result<()> {
+    async fn crd_installed<K>(client: &Client) -> Result<()>
+    where
+        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let api: Api<Guarded<K>> = Api::all(client.clone());
+        match api.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Err(Error::Config(format!(
+                "the {} CRD ({}) is not installed: run kubectl apply --server-side -f crds/",
+                K::kind(&()),
+                K::plural(&())
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+    crd_installed::<EmailProvider>(client).await?;
+    crd_installed::<ExchangeServiceAccount>(client).await?;
+    crd_installed::<MailboxBinding>(client).await?;
+    Ok(())
+}
+
+/// Run the operator until SIGTERM or ctrl-c: HTTP endpoints, leader election and the
+/// three controllers against the real Exchange backend.
+pub async fn run(config: OperatorConfig) -> Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(HealthState::default());
+    let client = crate::kube_client::build(metrics.clone()).await?;
+    let backend: Arc<dyn MailBackend> = Arc::new(crate::exchange::client::ExchangeClient::new(
+        &config,
+        metrics.clone(),
+    )?);
+    let http = crate::http::serve(config.http_addr, metrics.clone(), health.clone());
+    tokio::select! {
+        served = http => served,
+        ran = run_controllers(config, client, backend, metrics, health, shutdown_signal()) => ran,
+    }
+}
+
+/// Run the controllers with a given backend, without HTTP endpoints (the e2e tests run
+/// this in-process with the fake backend and leader election off).
+pub async fn run_with(
+    config: OperatorConfig,
+    client: Client,
+    backend: Arc<dyn MailBackend>,
+) -> Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(HealthState::default());
+    run_controllers(config, client, backend, metrics, health, shutdown_signal()).await
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = futures::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    info!("shutdown requested");
+}
+
+/// Watch everything, wait for the caches, take the leader Lease, then reconcile until
+/// `shutdown` resolves (or the Lease is lost, which is an error so the pod restarts).
+pub async fn run_controllers(
+    config: OperatorConfig,
+    client: Client,
+    backend: Arc<dyn MailBackend>,
+    metrics: Arc<Metrics>,
+    health: Arc<HealthState>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
+    check_crds(&client).await?;
+    let (stores, writers) = stores();
+    let (senders, receivers) = fanout::channels();
+    let pumps = fanout::pump_all(client.clone(), writers, stores.clone(), senders.clone());
+    let pumps = tokio::spawn(pumps);
+    wait_for_caches(&stores).await;
+    health.set_caches_synced();
+    info!("caches synced");
+
+    let shutdown: Pin<Box<dyn Future<Output = ()> + Send + Sync>> = Box::pin(shutdown);
+    let shutdown = futures::FutureExt::shared(shutdown);
+    let leadership = match lead(&config, &client, shutdown.clone()).await? {
+        Some(leadership) => leadership,
+        None => {
+            pumps.abort();
+            return Ok(());
+        }
+    };
+    health.set_leader(true);
+    senders.activate(&stores);
+    let ctx = Arc::new(Context::new(client, backend, config, metrics, stores));
+    let controllers = run_every_controller(ctx, receivers, shutdown);
+    // Dropping the controllers' future when the Lease is lost cancels every reconcile in
+    // flight: no write of ours starts after that.
+    let result = match &leadership {
+        Leadership::Leading(lease, acquired) => tokio::select! {
+            _ = controllers => Ok(()),
+            lost = lease.keep_renewed(*acquired) => lost,
+        },
+        Leadership::NotElecting => {
+            controllers.await;
+            Ok(())
+        }
+    };
+    pumps.abort();
+    step_down(&health, leadership, &result).await;
+    result
+}
+
+type Shutdown = Shared<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>;
+
+/// Whether this replica acts, and on what authority.
+enum Leadership {
+    /// Leader election is off (one replica, or tests).
+    NotElecting,
+    /// This replica holds the Lease, acquired at this instant.
+    Leading(Box<leader::LeaseLock>, tokio::time::Instant),
+}
+
+/// Wait until all five caches hold their initial LIST.
+async fn wait_for_caches(stores: &Stores) {
+    let _ = futures::join!(
+        stores.providers.wait_until_ready(),
+        stores.service_accounts.wait_until_ready(),
+        stores.bindings.wait_until_ready(),
+        stores.secrets.wait_until_ready(),
+        stores.namespaces.wait_until_ready(),
+    );
+}
+
+/// Take the Lease when electing; `None` when told to stop while waiting for it.
+async fn lead(
+    config: &OperatorConfig,
+    client: &Client,
+    shutdown: Shutdown,
+) -> Result<Option<Leadership>> {
+    if !config.leader_election {
+        return Ok(Some(Leadership::NotElecting));
+    }
+    let lease = leader::LeaseLock::new(
+        client.clone(),
+        &config.lease_namespace,
+        &config.lease_name,
+        &config.identity,
+    );
+    tokio::select! {
+        acquired = lease.acquire() => Ok(Some(Leadership::Leading(Box::new(lease), acquired?))),
+        _ = shutdown => Ok(None),
+    }
+}
+
+/// After the controllers stop: a lost Lease makes `/healthz` fail; at a clean shutdown the
+/// Lease is handed over, so the successor need not wait for it to expire (bounded, as
+/// the API server may be what is failing).
+async fn step_down(health: &HealthState, leadership: Leadership, result: &Result<()>) {
+    health.set_leader(false);
+    let Leadership::Leading(lease, _) = leadership else {
+        return;
+    };
+    if result.is_err() {
+        health.set_lease_lost();
+    } else {
+        let _ = tokio::time::timeout(leader::RENEW_PERIOD, lease.release()).await;
+    }
+}
+
+async fn run_every_controller(ctx: Arc<Context>, receivers: fanout::Receivers, shutdown: Shutdown) {
+    let config = kube::runtime::Config::default().concurrency(16);
+    let providers = Controller::for_stream(
+        futures::stream::pending::<std::result::Result<_, watcher::Error>>(),
+        ctx.stores.providers.clone(),
+    )
+    .with_config(config.clone())
+    .reconcile_on(receivers.providers)
+    .graceful_shutdown_on(shutdown.clone())
+    .run(provider::reconcile, policy::error_policy, ctx.clone())
+    .for_each(|r| async move { log_result(PROVIDER_KIND, r) });
+    let accounts = Controller::for_stream(
+        futures::stream::pending::<std::result::Result<_, watcher::Error>>(),
+        ctx.stores.service_accounts.clone(),
+    )
+    .with_config(config.clone())
+    .reconcile_on(receivers.service_accounts)
+    .graceful_shutdown_on(shutdown.clone())
+    .run(
+        service_account::reconcile,
+        policy::error_policy,
+        ctx.clone(),
+    )
+    .for_each(|r| async move { log_result(SERVICE_ACCOUNT_KIND, r) });
+    let bindings = Controller::for_stream(
+        futures::stream::pending::<std::result::Result<_, watcher::Error>>(),
+        ctx.stores.bindings.clone(),
+    )
+    .with_config(config)
+    .reconcile_on(receivers.bindings)
+    .graceful_shutdown_on(shutdown)
+    .run(binding::reconcile, policy::error_policy, ctx.clone())
+    .for_each(|r| async move { log_result(BINDING_KIND, r) });
+    futures::join!(providers, accounts, bindings);
+}
+
+fn log_result<K, E: std::fmt::Display, W: std::fmt::Display>(
+    kind: &'static str,
+    r: std::result::Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E, W>>,
+) where
+    K: Resource,
+{
+    match r {
+        Ok((obj, _)) => tracing::debug!(kind, object = %obj.name, "reconciled"),
+        Err(kube::runtime::controller::Error::ObjectNotFound(_)) => {}
+        Err(e) => tracing::debug!(kind, error = %e, "reconcile did not succeed"),
+    }
+}
