@@ -99,8 +99,7 @@ pub async fn shutdown_signal() {
     info!("shutdown requested");
 }
 
-/// Watch everything, wait for the caches, take the leader Lease, then reconcile until
-/// `shutdown` resolves (or the Lease is lost, which is an error so the pod restarts).
+/// Check the CRDs, start the caches and run on them ([`run_on_caches`]).
 pub async fn run_controllers(
     config: OperatorConfig,
     client: Client,
@@ -110,10 +109,51 @@ pub async fn run_controllers(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
     check_crds(&client).await?;
+    let caches = start_caches(&client);
+    run_on_caches(caches, config, client, backend, metrics, health, shutdown).await
+}
+
+/// The watches feeding the caches, and the triggers they send, started but not yet
+/// handed to controllers. Anything that only reads the caches (the admission webhook,
+/// served by every replica) can use `stores` at once.
+pub struct Caches {
+    /// Read side of the caches.
+    pub stores: Stores,
+    senders: fanout::Senders,
+    receivers: fanout::Receivers,
+    pumps: tokio::task::JoinHandle<()>,
+}
+
+/// Start watching everything mailops reads.
+pub fn start_caches(client: &Client) -> Caches {
     let (stores, writers) = stores();
     let (senders, receivers) = fanout::channels();
     let pumps = fanout::pump_all(client.clone(), writers, stores.clone(), senders.clone());
-    let pumps = tokio::spawn(pumps);
+    Caches {
+        stores,
+        senders,
+        receivers,
+        pumps: tokio::spawn(pumps),
+    }
+}
+
+/// Wait for the caches, take the leader Lease, then reconcile until `shutdown` resolves
+/// (or the Lease is lost, which is an error so the pod restarts).
+pub async fn run_on_caches(
+    caches: Caches,
+    config: OperatorConfig,
+    client: Client,
+    backend: Arc<dyn MailBackend>,
+    metrics: Arc<Metrics>,
+    health: Arc<HealthState>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
+    let Caches {
+        stores,
+        senders,
+        receivers,
+        pumps,
+    } = caches;
     wait_for_caches(&stores).await;
     health.set_caches_synced();
     info!("caches synced");
