@@ -4,11 +4,14 @@
 
 mod exchange_fake;
 
+use std::sync::Arc;
+
 use exchange_fake::harness::*;
 use exchange_fake::{Behaviour, Mode};
 use mailops::api::conditions::Reason;
 use mailops::exchange::MailBackend;
 use mailops::exchange::errors::{MAX_SERVER_DELAY, MIN_SERVER_DELAY};
+use tokio::sync::Semaphore;
 
 // ---------------------------------------------------------------- request framing
 
@@ -133,4 +136,112 @@ async fn a_token_429_asking_for_no_delay_is_one_second() {
         .unwrap_err();
     assert_eq!(f.reason, Reason::Throttled);
     assert_eq!(f.retry_after, Some(MIN_SERVER_DELAY));
+}
+
+// ---------------------------------------------------------------- refused tokens
+
+#[tokio::test]
+async fn a_revoked_cached_app_token_is_replaced_once_over_graph() {
+    let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
+    let mut probe = h.probe(ALICE, h.app(APP, SECRET), true);
+    probe.check_calendar = true;
+    assert_eq!(h.verify(&probe).await.mailbox, Ok(()));
+    assert_eq!(h.fake.token_requests(), 1);
+    h.fake.revoke_tokens();
+    let outcome = h.verify(&probe).await;
+    assert_eq!(outcome.mailbox, Ok(()));
+    assert_eq!(outcome.calendar, Some(Ok(())));
+    assert_eq!(h.fake.token_requests(), 2, "one fresh token");
+    // Inbox and calendar, then inbox refused, inbox again and calendar with the new token.
+    assert_eq!(h.fake.requests_to("/v1.0/users/").len(), 2 + 3);
+    // The new token is cached in place of the revoked one.
+    assert_eq!(h.verify(&probe).await.mailbox, Ok(()));
+    assert_eq!(h.fake.token_requests(), 2);
+}
+
+#[tokio::test]
+async fn a_revoked_cached_app_token_is_replaced_once_over_ews() {
+    let h = harness(
+        Behaviour::default()
+            .app(APP, SECRET, &["full_access_as_app"])
+            .mailboxes(&[BOB]),
+        "Exchange",
+    )
+    .await;
+    let probe = h.probe(BOB, h.app(APP, SECRET), true);
+    assert_eq!(h.verify(&probe).await.mailbox, Ok(()));
+    h.fake.revoke_tokens();
+    assert_eq!(h.verify(&probe).await.mailbox, Ok(()));
+    assert_eq!(h.fake.token_requests(), 2);
+    assert_eq!(h.fake.requests_to("/EWS/").len(), 1 + 2);
+}
+
+#[tokio::test]
+async fn a_second_401_is_reported_without_another_retry() {
+    let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
+    let probe = h.probe(ALICE, h.app(APP, SECRET), true);
+    assert_eq!(h.verify(&probe).await.mailbox, Ok(()));
+    h.fake.update(|b| b.refuse_tokens = true);
+    let outcome = h.verify(&probe).await;
+    let f = failure(&outcome);
+    assert_eq!(f.reason, Reason::InvalidCredentials);
+    assert_eq!(
+        f.message,
+        "Microsoft Graph: InvalidAuthenticationToken: the access token was refused (HTTP 401)"
+    );
+    assert_eq!(h.fake.token_requests(), 2);
+    assert_eq!(h.fake.requests_to("/v1.0/users/").len(), 1 + 2);
+}
+
+#[tokio::test]
+async fn a_401_on_a_token_fetched_for_the_probe_is_not_retried() {
+    let mut behaviour = graph_behaviour(&["Mail.Read"]);
+    behaviour.refuse_tokens = true;
+    behaviour.refresh_tokens.insert(
+        "rt".into(),
+        exchange_fake::Grant {
+            returns: "rt".into(),
+            scp: "Mail.Read".into(),
+        },
+    );
+    let h = harness(behaviour, "Microsoft365").await;
+    for credential in [h.app(APP, SECRET), h.refresh("rt")] {
+        let before = h.fake.token_requests();
+        let outcome = h.verify(&h.probe(ALICE, credential, true)).await;
+        assert_eq!(failure(&outcome).reason, Reason::InvalidCredentials);
+        assert_eq!(h.fake.token_requests(), before + 1);
+    }
+    assert_eq!(h.fake.requests_to("/v1.0/users/").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_refused_with_the_same_revoked_token_share_one_new_token() {
+    let addresses: Vec<String> = (0..4).map(|i| format!("user{i}@contoso.com")).collect();
+    let refs: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    let gate = Arc::new(Semaphore::new(0));
+    let behaviour = Behaviour::default()
+        .app(APP, SECRET, &["Mail.Read"])
+        .mailboxes(&refs);
+    let h = Arc::new(harness(behaviour, "Microsoft365").await);
+    h.client
+        .authenticate("p", &h.service(), &h.app(APP, SECRET))
+        .await
+        .unwrap();
+    h.fake.revoke_tokens();
+    h.fake.update(|b| b.gate = Some(gate.clone()));
+    let tasks: Vec<_> = addresses
+        .iter()
+        .map(|email| {
+            let h = h.clone();
+            let probe = h.probe(email, h.app(APP, SECRET), true);
+            tokio::spawn(async move { h.verify(&probe).await.mailbox })
+        })
+        .collect();
+    // All four hold the revoked token at the fake's gate before any is answered.
+    settle(&h, 4, 0).await;
+    gate.add_permits(1000);
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), Ok(()));
+    }
+    assert_eq!(h.fake.token_requests(), 2);
 }

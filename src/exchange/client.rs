@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use secrecy::SecretString;
 use tracing::debug;
 
-use super::errors::{ensure_allowed, redact_url, transport_failure};
+use super::errors::{RequestFailure, ensure_allowed, redact_url, transport_failure};
 use super::ews::{self, Auth, FolderRequest};
 use super::graph::{self, Folder};
 use super::limits::ProbeLimits;
@@ -83,10 +83,10 @@ impl ExchangeClient {
     async fn open(
         &self,
         probe: &MailboxProbe,
-        auth: &Auth<'_>,
         token: Option<&Token>,
         folder: Folder,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), RequestFailure> {
+        let auth = auth_for(&probe.credential, token)?;
         match &probe.service {
             Service::Ews { url } => {
                 let (name, label) = match folder {
@@ -98,14 +98,14 @@ impl ExchangeClient {
                     url,
                     folder: name,
                     impersonate: probe.via_service_account.then_some(probe.email.as_str()),
-                    auth: *auth,
+                    auth,
                     subject: &subject,
                 };
                 ews::get_folder(&self.http, &request, self.timeout).await
             }
             Service::Graph { base } => {
                 let Some(token) = token else {
-                    return Err(basic_with_graph());
+                    return Err(basic_with_graph().into());
                 };
                 graph::get_folder(
                     &self.http,
@@ -118,6 +118,38 @@ impl ExchangeClient {
                 .await
             }
         }
+    }
+
+    /// Open one folder; when the mailbox refuses a cached app token with HTTP 401, evict
+    /// it and try once more with a new one (kept in `token` for the next folder). A token
+    /// obtained for this probe and refused is reported as it is: another would fare no
+    /// better, and a single retry cannot become a loop.
+    async fn open_with_renewal(
+        &self,
+        probe: &MailboxProbe,
+        token: &mut Option<Token>,
+        folder: Folder,
+    ) -> Result<(), Failure> {
+        let refused = match self.open(probe, token.as_ref(), folder).await {
+            Err(e) if e.unauthorized => e.failure,
+            other => return other.map_err(|e| e.failure),
+        };
+        let (Credential::ClientCredentials(app), Some(used)) = (&probe.credential, &*token) else {
+            return Err(refused);
+        };
+        if !used.from_cache {
+            return Err(refused);
+        }
+        debug!(
+            provider = %probe.provider,
+            mailbox = %probe.email,
+            "a cached app token was refused (HTTP 401); trying once with a new one"
+        );
+        self.tokens.evict(app, used).await;
+        let fresh = self.tokens.app_token(app).await?;
+        let result = self.open(probe, Some(&fresh), folder).await;
+        *token = Some(fresh);
+        result.map_err(|e| e.failure)
     }
 
     async fn verify(&self, probe: &MailboxProbe) -> MailboxOutcome {
@@ -135,16 +167,14 @@ impl ExchangeClient {
         ) {
             return failed(basic_with_graph(), None);
         }
-        let token = match self.token(&probe.credential).await {
+        let mut token = match self.token(&probe.credential).await {
             Ok(token) => token,
             Err(f) => return failed(f, None),
         };
         let rotated = token.as_ref().and_then(|t| t.rotated_refresh_token.clone());
-        let auth = match auth_for(&probe.credential, token.as_ref()) {
-            Ok(auth) => auth,
-            Err(f) => return failed(f, rotated),
-        };
-        let mut mailbox = self.open(probe, &auth, token.as_ref(), Folder::Inbox).await;
+        let mut mailbox = self
+            .open_with_renewal(probe, &mut token, Folder::Inbox)
+            .await;
         if mailbox.is_ok()
             && probe.check_send
             && let (Service::Graph { .. }, Some(token)) = (&probe.service, &token)
@@ -158,7 +188,7 @@ impl ExchangeClient {
         };
         let calendar = if probe.check_calendar && reached {
             Some(
-                self.open(probe, &auth, token.as_ref(), Folder::Calendar)
+                self.open_with_renewal(probe, &mut token, Folder::Calendar)
                     .await,
             )
         } else {
@@ -207,7 +237,8 @@ impl ExchangeClient {
                     auth: Auth::Basic { username, password },
                     subject: "the account's own mailbox",
                 };
-                match ews::get_folder(&self.http, &request, self.timeout).await {
+                let result = ews::get_folder(&self.http, &request, self.timeout).await;
+                match result.map_err(|e| e.failure) {
                     // An impersonation account may have no mailbox of its own: EWS
                     // judging the mailbox proves it accepted the login.
                     Err(f) if matches!(f.reason, Reason::MailboxNotFound | Reason::OutOfScope) => {

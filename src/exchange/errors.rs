@@ -85,6 +85,25 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(clamp_server_delay(delay))
 }
 
+/// A failed mailbox request, remembering whether the server refused the credentials with
+/// HTTP 401: the one answer a fresh token may cure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestFailure {
+    /// What failed, for status.
+    pub failure: Failure,
+    /// The answer was HTTP 401.
+    pub unauthorized: bool,
+}
+
+impl From<Failure> for RequestFailure {
+    fn from(failure: Failure) -> Self {
+        RequestFailure {
+            failure,
+            unauthorized: false,
+        }
+    }
+}
+
 /// A request that got no HTTP answer: timeout, DNS, TCP or TLS failure.
 pub fn transport_failure(
     what: &str,

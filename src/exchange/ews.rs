@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::Failure;
 use super::body::{body_failure, read_capped};
 use super::errors::{
-    clamp_server_delay, parse_saturating, redact_url, retry_after, status_failure,
+    RequestFailure, clamp_server_delay, parse_saturating, redact_url, retry_after, status_failure,
     transport_failure,
 };
 use crate::api::conditions::Reason;
@@ -82,7 +82,7 @@ pub async fn get_folder(
     http: &reqwest::Client,
     request: &FolderRequest<'_>,
     timeout: Duration,
-) -> Result<(), Failure> {
+) -> Result<(), RequestFailure> {
     let mut builder = http
         .post(request.url)
         .header(CONTENT_TYPE, "text/xml; charset=utf-8")
@@ -107,7 +107,10 @@ pub async fn get_folder(
     let body = read_capped(response)
         .await
         .map_err(|e| body_failure(what, request.url, &e, timeout))?;
-    interpret(status, &headers, &body, request)
+    interpret(status, &headers, &body, request).map_err(|failure| RequestFailure {
+        failure,
+        unauthorized: status == 401,
+    })
 }
 
 /// What an EWS answer means for the folder asked for.

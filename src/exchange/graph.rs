@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::Failure;
 use super::body::{body_failure, read_capped};
-use super::errors::{redact_url, retry_after, status_failure, transport_failure};
+use super::errors::{RequestFailure, redact_url, retry_after, status_failure, transport_failure};
 use crate::api::conditions::Reason;
 
 /// The Graph resource to open.
@@ -70,7 +70,7 @@ pub async fn get_folder(
     folder: Folder,
     token: &SecretString,
     timeout: Duration,
-) -> Result<(), Failure> {
+) -> Result<(), RequestFailure> {
     let url = folder_url(base, email, folder)?;
     let what = "Microsoft Graph";
     let response = http
@@ -85,7 +85,10 @@ pub async fn get_folder(
     let body = read_capped(response)
         .await
         .map_err(|e| body_failure(what, url.as_str(), &e, timeout))?;
-    interpret(status, &headers, &body, email, folder, token)
+    interpret(status, &headers, &body, email, folder, token).map_err(|failure| RequestFailure {
+        failure,
+        unauthorized: status == 401,
+    })
 }
 
 /// What a Graph answer means for the folder asked for.

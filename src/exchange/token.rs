@@ -61,6 +61,9 @@ pub struct Token {
     pub renew_at: Instant,
     /// A new refresh token, when the authority returned one different from the one sent.
     pub rotated_refresh_token: Option<SecretString>,
+    /// Taken from the cache, obtained before this caller asked: if a mailbox refuses it,
+    /// a new one may fare better (see [`TokenSource::evict`]).
+    pub from_cache: bool,
 }
 
 /// Cache key. The secret enters only as a keyed hash, so a rotated Secret is tried at
@@ -72,6 +75,18 @@ struct CacheKey {
     client_id: String,
     scopes: String,
     secret_fingerprint: u64,
+}
+
+impl CacheKey {
+    fn of(app: &OAuthApp) -> Self {
+        CacheKey {
+            authority: app.authority.trim_end_matches('/').to_string(),
+            tenant_id: app.tenant_id.to_string(),
+            client_id: app.client_id.to_string(),
+            scopes: app.scopes.join(" "),
+            secret_fingerprint: fingerprint(&app.client_secret),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -115,14 +130,7 @@ impl TokenSource {
     /// An app-only token by the client-credentials grant, from the cache when still fresh.
     pub async fn app_token(&self, app: &OAuthApp) -> Result<Token, Failure> {
         let waiting_since = Instant::now();
-        let key = CacheKey {
-            authority: app.authority.trim_end_matches('/').to_string(),
-            tenant_id: app.tenant_id.to_string(),
-            client_id: app.client_id.to_string(),
-            scopes: app.scopes.join(" "),
-            secret_fingerprint: fingerprint(&app.client_secret),
-        };
-        let slot = self.slot(&key);
+        let slot = self.slot(&CacheKey::of(app));
         // Holding this lock across the request is the point: one request per key in
         // flight, everybody else waits for its result.
         let mut slot = slot.lock().await;
@@ -130,7 +138,10 @@ impl TokenSource {
         if let Some(token) = &slot.token
             && (token.renew_at > Instant::now() || fetched_for_us)
         {
-            return Ok(token.clone());
+            return Ok(Token {
+                from_cache: !fetched_for_us,
+                ..token.clone()
+            });
         }
         if let Some((at, failure)) = &slot.last_failure
             && *at >= waiting_since
@@ -151,6 +162,21 @@ impl TokenSource {
             }
         }
         result
+    }
+
+    /// Forget a cached app token a mailbox refused with HTTP 401 (revoked, or consent
+    /// withdrawn since it was issued), unless it was already replaced: probes refused with
+    /// the same token then share one new token instead of each evicting the last one's.
+    pub async fn evict(&self, app: &OAuthApp, refused: &Token) {
+        let slot = self.slot(&CacheKey::of(app));
+        let mut slot = slot.lock().await;
+        let same = slot.token.as_ref().is_some_and(|cached| {
+            cached.access_token.expose_secret() == refused.access_token.expose_secret()
+        });
+        if same {
+            slot.token = None;
+            slot.obtained_at = None;
+        }
     }
 
     /// A delegated token by redeeming a mailbox's refresh token. Not cached.
@@ -283,6 +309,7 @@ impl TokenSource {
             access_token: SecretString::from(response.access_token().secret().clone()),
             renew_at,
             rotated_refresh_token,
+            from_cache: false,
         }
     }
 

@@ -16,6 +16,9 @@ fn authenticate(state: &State, b: &Behaviour, r: &Recorded) -> Option<String> {
             .then(|| user.to_string());
     }
     let token = header.strip_prefix("Bearer ")?;
+    if b.refuse_tokens || state.revoked.lock().unwrap().contains(token) {
+        return None;
+    }
     state
         .issued
         .lock()

@@ -83,6 +83,9 @@ pub struct Behaviour {
     pub basic_users: HashMap<String, String>,
     /// Existing mailboxes (lowercase).
     pub mailboxes: HashSet<String>,
+    /// EWS and Graph refuse every access token with 401, as after an app's tokens are
+    /// revoked or its permissions withdrawn.
+    pub refuse_tokens: bool,
     /// Mailboxes outside the caller's scope (EWS impersonation denied, Graph 403).
     pub denied: HashSet<String>,
     /// Mailboxes Graph refuses with `MailboxNotEnabledForRESTAPI`.
@@ -108,6 +111,7 @@ impl Default for Behaviour {
             expires_in: 3600,
             basic_users: HashMap::new(),
             mailboxes: HashSet::new(),
+            refuse_tokens: false,
             denied: HashSet::new(),
             rest_disabled: HashSet::new(),
             token_mode: Mode::Normal,
@@ -164,6 +168,7 @@ struct State {
     recorded: Mutex<Vec<Recorded>>,
     token_requests: AtomicUsize,
     issued: Mutex<HashMap<String, Identity>>,
+    revoked: Mutex<HashSet<String>>,
     in_flight: watch::Sender<usize>,
     max_in_flight: AtomicUsize,
 }
@@ -191,6 +196,7 @@ impl FakeExchange {
             recorded: Mutex::default(),
             token_requests: AtomicUsize::new(0),
             issued: Mutex::default(),
+            revoked: Mutex::default(),
             in_flight: watch::channel(0).0,
             max_in_flight: AtomicUsize::new(0),
         });
@@ -220,6 +226,17 @@ impl FakeExchange {
     /// Change the behaviour.
     pub fn update(&self, f: impl FnOnce(&mut Behaviour)) {
         f(&mut self.state.behaviour.lock().unwrap());
+    }
+
+    /// Revoke every access token issued so far: EWS and Graph answer them with 401.
+    /// Tokens issued later are good.
+    pub fn revoke_tokens(&self) {
+        let issued = self.state.issued.lock().unwrap();
+        self.state
+            .revoked
+            .lock()
+            .unwrap()
+            .extend(issued.keys().cloned());
     }
 
     /// Token requests received.
