@@ -3,6 +3,7 @@
 //! but never a secret, a token, URL userinfo, or per-request noise such as trace IDs,
 //! which would change the status on every reconcile.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -83,6 +84,19 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         }
     };
     Some(clamp_server_delay(delay))
+}
+
+/// The most characters of server-given text (error codes, fault strings, parser errors
+/// quoting the document) put into a message. Messages end up in status conditions, stored
+/// in etcd and shown by kubectl: one hostile answer must not fill them.
+pub const MAX_SERVER_TEXT: usize = 200;
+
+/// Server-given text cut to [`MAX_SERVER_TEXT`] characters, on a character boundary.
+pub fn server_text(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(MAX_SERVER_TEXT) {
+        None => Cow::Borrowed(text),
+        Some((at, _)) => Cow::Owned(format!("{}\u{2026}", &text[..at])),
+    }
 }
 
 /// A failed mailbox request, remembering whether the server refused the credentials with
@@ -313,7 +327,8 @@ pub fn entra_failure(error: &str, description: Option<&str>) -> Failure {
         Some((_, reason, detail)) => (*reason, *detail),
         None => oauth_error(error),
     };
-    let message = match code {
+    let error = server_text(error);
+    let message = match code.map(server_text) {
         Some(code) => format!("Entra ID: {code}: {detail} ({error})"),
         None => format!("Entra ID: {detail} ({error})"),
     };
@@ -353,6 +368,48 @@ mod tests {
         let r = redact_url("https://admin:hunter2@mail.contoso.com/EWS/Exchange.asmx?sig=abc");
         assert_eq!(r, "https://mail.contoso.com/EWS/Exchange.asmx");
         assert_eq!(redact_url("not a url :: x"), "(an unparsable URL)");
+    }
+
+    #[test]
+    fn server_text_is_cut_on_a_character_boundary() {
+        let long = "x".repeat(MAX_SERVER_TEXT + 1);
+        let accents = "\u{e9}".repeat(MAX_SERVER_TEXT + 50);
+        let exact = "y".repeat(MAX_SERVER_TEXT);
+        assert_eq!(server_text("ErrorAccessDenied"), "ErrorAccessDenied");
+        assert_eq!(server_text(""), "");
+        assert_eq!(server_text(&exact), exact);
+        assert_eq!(
+            server_text(&long),
+            format!("{}\u{2026}", "x".repeat(MAX_SERVER_TEXT))
+        );
+        assert_eq!(
+            server_text(&accents),
+            format!("{}\u{2026}", "\u{e9}".repeat(MAX_SERVER_TEXT))
+        );
+    }
+
+    #[test]
+    fn a_huge_entra_error_makes_a_short_message() {
+        let error = "e".repeat(100_000);
+        let description = format!("AADSTS{}", "7".repeat(100_000));
+        let f = entra_failure(&error, Some(&description));
+        assert!(f.message.len() < 1000, "{} bytes", f.message.len());
+    }
+
+    #[test]
+    fn hostile_entra_descriptions_are_read_without_panicking() {
+        let cases = [
+            ("AADSTS", None),
+            ("AADSTS\u{e9}", None),
+            ("\u{e9}\u{e9}AADSTS12\u{e9}", Some("AADSTS12")),
+            ("xAADSTS7000215", Some("AADSTS7000215")),
+            ("AADSTSAADSTS1", None),
+            ("", None),
+        ];
+        for (description, expected) in cases {
+            assert_eq!(aadsts_code(description), expected, "{description:?}");
+            let _ = entra_failure("invalid_client", Some(description));
+        }
     }
 
     #[test]

@@ -12,8 +12,8 @@ use secrecy::{ExposeSecret, SecretString};
 use super::Failure;
 use super::body::{body_failure, read_capped};
 use super::errors::{
-    RequestFailure, clamp_server_delay, parse_saturating, redact_url, retry_after, status_failure,
-    transport_failure,
+    RequestFailure, clamp_server_delay, parse_saturating, redact_url, retry_after, server_text,
+    status_failure, transport_failure,
 };
 use crate::api::conditions::Reason;
 
@@ -136,7 +136,10 @@ pub fn interpret(
         Err(detail) => {
             return Err(Failure::new(
                 Reason::UnexpectedResponse,
-                format!("EWS at {url} answered HTTP {status} with malformed XML: {detail}"),
+                format!(
+                    "EWS at {url} answered HTTP {status} with malformed XML: {}",
+                    server_text(&detail)
+                ),
             ));
         }
     };
@@ -247,9 +250,9 @@ fn note_attributes(e: &quick_xml::events::BytesStart<'_>, name: &str, answer: &m
 
 fn note_text(name: &str, text: &str, answer: &mut Answer) {
     match name {
-        "ResponseCode" if !text.is_empty() => answer.codes.push(text.to_string()),
+        "ResponseCode" if !text.is_empty() => answer.codes.push(server_text(text).into_owned()),
         "MessageText" | "faultstring" if answer.text.is_none() && !text.is_empty() => {
-            answer.text = Some(text.to_string());
+            answer.text = Some(server_text(text).into_owned());
         }
         "Value" | "BackOffMilliseconds" => {
             if let Some(ms) = parse_saturating(text) {
@@ -393,6 +396,51 @@ mod tests {
         let f = interpret(500, &HeaderMap::new(), busy.as_bytes(), &req()).unwrap_err();
         assert_eq!(f.reason, Reason::Throttled);
         assert_eq!(f.retry_after, Some(Duration::from_millis(2500)));
+    }
+
+    #[test]
+    fn hostile_xml_is_a_failure_not_a_panic() {
+        let deep = format!("{}{}", "<a>".repeat(50_000), "</a>".repeat(50_000));
+        let long_name = format!("<s:Envelope><{}>", "n".repeat(100_000));
+        let docs: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"\xEF\xBB\xBF<s:Envelope/>".to_vec(),
+            vec![0xff, 0xfe, 0x00, b'<'],
+            b"<s:Envelope><ResponseCode>&#0;</ResponseCode></s:Envelope>".to_vec(),
+            b"<s:Envelope><ResponseCode>&#xFFFFFFFF;</ResponseCode></s:Envelope>".to_vec(),
+            b"<s:Envelope><ResponseCode>&#99999999999999999999999;</ResponseCode></s:Envelope>"
+                .to_vec(),
+            b"<s:Envelope><ResponseCode>&lol9;</ResponseCode></s:Envelope>".to_vec(),
+            b"<!DOCTYPE x [<!ENTITY a \"&a;&a;\">]><s:Envelope>&a;</s:Envelope>".to_vec(),
+            b"<s:Envelope><![CDATA[</s:Envelope>".to_vec(),
+            b"<s:Envelope ResponseClass=\"&#xD800;\"/>".to_vec(),
+            b"</s:Envelope>".to_vec(),
+            b"<?xml version=\"1.0\"?>".to_vec(),
+            deep.into_bytes(),
+            long_name.into_bytes(),
+        ];
+        for status in [200, 401, 500, 503] {
+            for doc in &docs {
+                let _ = interpret(status, &HeaderMap::new(), doc, &req());
+            }
+        }
+    }
+
+    #[test]
+    fn huge_server_text_makes_a_short_message() {
+        let huge = "E".repeat(100_000);
+        let code = format!(
+            r#"<s:Envelope xmlns:s="x"><s:Body><ResponseCode>{huge}</ResponseCode></s:Body></s:Envelope>"#
+        );
+        let text = format!(
+            r#"<s:Envelope xmlns:s="x"><s:Body><MessageText>{huge}</MessageText></s:Body></s:Envelope>"#
+        );
+        let unclosed = format!("<s:Envelope><{huge}>");
+        let mismatched = format!("<s:Envelope><{huge}></x{huge}></s:Envelope>");
+        for doc in [code, text, unclosed, mismatched] {
+            let f = interpret(200, &HeaderMap::new(), doc.as_bytes(), &req()).unwrap_err();
+            assert!(f.message.len() < 1000, "{} bytes", f.message.len());
+        }
     }
 
     fn busy_with(back_off: &str, headers: &HeaderMap) -> Option<Duration> {

@@ -10,7 +10,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::Failure;
 use super::body::{body_failure, read_capped};
-use super::errors::{RequestFailure, redact_url, retry_after, status_failure, transport_failure};
+use super::errors::{
+    RequestFailure, redact_url, retry_after, server_text, status_failure, transport_failure,
+};
 use crate::api::conditions::Reason;
 
 /// The Graph resource to open.
@@ -176,7 +178,8 @@ fn forbidden(code_text: &str, subject: &str, token: &SecretString) -> Failure {
 /// `error.code` of a Graph error body.
 fn error_code(body: &[u8]) -> Option<String> {
     let json: serde_json::Value = serde_json::from_slice(body).ok()?;
-    Some(json.get("error")?.get("code")?.as_str()?.to_string())
+    let code = json.get("error")?.get("code")?.as_str()?;
+    Some(server_text(code).into_owned())
 }
 
 /// The permissions in a JWT access token: application `roles` and delegated `scp`.
@@ -217,7 +220,7 @@ pub fn require_mail_send(token: &SecretString) -> Result<(), Failure> {
             let held = if permissions.is_empty() {
                 "none".to_string()
             } else {
-                permissions.join(", ")
+                server_text(&permissions.join(", ")).into_owned()
             };
             Err(Failure::new(
                 Reason::MissingPermission,
@@ -276,6 +279,66 @@ mod tests {
         );
         let f = require_mail_send(&SecretString::from("opaque")).unwrap_err();
         assert_eq!(f.reason, Reason::UnexpectedResponse);
+    }
+
+    #[test]
+    fn hostile_json_and_tokens_are_failures_not_panics() {
+        let t = jwt(r#"{"roles":["Mail.Read"]}"#);
+        let deep = "[".repeat(100_000);
+        let bodies: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            vec![0xff, 0xfe],
+            deep.into_bytes(),
+            br#"{"id": 1e999999}"#.to_vec(),
+            br#"{"error": {"code": 12}}"#.to_vec(),
+            br#"{"error": "x"}"#.to_vec(),
+            br#"{"id": "\ud800"}"#.to_vec(),
+        ];
+        for status in [0, 200, 299, 401, 403, 404, 429, 503, 999] {
+            for body in &bodies {
+                let _ = interpret(status, &HeaderMap::new(), body, "a@x", Folder::Inbox, &t);
+            }
+        }
+        let tokens = [
+            "",
+            ".",
+            "..",
+            "a.\u{e9}\u{e9}\u{e9}.c",
+            "a.=====.c",
+            "a.e30.c",
+            "a.bnVsbA.c",
+            "a.WzFd.c",
+        ];
+        for token in tokens {
+            let token = SecretString::from(token);
+            let _ = token_permissions(&token);
+            let _ = require_mail_send(&token);
+            let denied = br#"{"error":{"code":"ErrorAccessDenied"}}"#;
+            let _ = interpret(403, &HeaderMap::new(), denied, "a@x", Folder::Inbox, &token);
+        }
+    }
+
+    #[test]
+    fn huge_server_text_makes_a_short_message() {
+        let huge = "E".repeat(100_000);
+        let t = jwt(r#"{"roles":["Mail.Read"]}"#);
+        let body = format!(r#"{{"error":{{"code":"{huge}"}}}}"#);
+        for status in [400, 401, 403, 429, 503] {
+            let f = interpret(
+                status,
+                &HeaderMap::new(),
+                body.as_bytes(),
+                "a@x",
+                Folder::Inbox,
+                &t,
+            )
+            .unwrap_err();
+            assert!(f.message.len() < 1000, "{} bytes", f.message.len());
+        }
+        let roles: Vec<String> = (0..10_000).map(|i| format!("Role.{i}")).collect();
+        let many = jwt(&serde_json::json!({ "roles": roles }).to_string());
+        let f = require_mail_send(&many).unwrap_err();
+        assert!(f.message.len() < 1000, "{} bytes", f.message.len());
     }
 
     #[test]
