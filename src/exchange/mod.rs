@@ -162,6 +162,7 @@ pub trait MailBackend: Send + Sync + 'static {
 }
 pub mod body;
 pub mod client;
+pub mod entra;
 pub mod errors;
 pub mod ews;
 pub mod fake;

@@ -19,7 +19,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::debug;
 
 use super::body::{BodyError, read_capped, too_large_failure};
-use super::errors::{self, entra_failure, redact_url, status_failure, transport_failure};
+use super::entra::entra_failure;
+use super::errors::{self, redact_url, status_failure, transport_failure};
 use super::{Failure, OAuthApp};
 use crate::api::conditions::Reason;
 use crate::endpoints::token_url;
