@@ -245,3 +245,23 @@ async fn probes_refused_with_the_same_revoked_token_share_one_new_token() {
     }
     assert_eq!(h.fake.token_requests(), 2);
 }
+
+#[tokio::test]
+async fn an_access_token_outside_the_bearer_syntax_is_an_unexpected_response() {
+    for suffix in ["\r\nX-Injected: 1", "\u{0}", "\u{e9}"] {
+        let mut behaviour = graph_behaviour(&["Mail.Read"]);
+        behaviour.token_suffix = suffix.into();
+        let h = harness(behaviour, "Microsoft365").await;
+        let outcome = h.verify(&h.probe(ALICE, h.app(APP, SECRET), true)).await;
+        let f = failure(&outcome);
+        assert_eq!(f.reason, Reason::UnexpectedResponse, "{suffix:?}: {f:?}");
+        assert_eq!(
+            f.message,
+            format!(
+                "the token endpoint at {}/contoso/oauth2/v2.0/token issued an access token that is not a valid bearer token",
+                h.fake.base()
+            )
+        );
+        assert!(h.fake.requests_to("/v1.0/").is_empty(), "{suffix:?}");
+    }
+}

@@ -289,9 +289,28 @@ impl TokenSource {
         };
         let seen = *http.seen.lock().unwrap_or_else(|p| p.into_inner());
         match result {
-            Ok(response) => Ok(self.token_from(&response, refresh_token)),
+            Ok(response) => self.accept(&response, url, refresh_token),
             Err(error) => Err(self.failure_from(error, url, seen)),
         }
+    }
+
+    /// A token answer, refused when its access token could not be sent as a bearer token.
+    fn accept(
+        &self,
+        response: &BasicTokenResponse,
+        url: &str,
+        sent: Option<&SecretString>,
+    ) -> Result<Token, Failure> {
+        if !is_bearer_token(response.access_token().secret()) {
+            return Err(Failure::new(
+                Reason::UnexpectedResponse,
+                format!(
+                    "the token endpoint at {} issued an access token that is not a valid bearer token",
+                    redact_url(url)
+                ),
+            ));
+        }
+        Ok(self.token_from(response, sent))
     }
 
     fn token_from(&self, response: &BasicTokenResponse, sent: Option<&SecretString>) -> Token {
@@ -324,6 +343,7 @@ impl TokenSource {
         if seen.is_some_and(|s| s.oversized) {
             return too_large_failure(WHAT, url);
         }
+        let seen = seen.map(|s| (s.status, s.retry_after));
         match error {
             RequestTokenError::ServerResponse(e) => {
                 let failure = entra_failure(
@@ -332,11 +352,7 @@ impl TokenSource {
                 );
                 match seen {
                     // Throttling may come as a JSON error body too; the status decides.
-                    Some(Seen {
-                        status: 429,
-                        retry_after,
-                        ..
-                    }) => Failure {
+                    Some((429, retry_after)) => Failure {
                         reason: Reason::Throttled,
                         retry_after,
                         ..failure
@@ -352,18 +368,14 @@ impl TokenSource {
             RequestTokenError::Parse(..)
             | RequestTokenError::Other(_)
             | RequestTokenError::Request(_) => match seen {
-                Some(Seen { status: 200, .. }) | None => Failure::new(
+                Some((200, _)) | None => Failure::new(
                     Reason::UnexpectedResponse,
                     format!(
                         "{WHAT} at {} answered with something that is not a token response",
                         redact_url(url)
                     ),
                 ),
-                Some(Seen {
-                    status,
-                    retry_after,
-                    ..
-                }) => {
+                Some((status, retry_after)) => {
                     let mut f = status_failure(WHAT, status, retry_after);
                     f.message = format!("{} ({})", f.message, redact_url(url));
                     f
@@ -371,6 +383,17 @@ impl TokenSource {
             },
         }
     }
+}
+
+/// RFC 6750's `b64token`, the syntax of a bearer token (Entra's JWTs fit it). Anything
+/// else could not be sent in an `Authorization` header, or would be sent mangled, and the
+/// mailbox request would fail as if the network or the credentials were at fault.
+fn is_bearer_token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// What [`Recording`] saw of an answer, which oauth2's error type does not keep.
@@ -430,6 +453,26 @@ impl<'c> AsyncHttpClient<'c> for Recording {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens_follow_rfc_6750() {
+        for good in ["eyJ0.eyJ1.sig", "a-b_c~d+e/f", "abc==", "a"] {
+            assert!(is_bearer_token(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            "==",
+            "a=b",
+            "a b",
+            "a\r\nX: 1",
+            "a\u{0}",
+            "\u{e9}",
+            "a,b",
+            "\"a\"",
+        ] {
+            assert!(!is_bearer_token(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn tokens_are_used_until_the_margin_or_half_their_life_and_at_most_a_day() {

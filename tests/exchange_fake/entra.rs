@@ -77,7 +77,7 @@ pub(super) async fn token(state: &State, b: &Behaviour, r: &Recorded) -> Reply {
                 state,
                 Identity::App,
                 serde_json::json!({"appid": client_id, "roles": app.roles}),
-            );
+            ) + &b.token_suffix;
             json(
                 200,
                 serde_json::json!({"token_type": "Bearer", "expires_in": b.expires_in, "access_token": access}),

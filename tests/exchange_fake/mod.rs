@@ -79,6 +79,8 @@ pub struct Behaviour {
     pub refresh_tokens: HashMap<String, Grant>,
     /// `expires_in` of issued tokens.
     pub expires_in: u64,
+    /// Appended to every app access token issued (to issue malformed tokens).
+    pub token_suffix: String,
     /// Basic users and passwords.
     pub basic_users: HashMap<String, String>,
     /// Existing mailboxes (lowercase).
@@ -109,6 +111,7 @@ impl Default for Behaviour {
             apps: HashMap::new(),
             refresh_tokens: HashMap::new(),
             expires_in: 3600,
+            token_suffix: String::new(),
             basic_users: HashMap::new(),
             mailboxes: HashSet::new(),
             refuse_tokens: false,
