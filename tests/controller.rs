@@ -114,9 +114,7 @@ async fn provider_is_released_once_the_last_binding_is_gone() {
         b["status"] = json!({"provider": "exchange"});
         b
     });
-    h.writers
-        .bindings
-        .apply_watcher_event(&Event::Delete((*b).clone()));
+    h.delete_binding(&b);
     let mut released = p.clone();
     released["metadata"]["finalizers"] = json!([]);
     let v = h.verifier(vec![step(
@@ -486,9 +484,11 @@ async fn a_malformed_binding_is_reported_without_breaking_the_rest() {
     assert!(list.items[0].0.is_err());
     assert!(list.items[1].0.is_ok());
     for item in &list.items {
-        h.writers
-            .bindings
-            .apply_watcher_event(&Event::Apply(item.clone()));
+        fanout::observe(
+            &mut h.writers.bindings,
+            &h.ctx.stores,
+            &Event::Apply(item.clone()),
+        );
     }
     let broken = Arc::new(list.items[0].clone());
     let v = h.verifier(vec![]);

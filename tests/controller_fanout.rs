@@ -60,10 +60,13 @@ fn setup() -> (Stores, Writers) {
         provider("contoso", &["contoso.com"], Some(("ops", "app"))),
         provider("fabrikam", &["fabrikam.com"], None),
     ] {
-        w.providers.apply_watcher_event(&Event::Apply(p));
+        fanout::observe(&mut w.providers, &stores, &Event::Apply(p));
     }
-    w.service_accounts
-        .apply_watcher_event(&Event::Apply(account("svc", "contoso")));
+    fanout::observe(
+        &mut w.service_accounts,
+        &stores,
+        &Event::Apply(account("svc", "contoso")),
+    );
     for b in [
         binding("team-a", "by-domain", "a@contoso.com", json!({})),
         binding(
@@ -81,7 +84,7 @@ fn setup() -> (Stores, Writers) {
                    "status": {"provider": "contoso", "authenticatedVia": "ServiceAccount"}}),
         ),
     ] {
-        w.bindings.apply_watcher_event(&Event::Apply(b));
+        fanout::observe(&mut w.bindings, &stores, &Event::Apply(b));
     }
     (stores, w)
 }
@@ -119,20 +122,15 @@ fn a_binding_change_reaches_the_providers_serving_its_domain_and_its_account() {
 #[test]
 fn moving_a_binding_between_providers_reconciles_both() {
     let (stores, mut w) = setup();
-    let moved = binding(
+    let mut moved = binding(
         "team-a",
         "by-ref",
         "b@elsewhere.org",
         json!({"spec": {"providerRef": {"name": "fabrikam"}}}),
     );
-    let t = fanout::apply_event(
-        &mut w.bindings,
-        &stores.bindings.clone(),
-        &stores,
-        &Event::Apply(moved),
-        fanout::for_binding,
-        |_, _| false,
-    );
+    // A spec change: the API server bumps the generation.
+    moved.0.as_mut().unwrap().metadata.generation = Some(2);
+    let t = fanout::observe(&mut w.bindings, &stores, &Event::Apply(moved));
     assert_eq!(
         t.providers,
         BTreeSet::from(["contoso".to_string(), "fabrikam".to_string()])
@@ -143,14 +141,7 @@ fn moving_a_binding_between_providers_reconciles_both() {
 fn deleting_the_last_user_re_reconciles_what_it_held() {
     let (stores, mut w) = setup();
     let gone = binding("team-b", "via-svc", "d@contoso.com", json!({}));
-    let t = fanout::apply_event(
-        &mut w.bindings,
-        &stores.bindings.clone(),
-        &stores,
-        &Event::Delete(gone),
-        fanout::for_binding,
-        |_, _| false,
-    );
+    let t = fanout::observe(&mut w.bindings, &stores, &Event::Delete(gone));
     // The cached version still named the account and was attached to the provider.
     assert!(t.service_accounts.contains("svc"));
     assert!(t.providers.contains("contoso"));
@@ -182,25 +173,11 @@ fn a_secret_change_reaches_its_readers_and_the_mailboxes_depending_on_them() {
 fn only_a_secrets_data_and_a_namespaces_labels_trigger() {
     let (stores, mut w) = setup();
     let s = secret("team-b", "fab", "v1");
-    let first = fanout::apply_event(
-        &mut w.secrets,
-        &stores.secrets.clone(),
-        &stores,
-        &Event::Apply(s.clone()),
-        fanout::for_secret,
-        |o, n| o.data == n.data,
-    );
+    let first = fanout::observe(&mut w.secrets, &stores, &Event::Apply(s.clone()));
     assert_eq!(names(&first.bindings), ["team-b/fab"]);
     let mut relabelled = s.clone();
     relabelled.metadata.labels = Some([("x".to_string(), "y".to_string())].into());
-    let same = fanout::apply_event(
-        &mut w.secrets,
-        &stores.secrets.clone(),
-        &stores,
-        &Event::Apply(relabelled),
-        fanout::for_secret,
-        |o, n| o.data == n.data,
-    );
+    let same = fanout::observe(&mut w.secrets, &stores, &Event::Apply(relabelled));
     assert_eq!(same, Triggers::default());
 
     let mut ns = Namespace::default();
@@ -220,14 +197,7 @@ fn a_relist_reconciles_everything_once() {
     ];
     let mut t = Triggers::default();
     for event in &relist {
-        t = fanout::apply_event(
-            &mut w.providers,
-            &stores.providers.clone(),
-            &stores,
-            event,
-            fanout::for_provider,
-            |_, _| false,
-        );
+        t = fanout::observe(&mut w.providers, &stores, event);
     }
     assert_eq!(t.providers.len(), 2);
     assert_eq!(t.service_accounts.len(), 1);
@@ -251,16 +221,8 @@ fn with_status(mut p: Guarded<EmailProvider>, ready: &str, count: i32) -> Guarde
 fn a_providers_own_count_update_triggers_nothing_but_its_readiness_does() {
     let (stores, mut w) = setup();
     let base = provider("contoso", &["contoso.com"], Some(("ops", "app")));
-    let mut step = |p: Guarded<EmailProvider>| {
-        fanout::apply_event(
-            &mut w.providers,
-            &stores.providers.clone(),
-            &stores,
-            &Event::Apply(p),
-            fanout::for_provider,
-            fanout::dependents_unaffected::<EmailProvider>,
-        )
-    };
+    let mut step =
+        |p: Guarded<EmailProvider>| fanout::observe(&mut w.providers, &stores, &Event::Apply(p));
     step(with_status(base.clone(), "True", 1));
     assert_eq!(
         step(with_status(base.clone(), "True", 2)),

@@ -134,6 +134,12 @@ impl std::ops::Deref for DomainName {
     }
 }
 
+impl AsRef<str> for DomainName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl From<&str> for DomainName {
     fn from(s: &str) -> Self {
         DomainName(s.to_string())

@@ -11,6 +11,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::{Client, Resource, ResourceExt};
 
+use super::index::Index;
 use super::{backoff, binding, rotation};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::config::OperatorConfig;
@@ -33,6 +34,8 @@ pub struct Stores {
     pub secrets: Store<Secret>,
     /// Namespaces (their labels decide `allowedNamespaces` selectors).
     pub namespaces: Store<Namespace>,
+    /// Who uses, names or reads what, kept from the same watch events.
+    pub index: Arc<Index>,
 }
 
 /// Write side of the caches: fed by the watchers, or by tests directly.
@@ -63,6 +66,7 @@ pub fn stores() -> (Stores, Writers) {
             bindings,
             secrets,
             namespaces,
+            index: Arc::default(),
         },
         Writers {
             providers: pw,
@@ -184,6 +188,9 @@ impl Context {
             controller: "mailops".into(),
             instance: Some(config.identity.clone()),
         };
+        stores.index.publish_to(metrics.clone());
+        // From now on deletions are recorded for `forget_deleted`.
+        stores.index.take_deleted();
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -196,6 +203,19 @@ impl Context {
             account_probes: ProbeCache::default(),
             mailbox_probes: ProbeCache::default(),
             rotated_tokens: rotation::RotatedTokens::default(),
+        }
+    }
+}
+
+impl Context {
+    /// Forget what was remembered of objects deleted since the last call (probe results,
+    /// back-off), so memory follows the objects that exist.
+    pub fn forget_deleted(&self) {
+        for key in self.stores.index.take_deleted() {
+            self.backoff.reset(&key);
+            self.provider_probes.forget(&key);
+            self.account_probes.forget(&key);
+            self.mailbox_probes.forget(&key);
         }
     }
 }

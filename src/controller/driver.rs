@@ -88,6 +88,7 @@ where
     let Ok(typed) = &obj.0 else {
         return report_malformed(&ctx, K::KIND, &obj, |_| true).await;
     };
+    ctx.forget_deleted();
     let started = Instant::now();
     let report = ReportCell::default();
     let step = typed.apply(&ctx).await;
@@ -108,6 +109,7 @@ where
         let in_use = |name: &str| !K::users(name, &ctx).is_empty();
         return report_malformed(&ctx, K::KIND, &obj, in_use).await;
     };
+    ctx.forget_deleted();
     let started = Instant::now();
     let typed = Arc::new(typed.clone());
     let report = ReportCell::default();

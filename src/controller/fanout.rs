@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as make_watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -23,8 +23,8 @@ use tracing::warn;
 
 use super::context::{Guarded, Stores, Writers};
 use super::driver::Reconciled;
+use super::index::Indexed;
 use super::status::HasConditions;
-use super::usage::attached_to_provider;
 use crate::api::conditions;
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::resolve::email_domain;
@@ -48,17 +48,21 @@ impl Triggers {
         self.bindings.extend(other.bindings);
     }
 
+    /// Drop the object itself (it need not run again for its own status write).
+    fn remove<K: Resource<DynamicType = ()>>(&mut self, o: &K) {
+        let name = o.name_any();
+        match K::kind(&()).as_ref() {
+            super::PROVIDER_KIND => self.providers.remove(&name),
+            super::SERVICE_ACCOUNT_KIND => self.service_accounts.remove(&name),
+            _ => self
+                .bindings
+                .remove(&(o.namespace().unwrap_or_default(), name)),
+        };
+    }
+
     fn add_binding(&mut self, b: &Guarded<MailboxBinding>) {
         self.bindings
             .insert((b.namespace().unwrap_or_default(), b.name_any()));
-    }
-}
-
-fn bindings_where(stores: &Stores, t: &mut Triggers, pred: impl Fn(&MailboxBinding) -> bool) {
-    for b in stores.bindings.state() {
-        if b.0.as_ref().is_ok_and(&pred) {
-            t.add_binding(&b);
-        }
     }
 }
 
@@ -69,46 +73,29 @@ pub fn for_provider(p: &Guarded<EmailProvider>, stores: &Stores) -> Triggers {
     let name = p.name_any();
     t.providers.insert(name.clone());
     let Ok(provider) = &p.0 else { return t };
-    for a in stores.service_accounts.state() {
-        if a.0.as_ref().is_ok_and(|a| a.spec.provider_ref.name == name) {
-            t.service_accounts.insert(a.name_any());
-        }
-    }
-    bindings_where(stores, &mut t, |b| {
-        attached_to_provider(b, &name)
-            || match &b.spec.provider_ref {
-                Some(r) => r.name == name,
-                None => email_domain(&b.spec.email_address).is_some_and(|d| {
-                    provider
-                        .spec
-                        .domains
-                        .iter()
-                        .any(|x| x.eq_ignore_ascii_case(&d))
-                }),
-            }
-    });
+    let index = &stores.index;
+    t.service_accounts.extend(index.accounts_of_provider(&name));
+    t.bindings.extend(index.attached_to_provider(&name));
+    t.bindings
+        .extend(index.resolving_to_provider(&name, &provider.spec.domains));
     t
 }
 
-/// A service account changed: itself, its provider, and the bindings that name it.
+/// A service account changed: itself, its provider, and the bindings that name it or
+/// are attached through it.
 pub fn for_service_account(a: &Guarded<ExchangeServiceAccount>, stores: &Stores) -> Triggers {
     let mut t = Triggers::default();
     let name = a.name_any();
     t.service_accounts.insert(name.clone());
     let Ok(account) = &a.0 else { return t };
     t.providers.insert(account.spec.provider_ref.name.clone());
-    bindings_where(stores, &mut t, |b| {
-        b.spec
-            .authentication
-            .service_account_ref
-            .as_ref()
-            .is_some_and(|r| r.name == name)
-    });
+    t.bindings.extend(stores.index.naming_account(&name));
+    t.bindings.extend(stores.index.attached_to_account(&name));
     t
 }
 
 /// A binding changed: itself, the providers it names, is attached to or finds by domain
-/// (their counts and deletion), and its service account.
+/// (their counts and deletion), and the service accounts it names or is attached to.
 pub fn for_binding(b: &Guarded<MailboxBinding>, stores: &Stores) -> Triggers {
     let mut t = Triggers::default();
     t.add_binding(b);
@@ -122,21 +109,15 @@ pub fn for_binding(b: &Guarded<MailboxBinding>, stores: &Stores) -> Triggers {
         }
         None => {
             if let Some(domain) = email_domain(&binding.spec.email_address) {
-                for p in stores.providers.state() {
-                    if p.0.as_ref().is_ok_and(|p| {
-                        p.spec
-                            .domains
-                            .iter()
-                            .any(|d| d.eq_ignore_ascii_case(&domain))
-                    }) {
-                        t.providers.insert(p.name_any());
-                    }
-                }
+                t.providers.extend(stores.index.providers_serving(&domain));
             }
         }
     }
     if let Some(r) = &binding.spec.authentication.service_account_ref {
         t.service_accounts.insert(r.name.clone());
+    }
+    if let Some(a) = binding.attached_service_account() {
+        t.service_accounts.insert(a.to_string());
     }
     t
 }
@@ -145,62 +126,24 @@ pub fn for_binding(b: &Guarded<MailboxBinding>, stores: &Stores) -> Triggers {
 /// through their provider or service account.
 pub fn for_secret(s: &Secret, stores: &Stores) -> Triggers {
     let mut t = Triggers::default();
-    let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
-    let is_it = |rns: &str, rname: &str| rns == ns && rname == name;
-    for p in stores.providers.state() {
-        let Ok(provider) = &p.0 else { continue };
-        if let Some(o) = &provider.spec.authentication.oauth2
-            && is_it(&o.client_secret_ref.namespace, &o.client_secret_ref.name)
-        {
-            t.providers.insert(p.name_any());
-        }
+    let key = (s.namespace().unwrap_or_default(), s.name_any());
+    let (providers, accounts, own) = stores.index.readers_of_secret(&key);
+    t.bindings.extend(own);
+    for p in &providers {
+        t.bindings.extend(stores.index.attached_to_provider(p));
     }
-    for a in stores.service_accounts.state() {
-        let Ok(account) = &a.0 else { continue };
-        let creds = account.spec.credentials.as_ref();
-        let oauth = creds
-            .and_then(|c| c.oauth2.as_ref())
-            .is_some_and(|o| is_it(&o.client_secret_ref.namespace, &o.client_secret_ref.name));
-        let basic = creds
-            .and_then(|c| c.basic.as_ref())
-            .is_some_and(|b| is_it(&b.secret_ref.namespace, &b.secret_ref.name));
-        if oauth || basic {
-            t.service_accounts.insert(a.name_any());
-        }
+    for a in &accounts {
+        t.bindings.extend(stores.index.naming_account(a));
     }
-    let (providers, accounts) = (t.providers.clone(), t.service_accounts.clone());
-    bindings_where(stores, &mut t, |b| {
-        let own = b.namespace().as_deref() == Some(ns.as_str())
-            && b.spec
-                .authentication
-                .credentials_secret_ref
-                .as_ref()
-                .is_some_and(|r| r.name == name);
-        let via_provider = b
-            .status
-            .as_ref()
-            .and_then(|s| s.provider.as_ref())
-            .is_some_and(|p| providers.contains(p));
-        let via_account = b
-            .spec
-            .authentication
-            .service_account_ref
-            .as_ref()
-            .is_some_and(|r| accounts.contains(&r.name));
-        own || via_provider || via_account
-    });
+    t.providers.extend(providers);
+    t.service_accounts.extend(accounts);
     t
 }
 
 /// A Namespace changed (labels decide admission): the bindings in it.
 pub fn for_namespace(n: &Namespace, stores: &Stores) -> Triggers {
     let mut t = Triggers::default();
-    let name = n.name_any();
-    for b in stores.bindings.state() {
-        if b.namespace().as_deref() == Some(name.as_str()) {
-            t.add_binding(&b);
-        }
-    }
+    t.bindings.extend(stores.index.in_namespace(&n.name_any()));
     t
 }
 
@@ -284,35 +227,104 @@ impl Senders {
     }
 }
 
-/// Apply one watch event to a cache and compute the triggers it causes, from the object
-/// as it was and as it is.
-pub fn apply_event<K>(
-    writer: &mut Writer<K>,
-    reader: &Store<K>,
-    stores: &Stores,
-    event: &Event<K>,
-    map: fn(&K, &Stores) -> Triggers,
-    unchanged: fn(&K, &K) -> bool,
-) -> Triggers
-where
-    K: Resource<DynamicType = ()> + Clone,
-{
+/// How much a watch update matters to the controllers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relevance {
+    /// Nothing anyone reads changed (our own status details, a Secret's labels).
+    Nothing,
+    /// Only what others depend on changed (a `Ready`, an attachment): the object itself
+    /// need not run again for its own status write.
+    OthersOnly,
+    /// Its spec or lifecycle changed.
+    Everything,
+}
+
+/// A watched kind: what its changes trigger and how much an update matters.
+pub trait Watched: Resource<DynamicType = ()> + Clone + Indexed {
+    /// The objects to reconcile again when this one changes.
+    fn triggers(&self, stores: &Stores) -> Triggers;
+    /// How much an update from `old` to `new` matters.
+    fn relevance(old: &Self, new: &Self) -> Relevance;
+}
+
+impl Watched for Guarded<EmailProvider> {
+    fn triggers(&self, stores: &Stores) -> Triggers {
+        for_provider(self, stores)
+    }
+    fn relevance(old: &Self, new: &Self) -> Relevance {
+        provider_or_account_relevance(old, new)
+    }
+}
+
+impl Watched for Guarded<ExchangeServiceAccount> {
+    fn triggers(&self, stores: &Stores) -> Triggers {
+        for_service_account(self, stores)
+    }
+    fn relevance(old: &Self, new: &Self) -> Relevance {
+        provider_or_account_relevance(old, new)
+    }
+}
+
+impl Watched for Guarded<MailboxBinding> {
+    fn triggers(&self, stores: &Stores) -> Triggers {
+        for_binding(self, stores)
+    }
+    fn relevance(old: &Self, new: &Self) -> Relevance {
+        binding_relevance(old, new)
+    }
+}
+
+impl Watched for Secret {
+    fn triggers(&self, stores: &Stores) -> Triggers {
+        for_secret(self, stores)
+    }
+    fn relevance(old: &Self, new: &Self) -> Relevance {
+        secret_relevance(old, new)
+    }
+}
+
+impl Watched for Namespace {
+    fn triggers(&self, stores: &Stores) -> Triggers {
+        for_namespace(self, stores)
+    }
+    fn relevance(old: &Self, new: &Self) -> Relevance {
+        namespace_relevance(old, new)
+    }
+}
+
+/// Apply one watch event to a cache and its index, and compute the triggers it causes,
+/// from the object as it was and as it is. The pumps and the tests feed events through
+/// this one path.
+pub fn observe<K: Watched>(writer: &mut Writer<K>, stores: &Stores, event: &Event<K>) -> Triggers {
+    let reader = writer.as_reader();
     let old = match event {
         Event::Apply(o) | Event::Delete(o) => reader.get(&ObjectRef::from_obj(o)),
         _ => None,
     };
     writer.apply_watcher_event(event);
-    let mut t = Triggers::default();
     match event {
-        Event::Apply(o) if old.as_deref().is_some_and(|old| unchanged(old, o)) => {}
-        Event::Apply(o) | Event::Delete(o) => {
-            t.merge(map(o, stores));
-            if let Some(old) = old {
-                t.merge(map(&old, stores));
+        Event::Apply(o) => o.index(&stores.index),
+        Event::Delete(o) => o.unindex(&stores.index),
+        Event::InitDone => K::reindex(&reader.state(), &stores.index),
+        Event::Init | Event::InitApply(_) => {}
+    }
+    let mut t = Triggers::default();
+    let how = match (event, old.as_deref()) {
+        (Event::Apply(o), Some(old)) => K::relevance(old, o),
+        _ => Relevance::Everything,
+    };
+    match event {
+        Event::Apply(o) | Event::Delete(o) if how != Relevance::Nothing => {
+            t.merge(o.triggers(stores));
+            if let Some(old) = &old {
+                t.merge(old.triggers(stores));
+            }
+            if how == Relevance::OthersOnly {
+                t.remove(o);
             }
         }
         Event::InitDone => t = everything(stores),
-        Event::Init | Event::InitApply(_) => {}
+        _ => {}
     }
     t
 }
@@ -330,22 +342,35 @@ fn same_lifecycle<K: Resource>(old: &K, new: &K) -> bool {
         && o.finalizers == n.finalizers
 }
 
-/// A provider or account update that changed only what its dependents ignore (its
-/// counts, messages, timestamps: our own status writes) triggers nothing; its lifecycle
-/// and its `Ready` (which gates bindings) do.
-pub fn dependents_unaffected<K: Reconciled>(old: &Guarded<K>, new: &Guarded<K>) -> bool {
+/// A provider or account update: its spec or lifecycle matters to all; its `Ready`
+/// (which gates bindings) only to its dependents; its counts, messages and timestamps
+/// (our own status writes) to nobody.
+pub fn provider_or_account_relevance<K: Reconciled>(
+    old: &Guarded<K>,
+    new: &Guarded<K>,
+) -> Relevance {
     let (Ok(o), Ok(n)) = (&old.0, &new.0) else {
-        return false;
+        return Relevance::Everything;
     };
     let ready = |k: &K| ready_of(k.current_status().map(|s| s.conditions()));
-    same_lifecycle(o, n) && ready(o) == ready(n)
+    if !same_lifecycle(o, n) {
+        Relevance::Everything
+    } else if ready(o) != ready(n) {
+        Relevance::OthersOnly
+    } else {
+        Relevance::Nothing
+    }
 }
 
-/// A binding's attachment (`status.provider`, `authenticatedVia`, `serviceAccount`) is what its
-/// provider and account count; the rest of its status concerns nobody else.
-pub fn binding_unchanged(old: &Guarded<MailboxBinding>, new: &Guarded<MailboxBinding>) -> bool {
+/// A binding update: its spec or lifecycle matters to all; its attachment
+/// (`status.provider`, `authenticatedVia`, `serviceAccount`) to the provider and account
+/// that count it; the rest of its status to nobody.
+pub fn binding_relevance(
+    old: &Guarded<MailboxBinding>,
+    new: &Guarded<MailboxBinding>,
+) -> Relevance {
     let (Ok(o), Ok(n)) = (&old.0, &new.0) else {
-        return false;
+        return Relevance::Everything;
     };
     let attachment = |b: &MailboxBinding| {
         b.status.as_ref().map(|s| {
@@ -356,37 +381,43 @@ pub fn binding_unchanged(old: &Guarded<MailboxBinding>, new: &Guarded<MailboxBin
             )
         })
     };
-    same_lifecycle(o, n) && attachment(o) == attachment(n)
+    if !same_lifecycle(o, n) {
+        Relevance::Everything
+    } else if attachment(o) != attachment(n) {
+        Relevance::OthersOnly
+    } else {
+        Relevance::Nothing
+    }
 }
 
 /// Only a Secret's data matters to its users; label or annotation edits re-verify nothing.
-fn secret_unchanged(old: &Secret, new: &Secret) -> bool {
-    old.data == new.data
+fn secret_relevance(old: &Secret, new: &Secret) -> Relevance {
+    if old.data == new.data {
+        Relevance::Nothing
+    } else {
+        Relevance::Everything
+    }
 }
 
 /// Only a Namespace's labels matter (admission by selector).
-fn namespace_unchanged(old: &Namespace, new: &Namespace) -> bool {
-    old.metadata.labels == new.metadata.labels
+fn namespace_relevance(old: &Namespace, new: &Namespace) -> Relevance {
+    if old.metadata.labels == new.metadata.labels {
+        Relevance::Nothing
+    } else {
+        Relevance::Everything
+    }
 }
 
-async fn pump<K>(
+async fn pump<K: Watched>(
     events: impl Stream<Item = Result<Event<K>, watcher::Error>>,
     mut writer: Writer<K>,
     stores: Stores,
     senders: Senders,
-    map: fn(&K, &Stores) -> Triggers,
-    unchanged: fn(&K, &K) -> bool,
-) where
-    K: Resource<DynamicType = ()> + Clone,
-{
-    let reader = writer.as_reader();
+) {
     let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
         match event {
-            Ok(event) => {
-                let t = apply_event(&mut writer, &reader, &stores, &event, map, unchanged);
-                senders.send(t);
-            }
+            Ok(event) => senders.send(observe(&mut writer, &stores, &event)),
             Err(e) => warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying"),
         }
     }
@@ -423,40 +454,30 @@ pub async fn pump_all(client: Client, writers: Writers, stores: Stores, senders:
             providers,
             stores.clone(),
             senders.clone(),
-            for_provider,
-            dependents_unaffected::<EmailProvider>,
         ),
         pump(
             watch(Api::<Guarded<ExchangeServiceAccount>>::all(client.clone())),
             service_accounts,
             stores.clone(),
             senders.clone(),
-            for_service_account,
-            dependents_unaffected::<ExchangeServiceAccount>,
         ),
         pump(
             watch(Api::<Guarded<MailboxBinding>>::all(client.clone())),
             bindings,
             stores.clone(),
             senders.clone(),
-            for_binding,
-            binding_unchanged,
         ),
         pump(
             watch(Api::<Secret>::all(client.clone())),
             secrets,
             stores.clone(),
             senders.clone(),
-            for_secret,
-            secret_unchanged,
         ),
         pump(
             watch(Api::<Namespace>::all(client)),
             namespaces,
             stores,
             senders,
-            for_namespace,
-            namespace_unchanged,
         ),
     );
 }

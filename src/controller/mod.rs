@@ -9,7 +9,7 @@ pub mod credentials;
 pub mod driver;
 pub mod events;
 pub mod fanout;
-pub mod gauges;
+pub mod index;
 pub mod leader;
 pub mod policy;
 pub mod provider;

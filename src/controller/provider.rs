@@ -170,8 +170,8 @@ pub fn build_status(
             now,
         ),
         service_address: address,
-        mailbox_count: status::count(&users.bindings),
-        service_account_count: status::count(&users.accounts),
+        mailbox_count: status::count(users.bindings),
+        service_account_count: status::count(users.accounts),
     }
 }
 

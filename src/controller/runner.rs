@@ -154,6 +154,7 @@ pub async fn run_on_caches(
         receivers,
         pumps,
     } = caches;
+    stores.index.publish_to(metrics.clone());
     wait_for_caches(&stores).await;
     health.set_caches_synced();
     info!("caches synced");

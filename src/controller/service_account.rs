@@ -143,7 +143,7 @@ pub fn build_status(
             a.metadata.generation,
             now,
         ),
-        mailbox_count: status::count(&users.bindings),
+        mailbox_count: status::count(users.bindings),
     }
 }
 

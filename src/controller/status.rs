@@ -135,8 +135,8 @@ impl CountedStatus for crate::api::EmailProviderStatus {
     }
 
     fn set_counts(&mut self, users: &crate::controller::usage::Users) {
-        self.mailbox_count = count(&users.bindings);
-        self.service_account_count = count(&users.accounts);
+        self.mailbox_count = count(users.bindings);
+        self.service_account_count = count(users.accounts);
     }
 }
 
@@ -147,13 +147,13 @@ impl CountedStatus for crate::api::ExchangeServiceAccountStatus {
     }
 
     fn set_counts(&mut self, users: &crate::controller::usage::Users) {
-        self.mailbox_count = count(&users.bindings);
+        self.mailbox_count = count(users.bindings);
     }
 }
 
 /// A count for a status field (`int32` in the schema; saturates, never wraps).
-pub fn count(users: &[String]) -> i32 {
-    i32::try_from(users.len()).unwrap_or(i32::MAX)
+pub fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 impl HasConditions for crate::api::EmailProviderStatus {

@@ -6,36 +6,59 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
-use super::context::{Context, typed_objects, well_formed};
+use super::context::Context;
 use super::driver::{HeldWhileUsed, Step};
+use super::index::BindingKey;
 use super::status::{CountedStatus, HasConditions, set_condition};
 use crate::Error;
 use crate::api::MailboxBinding;
 use crate::api::conditions::{Desired, Reason, TERMINATING};
 use crate::resolve::check_account_may_attach;
 
-/// The objects using a provider or a service account, as `Kind namespace/name`, sorted.
+/// Shown by name in an `InUse` message; the rest are counted.
+pub const NAMED_USERS: usize = 10;
+
+/// The objects using a provider or a service account: how many of each, and the first
+/// [`NAMED_USERS`] as `Kind namespace/name` (accounts first, each group sorted).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Users {
     /// Service accounts (of a provider).
-    pub accounts: Vec<String>,
+    pub accounts: usize,
     /// Attached bindings.
-    pub bindings: Vec<String>,
+    pub bindings: usize,
+    /// The first users by name.
+    pub first: Vec<String>,
 }
 
 impl Users {
     /// Nothing uses it.
     pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty() && self.bindings.is_empty()
+        self.accounts == 0 && self.bindings == 0
     }
 
-    /// Every user, accounts first.
-    pub fn names(&self) -> Vec<String> {
-        self.accounts
+    /// How many in all.
+    pub fn total(&self) -> usize {
+        self.accounts + self.bindings
+    }
+
+    fn from(accounts: Vec<String>, bindings: Vec<BindingKey>) -> Users {
+        let room = NAMED_USERS.saturating_sub(accounts.len());
+        let first = accounts
             .iter()
-            .chain(self.bindings.iter())
-            .cloned()
-            .collect()
+            .take(NAMED_USERS)
+            .map(|a| format!("ExchangeServiceAccount {a}"))
+            .chain(
+                bindings
+                    .iter()
+                    .take(room)
+                    .map(|(ns, name)| format!("MailboxBinding {ns}/{name}")),
+            )
+            .collect();
+        Users {
+            accounts: accounts.len(),
+            bindings: bindings.len(),
+            first,
+        }
     }
 }
 
@@ -51,52 +74,39 @@ pub fn attached_to_account(b: &MailboxBinding, account: &str) -> bool {
     b.attached_service_account() == Some(account)
 }
 
-fn bindings_where(ctx: &Context, attached: impl Fn(&MailboxBinding) -> bool) -> Vec<String> {
-    let mut out: Vec<String> = typed_objects(&well_formed(&ctx.stores.bindings))
-        .into_iter()
-        .filter(|b| attached(b))
-        .map(|b| {
-            format!(
-                "MailboxBinding {}/{}",
-                b.namespace().unwrap_or_default(),
-                b.name_any()
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 /// Users of a provider: attached bindings and its service accounts (except one refused
-/// for coming after the deletion began: it does not hold that deletion).
+/// for coming after the deletion began: it does not hold that deletion). From the index:
+/// O(users), never O(all bindings).
 pub fn of_provider(name: &str, ctx: &Context) -> Users {
     let provider = ctx.stores.providers.get(&ObjectRef::new(name));
     let provider = provider.as_ref().and_then(|p| p.0.as_ref().ok());
-    let mut accounts: Vec<String> = typed_objects(&well_formed(&ctx.stores.service_accounts))
+    let accounts: Vec<String> = ctx
+        .stores
+        .index
+        .accounts_of_provider(name)
         .into_iter()
-        .filter(|a| a.spec.provider_ref.name == name)
-        .filter(|a| provider.is_none_or(|p| check_account_may_attach(a, p).is_ok()))
-        .map(|a| format!("ExchangeServiceAccount {}", a.name_any()))
+        .filter(|a| {
+            let account = ctx.stores.service_accounts.get(&ObjectRef::new(a));
+            match (account.as_ref().and_then(|g| g.0.as_ref().ok()), provider) {
+                (Some(a), Some(p)) => check_account_may_attach(a, p).is_ok(),
+                (Some(_), None) => true,
+                // A malformed account does not hold a provider.
+                (None, _) => false,
+            }
+        })
         .collect();
-    accounts.sort();
-    Users {
-        accounts,
-        bindings: bindings_where(ctx, |b| attached_to_provider(b, name)),
-    }
+    Users::from(accounts, ctx.stores.index.attached_to_provider(name))
 }
 
 /// Users of a service account: the bindings attached through it.
 pub fn of_account(name: &str, ctx: &Context) -> Users {
-    Users {
-        accounts: Vec::new(),
-        bindings: bindings_where(ctx, |b| attached_to_account(b, name)),
-    }
+    Users::from(Vec::new(), ctx.stores.index.attached_to_account(name))
 }
 
 /// The `InUse` message: how many users, and the first ten by name.
-pub fn in_use_message(users: &[String]) -> String {
-    let shown: Vec<&str> = users.iter().take(10).map(String::as_str).collect();
-    let more = users.len().saturating_sub(shown.len());
+pub fn in_use_message(users: &Users) -> String {
+    let shown: Vec<&str> = users.first.iter().map(String::as_str).collect();
+    let more = users.total().saturating_sub(shown.len());
     let tail = if more > 0 {
         format!(" and {more} more")
     } else {
@@ -104,7 +114,7 @@ pub fn in_use_message(users: &[String]) -> String {
     };
     format!(
         "deletion waits for {} object(s) still using it: {}{tail}",
-        users.len(),
+        users.total(),
         shown.join(", ")
     )
 }
@@ -118,7 +128,7 @@ pub fn blocked_deletion<K: HeldWhileUsed>(obj: &K, ctx: &Context) -> Step<K::Sta
         obj.forget(ctx);
         return Step::done(Ok(Action::await_change()));
     }
-    let message = in_use_message(&users.names());
+    let message = in_use_message(&users);
     let terminating = Desired::ok(TERMINATING, Reason::InUse, message.clone());
     let mut status = obj.current_status().cloned().unwrap_or_default();
     let generation = obj.meta().generation;
@@ -146,9 +156,10 @@ mod tests {
 
     #[test]
     fn the_in_use_message_names_ten_and_counts_the_rest() {
-        let users: Vec<String> = (0..12)
-            .map(|i| format!("MailboxBinding ns/b{i:02}"))
-            .collect();
+        let bindings: Vec<BindingKey> =
+            (0..12).map(|i| ("ns".into(), format!("b{i:02}"))).collect();
+        let users = Users::from(vec![], bindings);
+        assert_eq!((users.bindings, users.first.len()), (12, 10));
         let m = in_use_message(&users);
         assert!(
             m.starts_with("deletion waits for 12 object(s) still using it: MailboxBinding ns/b00")

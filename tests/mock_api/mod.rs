@@ -18,7 +18,7 @@ pub use kube::{Client, Resource};
 pub use mailops::api::conditions::{Reason, find};
 pub use mailops::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 pub use mailops::config::OperatorConfig;
-pub use mailops::controller::{self, Context, Guarded, Writers, binding, provider};
+pub use mailops::controller::{self, Context, Guarded, Stores, Writers, binding, fanout, provider};
 pub use mailops::exchange::fake::FakeBackend;
 pub use mailops::exchange::{Failure, MailBackend};
 pub use mailops::metrics::Metrics;
@@ -154,13 +154,15 @@ pub fn harness_with(config: OperatorConfig) -> Harness {
     }
 }
 
-/// Put an object into a reflector store, as the watch would, and hand it to a reconcile.
-pub fn stored<K>(writer: &mut Writer<Guarded<K>>, v: Value) -> Arc<Guarded<K>>
+/// Put an object into a reflector store and the indexes, through the same path as a
+/// watch event, and hand it to a reconcile.
+pub fn stored<K>(writer: &mut Writer<Guarded<K>>, stores: &Stores, v: Value) -> Arc<Guarded<K>>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned,
+    Guarded<K>: fanout::Watched,
 {
     let g: Guarded<K> = serde_json::from_value(v).unwrap();
-    writer.apply_watcher_event(&Event::Apply(g.clone()));
+    fanout::observe(writer, stores, &Event::Apply(g.clone()));
     Arc::new(g)
 }
 
@@ -170,19 +172,28 @@ impl Harness {
     }
 
     pub fn provider(&mut self, v: Value) -> Arc<Guarded<EmailProvider>> {
-        stored(&mut self.writers.providers, v)
+        stored(&mut self.writers.providers, &self.ctx.stores, v)
     }
 
     pub fn account(&mut self, v: Value) -> Arc<Guarded<ExchangeServiceAccount>> {
-        stored(&mut self.writers.service_accounts, v)
+        stored(&mut self.writers.service_accounts, &self.ctx.stores, v)
     }
 
     pub fn binding(&mut self, v: Value) -> Arc<Guarded<MailboxBinding>> {
-        stored(&mut self.writers.bindings, v)
+        stored(&mut self.writers.bindings, &self.ctx.stores, v)
     }
 
     pub fn secret(&mut self, ns: &str, name: &str, data: &[(&str, &str)]) {
         self.secret_at(ns, name, data, "1");
+    }
+
+    /// Delete a binding, as the watch would.
+    pub fn delete_binding(&mut self, b: &Guarded<MailboxBinding>) {
+        fanout::observe(
+            &mut self.writers.bindings,
+            &self.ctx.stores,
+            &Event::Delete(b.clone()),
+        );
     }
 
     /// A Secret at a given resourceVersion, as the watch delivers a change.
@@ -196,7 +207,11 @@ impl Harness {
                 .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
                 .collect(),
         );
-        self.writers.secrets.apply_watcher_event(&Event::Apply(s));
+        fanout::observe(
+            &mut self.writers.secrets,
+            &self.ctx.stores,
+            &Event::Apply(s),
+        );
     }
 
     pub fn namespace(&mut self, name: &str, labels: &[(&str, &str)]) {
@@ -208,9 +223,11 @@ impl Harness {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
         );
-        self.writers
-            .namespaces
-            .apply_watcher_event(&Event::Apply(n));
+        fanout::observe(
+            &mut self.writers.namespaces,
+            &self.ctx.stores,
+            &Event::Apply(n),
+        );
     }
 }
 

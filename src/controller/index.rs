@@ -1,0 +1,342 @@
+//! Indexes over the caches, kept up to date from the watch events, so that a trigger, a
+//! count or an `InUse` list costs O(users of that object), never O(all bindings): which
+//! bindings are attached to, name or would resolve (by domain) to a provider; which are
+//! attached through or name a service account; which read a Secret; which live in a
+//! namespace; and how many objects of each kind are Ready (the `mailops_objects` gauge).
+//!
+//! Each object's entry is remembered, so an update removes exactly what the object as it
+//! was contributed, whatever the cache holds by then. A re-list rebuilds the kind's part.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use kube::ResourceExt;
+
+use super::context::Guarded;
+use crate::api::conditions::{self, READY};
+use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
+use crate::metrics::Metrics;
+use crate::resolve::email_domain;
+
+/// A binding as `(namespace, name)`.
+pub type BindingKey = (String, String);
+/// A Secret as `(namespace, name)`.
+pub type SecretKey = (String, String);
+
+/// `Ready` of an object, for the gauge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadyState {
+    /// `Ready=True`.
+    True,
+    /// `Ready=False`.
+    False,
+    /// No `Ready` condition yet, or the object cannot be read.
+    #[default]
+    Unknown,
+}
+
+impl ReadyState {
+    fn of(conds: Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]>) -> Self {
+        match conds
+            .and_then(|c| conditions::find(c, READY))
+            .map(|c| c.status.as_str())
+        {
+            Some("True") => ReadyState::True,
+            Some("False") => ReadyState::False,
+            _ => ReadyState::Unknown,
+        }
+    }
+}
+
+/// What one binding contributes to the indexes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct BindingEntry {
+    attached_provider: Option<String>,
+    named_provider: Option<String>,
+    /// Lower-cased domain, for bindings that resolve by domain (no `providerRef`).
+    domain: Option<String>,
+    attached_account: Option<String>,
+    named_account: Option<String>,
+    own_secret: Option<SecretKey>,
+    ready: ReadyState,
+}
+
+/// What one provider contributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct ProviderEntry {
+    domains: Vec<String>,
+    app_secret: Option<SecretKey>,
+    ready: ReadyState,
+}
+
+/// What one service account contributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct AccountEntry {
+    provider: Option<String>,
+    secrets: Vec<SecretKey>,
+    ready: ReadyState,
+}
+
+type Multi<K, V> = HashMap<K, BTreeSet<V>>;
+
+fn link<K: std::hash::Hash + Eq, V: Ord>(m: &mut Multi<K, V>, k: Option<K>, v: V) {
+    if let Some(k) = k {
+        m.entry(k).or_default().insert(v);
+    }
+}
+
+fn unlink<K: std::hash::Hash + Eq, V: Ord>(m: &mut Multi<K, V>, k: Option<K>, v: &V) {
+    if let Some(k) = k
+        && let Some(set) = m.get_mut(&k)
+    {
+        set.remove(v);
+        if set.is_empty() {
+            m.remove(&k);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    bindings: HashMap<BindingKey, BindingEntry>,
+    providers: HashMap<String, ProviderEntry>,
+    accounts: HashMap<String, AccountEntry>,
+    attached_to_provider: Multi<String, BindingKey>,
+    naming_provider: Multi<String, BindingKey>,
+    in_domain: Multi<String, BindingKey>,
+    attached_to_account: Multi<String, BindingKey>,
+    naming_account: Multi<String, BindingKey>,
+    reading_secret: Multi<SecretKey, BindingKey>,
+    in_namespace: Multi<String, BindingKey>,
+    accounts_of_provider: Multi<String, String>,
+    providers_serving: Multi<String, String>,
+    providers_reading: Multi<SecretKey, String>,
+    accounts_reading: Multi<SecretKey, String>,
+    /// Objects by kind (provider, account, binding) and `Ready` (True, False, Unknown).
+    ready: [[i64; 3]; 3],
+    /// Object keys (as [`super::context::object_key`]) deleted since last drained; `None`
+    /// until a reconciling replica drains them (a standby would only pile them up).
+    deleted: Option<Vec<String>>,
+}
+
+const PROVIDERS: usize = 0;
+const ACCOUNTS: usize = 1;
+const BINDINGS: usize = 2;
+
+fn slot(r: ReadyState) -> usize {
+    match r {
+        ReadyState::True => 0,
+        ReadyState::False => 1,
+        ReadyState::Unknown => 2,
+    }
+}
+
+/// The indexes, shared by the pumps (writers) and the reconciles (readers).
+#[derive(Default)]
+pub struct Index {
+    inner: Mutex<Inner>,
+    gauge: OnceLock<Arc<Metrics>>,
+}
+
+fn binding_entry(b: &MailboxBinding) -> BindingEntry {
+    let status = b.status.as_ref();
+    let named_provider = b.spec.provider_ref.as_ref().map(|r| r.name.clone());
+    BindingEntry {
+        attached_provider: status.and_then(|s| s.provider.clone()),
+        domain: named_provider
+            .is_none()
+            .then(|| email_domain(&b.spec.email_address).map(|d| d.to_ascii_lowercase()))
+            .flatten(),
+        named_provider,
+        attached_account: b.attached_service_account().map(str::to_string),
+        named_account: (b.spec.authentication.service_account_ref.as_ref()).map(|r| r.name.clone()),
+        own_secret: (b.spec.authentication.credentials_secret_ref.as_ref())
+            .map(|r| (b.namespace().unwrap_or_default(), r.name.clone())),
+        ready: ReadyState::of(status.map(|s| s.conditions.as_slice())),
+    }
+}
+
+fn provider_entry(p: &EmailProvider) -> ProviderEntry {
+    let oauth2 = p.spec.authentication.oauth2.as_ref();
+    ProviderEntry {
+        domains: p
+            .spec
+            .domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        app_secret: oauth2.map(|o| {
+            let r = &o.client_secret_ref;
+            (r.namespace.clone(), r.name.clone())
+        }),
+        ready: ReadyState::of(p.status.as_ref().map(|s| s.conditions.as_slice())),
+    }
+}
+
+fn account_entry(a: &ExchangeServiceAccount) -> AccountEntry {
+    let creds = a.spec.credentials.as_ref();
+    let oauth = creds.and_then(|c| c.oauth2.as_ref()).map(|o| {
+        let r = &o.client_secret_ref;
+        (r.namespace.clone(), r.name.clone())
+    });
+    let basic = creds.and_then(|c| c.basic.as_ref()).map(|b| {
+        let r = &b.secret_ref;
+        (r.namespace.clone(), r.name.clone())
+    });
+    AccountEntry {
+        provider: Some(a.spec.provider_ref.name.clone()),
+        secrets: oauth.into_iter().chain(basic).collect(),
+        ready: ReadyState::of(a.status.as_ref().map(|s| s.conditions.as_slice())),
+    }
+}
+
+impl Inner {
+    fn unlink_binding(&mut self, key: &BindingKey, e: &BindingEntry) {
+        unlink(
+            &mut self.attached_to_provider,
+            e.attached_provider.clone(),
+            key,
+        );
+        unlink(&mut self.naming_provider, e.named_provider.clone(), key);
+        unlink(&mut self.in_domain, e.domain.clone(), key);
+        unlink(
+            &mut self.attached_to_account,
+            e.attached_account.clone(),
+            key,
+        );
+        unlink(&mut self.naming_account, e.named_account.clone(), key);
+        unlink(&mut self.reading_secret, e.own_secret.clone(), key);
+        unlink(&mut self.in_namespace, Some(key.0.clone()), key);
+    }
+
+    fn link_binding(&mut self, key: &BindingKey, e: &BindingEntry) {
+        link(
+            &mut self.attached_to_provider,
+            e.attached_provider.clone(),
+            key.clone(),
+        );
+        link(
+            &mut self.naming_provider,
+            e.named_provider.clone(),
+            key.clone(),
+        );
+        link(&mut self.in_domain, e.domain.clone(), key.clone());
+        link(
+            &mut self.attached_to_account,
+            e.attached_account.clone(),
+            key.clone(),
+        );
+        link(
+            &mut self.naming_account,
+            e.named_account.clone(),
+            key.clone(),
+        );
+        link(&mut self.reading_secret, e.own_secret.clone(), key.clone());
+        link(&mut self.in_namespace, Some(key.0.clone()), key.clone());
+    }
+
+    fn count(&mut self, kind: usize, old: Option<ReadyState>, new: Option<ReadyState>) {
+        if let Some(old) = old {
+            self.ready[kind][slot(old)] -= 1;
+        }
+        if let Some(new) = new {
+            self.ready[kind][slot(new)] += 1;
+        }
+    }
+
+    fn set_binding(&mut self, key: BindingKey, entry: Option<BindingEntry>) {
+        let old = self.bindings.remove(&key);
+        self.count(
+            BINDINGS,
+            old.as_ref().map(|e| e.ready),
+            entry.as_ref().map(|e| e.ready),
+        );
+        if let Some(old) = old {
+            self.unlink_binding(&key, &old);
+        }
+        if let Some(new) = entry {
+            self.link_binding(&key, &new);
+            self.bindings.insert(key, new);
+        }
+    }
+
+    fn set_provider(&mut self, name: &str, entry: Option<ProviderEntry>) {
+        let old = self.providers.remove(name);
+        self.count(
+            PROVIDERS,
+            old.as_ref().map(|e| e.ready),
+            entry.as_ref().map(|e| e.ready),
+        );
+        if let Some(old) = old {
+            for d in old.domains {
+                unlink(&mut self.providers_serving, Some(d), &name.to_string());
+            }
+            unlink(
+                &mut self.providers_reading,
+                old.app_secret,
+                &name.to_string(),
+            );
+        }
+        if let Some(new) = entry {
+            for d in &new.domains {
+                link(
+                    &mut self.providers_serving,
+                    Some(d.clone()),
+                    name.to_string(),
+                );
+            }
+            link(
+                &mut self.providers_reading,
+                new.app_secret.clone(),
+                name.to_string(),
+            );
+            self.providers.insert(name.to_string(), new);
+        }
+    }
+
+    fn set_account(&mut self, name: &str, entry: Option<AccountEntry>) {
+        let old = self.accounts.remove(name);
+        self.count(
+            ACCOUNTS,
+            old.as_ref().map(|e| e.ready),
+            entry.as_ref().map(|e| e.ready),
+        );
+        if let Some(old) = old {
+            unlink(
+                &mut self.accounts_of_provider,
+                old.provider,
+                &name.to_string(),
+            );
+            for s in old.secrets {
+                unlink(&mut self.accounts_reading, Some(s), &name.to_string());
+            }
+        }
+        if let Some(new) = entry {
+            link(
+                &mut self.accounts_of_provider,
+                new.provider.clone(),
+                name.to_string(),
+            );
+            for s in &new.secrets {
+                link(
+                    &mut self.accounts_reading,
+                    Some(s.clone()),
+                    name.to_string(),
+                );
+            }
+            self.accounts.insert(name.to_string(), new);
+        }
+    }
+}
+
+fn binding_key(b: &Guarded<MailboxBinding>) -> BindingKey {
+    (b.namespace().unwrap_or_default(), b.name_any())
+}
+
+fn names<V: Clone>(set: Option<&BTreeSet<V>>) -> Vec<V> {
+    set.map(|s| s.iter().cloned().collect()).unwrap_or_default()
+}
+
+#[path = "index_queries.rs"]
+mod queries;
+pub use queries::*;
