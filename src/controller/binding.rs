@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -60,6 +60,10 @@ impl Reconciled for MailboxBinding {
 /// What a binding's reconcile came to.
 #[derive(Debug)]
 pub enum Outcome {
+    /// Its provider or service account has no verdict on its current generation yet:
+    /// nothing to say until it has (its status write triggers this binding again), so
+    /// bindings created before their provider are written once, not twice.
+    Pending,
     /// Resolution failed: nothing was sent to Exchange.
     Unresolved(Error),
     /// Resolved, but not verified: the provider or account is not Ready, a Secret is
@@ -95,8 +99,12 @@ async fn apply(b: &MailboxBinding, ctx: &Context) -> Step<MailboxBindingStatus> 
         Ok(v) => probe(b, v, ctx).await,
         Err(outcome) => *outcome,
     };
+    if let Outcome::Pending = outcome {
+        return Step::done(Ok(Action::await_change()));
+    }
     let new = build_status(b, &outcome, Timestamp::now());
     let result = match outcome {
+        Outcome::Pending => Ok(Action::await_change()),
         Outcome::Unresolved(e) | Outcome::Unverified { error: e, .. } => Err(e),
         Outcome::Verified {
             verified,
@@ -133,6 +141,9 @@ fn resolve(b: &MailboxBinding, ctx: &Context) -> Result<Resolution> {
 /// Validate from the caches, no API call: resolution, ready gates, endpoints, credentials.
 fn validate(b: &MailboxBinding, ctx: &Context) -> std::result::Result<Validated, Box<Outcome>> {
     let resolution = resolve(b, ctx).map_err(|e| Box::new(Outcome::Unresolved(e)))?;
+    if verdict_pending(&resolution, ctx) {
+        return Err(Box::new(Outcome::Pending));
+    }
     let unverified = |error| {
         Box::new(Outcome::Unverified {
             resolution: resolution.clone(),
@@ -159,15 +170,50 @@ fn validate(b: &MailboxBinding, ctx: &Context) -> std::result::Result<Validated,
     })
 }
 
-fn is_ready_in<K>(
-    guard: Option<Arc<Guarded<K>>>,
-    status: fn(&K) -> Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]>,
-) -> bool {
+fn is_ready_in<K>(guard: Option<Arc<Guarded<K>>>, status: fn(&K) -> Option<&[Condition]>) -> bool {
     guard
         .as_ref()
         .and_then(|g| g.0.as_ref().ok())
         .and_then(status)
         .is_some_and(conditions::is_ready)
+}
+
+/// Whether `Ready` is missing or about an older generation.
+fn no_verdict(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    conds: Option<&[Condition]>,
+) -> bool {
+    conds
+        .and_then(|c| conditions::find(c, conditions::READY))
+        .is_none_or(|ready| ready.observed_generation != meta.generation)
+}
+
+/// Whether the provider or service account the binding resolved to has not yet judged
+/// its current generation (a malformed one never will: that is reported, not waited on).
+fn verdict_pending(r: &Resolution, ctx: &Context) -> bool {
+    let provider = ctx.stores.providers.get(&ObjectRef::new(&r.provider));
+    let provider_pending = provider
+        .as_ref()
+        .and_then(|g| g.0.as_ref().ok())
+        .is_some_and(|p| {
+            no_verdict(
+                &p.metadata,
+                p.status.as_ref().map(|s| s.conditions.as_slice()),
+            )
+        });
+    let account_pending = r.service_account.as_ref().is_some_and(|name| {
+        let account = ctx.stores.service_accounts.get(&ObjectRef::new(name));
+        account
+            .as_ref()
+            .and_then(|g| g.0.as_ref().ok())
+            .is_some_and(|a| {
+                no_verdict(
+                    &a.metadata,
+                    a.status.as_ref().map(|s| s.conditions.as_slice()),
+                )
+            })
+    });
+    provider_pending || account_pending
 }
 
 /// The provider (and service account) must be Ready before the mailbox is verified.
@@ -328,6 +374,7 @@ fn reason_of(e: &Error) -> Reason {
 pub fn build_status(b: &MailboxBinding, outcome: &Outcome, now: Timestamp) -> MailboxBindingStatus {
     let old = b.status.as_ref();
     let (parts, resolution, confirmed_at) = match outcome {
+        Outcome::Pending => (Vec::new(), None, None),
         Outcome::Unresolved(e) => (unresolved(e), None, None),
         Outcome::Unverified { resolution, error } => {
             (authorized_but(error), Some(resolution), None)

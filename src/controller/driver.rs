@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,9 +16,9 @@ use tracing::{info, warn};
 use super::context::{Context, Guarded};
 use super::policy::{self, Report, ReportCell};
 use super::status::{self, CountedStatus, HasConditions};
-use super::{backoff, usage};
+use super::{backoff, finalizer, usage};
+use crate::Result;
 use crate::api::IN_USE_FINALIZER;
-use crate::{Error, Result};
 
 /// A reconcile's result before the status write: the status to write (if any), what to
 /// do next, and a deletion newly blocked (reported only when the status changed).
@@ -96,8 +95,9 @@ where
     conclude(&ctx, typed, started, report, result).await
 }
 
-/// Reconcile a kind whose deletion waits for its users: apply while it lives, the
-/// blocked-deletion step while it is being deleted.
+/// Reconcile a kind whose deletion waits for its users: hold the in-use finalizer and
+/// apply while it lives; the blocked-deletion step while it is being deleted, releasing
+/// the finalizer once nothing uses it.
 pub async fn reconcile_held<K: HeldWhileUsed>(
     obj: Arc<Guarded<K>>,
     ctx: Arc<Context>,
@@ -111,25 +111,33 @@ where
     };
     ctx.forget_deleted();
     let started = Instant::now();
-    let typed = Arc::new(typed.clone());
     let report = ReportCell::default();
-    let api = typed.api(ctx.client.clone());
-    let result = finalizer(&api, IN_USE_FINALIZER, typed.clone(), |event| async {
-        let (obj, step) = match event {
-            Event::Apply(obj) => {
-                let step = obj.apply(&ctx).await;
-                (obj, step)
-            }
-            Event::Cleanup(obj) => {
-                let step = usage::blocked_deletion(obj.as_ref(), &ctx);
-                (obj, step)
-            }
-        };
-        write_step(obj.as_ref(), &ctx, &report, step).await
-    })
-    .await
-    .map_err(Error::from_finalizer);
-    conclude(&ctx, typed.as_ref(), started, report, result).await
+    let result = held_step(typed, &ctx, &report).await;
+    conclude(&ctx, typed, started, report, result).await
+}
+
+async fn held_step<K: HeldWhileUsed>(
+    obj: &K,
+    ctx: &Context,
+    report: &ReportCell,
+) -> Result<Action> {
+    let api = obj.api(ctx.client.clone());
+    let holds = obj.finalizers().iter().any(|f| f == IN_USE_FINALIZER);
+    if obj.meta().deletion_timestamp.is_none() {
+        if !holds {
+            finalizer::hold::<K>(&api, &obj.name_any()).await?;
+        }
+        let step = obj.apply(ctx).await;
+        return write_step(obj, ctx, report, step).await;
+    }
+    if !holds {
+        // Not ours to release: another finalizer keeps it, or it is on its way out.
+        return Ok(Action::await_change());
+    }
+    let step = usage::blocked_deletion(obj, ctx);
+    let action = write_step(obj, ctx, report, step).await?;
+    finalizer::release::<K>(&api, &obj.name_any()).await?;
+    Ok(action)
 }
 
 /// The one status write of every reconcile.
@@ -196,32 +204,9 @@ where
     }
     let held = obj.finalizers().iter().any(|f| f == IN_USE_FINALIZER);
     if obj.meta().deletion_timestamp.is_some() && held && !in_use(&obj.name_any()) {
-        release_malformed::<K>(ctx, obj).await?;
+        let api: Api<Guarded<K>> = Api::all(ctx.client.clone());
+        finalizer::drop_entry(&api, obj).await?;
         info!(kind, name = %obj.name_any(), "released a malformed object nothing uses");
     }
     Ok(Action::await_change())
-}
-
-/// Drop the in-use finalizer of a cluster-scoped object by merge patch; the
-/// resourceVersion makes a concurrent change fail instead of being overwritten.
-async fn release_malformed<K>(ctx: &Context, obj: &Guarded<K>) -> Result<()>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
-{
-    let remaining: Vec<&String> = obj
-        .finalizers()
-        .iter()
-        .filter(|f| *f != IN_USE_FINALIZER)
-        .collect();
-    let patch = serde_json::json!({
-        "metadata": {"finalizers": remaining, "resourceVersion": obj.resource_version()}
-    });
-    let api: Api<Guarded<K>> = Api::all(ctx.client.clone());
-    api.patch(
-        &obj.name_any(),
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
 }

@@ -329,9 +329,11 @@ pub fn observe<K: Watched>(writer: &mut Writer<K>, stores: &Stores, event: &Even
     t
 }
 
-fn ready_of(c: Option<&[Condition]>) -> Option<(String, String)> {
+/// `Ready` as bindings see it: its verdict and the generation it is about (a binding
+/// waits for a verdict on the provider's current generation).
+fn ready_of(c: Option<&[Condition]>) -> Option<(String, String, Option<i64>)> {
     c.and_then(|c| conditions::find(c, conditions::READY))
-        .map(|c| (c.status.clone(), c.reason.clone()))
+        .map(|c| (c.status.clone(), c.reason.clone(), c.observed_generation))
 }
 
 /// Metadata every controller acts on: spec generation, deletion and finalizers.

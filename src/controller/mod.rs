@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod driver;
 pub mod events;
 pub mod fanout;
+pub mod finalizer;
 pub mod index;
 pub mod leader;
 pub mod policy;

@@ -5,7 +5,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use std::fmt::Debug;
+
+use futures::channel::mpsc::UnboundedReceiver;
 use futures::future::Shared;
+use kube::runtime::reflector::Store;
+use serde::de::DeserializeOwned;
 
 use futures::StreamExt;
 use kube::api::ListParams;
@@ -16,10 +21,7 @@ use kube::{Api, Client, Resource};
 use tracing::info;
 
 use super::context::{Context, Guarded, Stores, stores};
-use super::{
-    BINDING_KIND, PROVIDER_KIND, SERVICE_ACCOUNT_KIND, binding, fanout, leader, policy, provider,
-    service_account,
-};
+use super::{BINDING_KIND, binding, driver, fanout, leader, policy, provider, service_account};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::config::OperatorConfig;
 use crate::exchange::MailBackend;
@@ -189,6 +191,11 @@ pub async fn run_on_caches(
     result
 }
 
+/// How long a provider's or account's triggers must be quiet before it reconciles: a
+/// settle window for the counts of a wave of bindings, short enough that a released
+/// provider goes within a second of its last binding.
+pub const COUNTS_SETTLE: std::time::Duration = std::time::Duration::from_millis(400);
+
 type Shutdown = Shared<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>;
 
 /// Whether this replica acts, and on what authority.
@@ -247,39 +254,62 @@ async fn step_down(health: &HealthState, leadership: Leadership, result: &Result
 }
 
 async fn run_every_controller(ctx: Arc<Context>, receivers: fanout::Receivers, shutdown: Shutdown) {
-    let config = kube::runtime::Config::default().concurrency(16);
-    let providers = Controller::for_stream(
+    futures::join!(
+        run_controller(
+            ctx.stores.providers.clone(),
+            receivers.providers,
+            shutdown.clone(),
+            provider::reconcile,
+            ctx.clone()
+        ),
+        run_controller(
+            ctx.stores.service_accounts.clone(),
+            receivers.service_accounts,
+            shutdown.clone(),
+            service_account::reconcile,
+            ctx.clone()
+        ),
+        run_controller(
+            ctx.stores.bindings.clone(),
+            receivers.bindings,
+            shutdown,
+            binding::reconcile,
+            ctx.clone()
+        ),
+    );
+}
+
+/// Run one kind's controller over its cache, fed by the triggers the pumps send, until
+/// `shutdown`. Providers and accounts are debounced: a wave of bindings attaching
+/// re-triggers them once per binding, and the trailing debounce lets the counts settle
+/// into one status write.
+pub async fn run_controller<K, F, Fut>(
+    store: Store<Guarded<K>>,
+    triggers: UnboundedReceiver<ObjectRef<Guarded<K>>>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    reconcile: F,
+    ctx: Arc<Context>,
+) where
+    K: driver::Reconciled,
+    Guarded<K>:
+        Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    F: FnMut(Arc<Guarded<K>>, Arc<Context>) -> Fut,
+    Fut: Future<Output = Result<Action>> + Send + 'static,
+{
+    let mut config = kube::runtime::Config::default().concurrency(16);
+    if K::KIND != BINDING_KIND {
+        config = config.debounce(COUNTS_SETTLE);
+    }
+    Controller::for_stream(
         futures::stream::pending::<std::result::Result<_, watcher::Error>>(),
-        ctx.stores.providers.clone(),
-    )
-    .with_config(config.clone())
-    .reconcile_on(receivers.providers)
-    .graceful_shutdown_on(shutdown.clone())
-    .run(provider::reconcile, policy::error_policy, ctx.clone())
-    .for_each(|r| async move { log_result(PROVIDER_KIND, r) });
-    let accounts = Controller::for_stream(
-        futures::stream::pending::<std::result::Result<_, watcher::Error>>(),
-        ctx.stores.service_accounts.clone(),
-    )
-    .with_config(config.clone())
-    .reconcile_on(receivers.service_accounts)
-    .graceful_shutdown_on(shutdown.clone())
-    .run(
-        service_account::reconcile,
-        policy::error_policy,
-        ctx.clone(),
-    )
-    .for_each(|r| async move { log_result(SERVICE_ACCOUNT_KIND, r) });
-    let bindings = Controller::for_stream(
-        futures::stream::pending::<std::result::Result<_, watcher::Error>>(),
-        ctx.stores.bindings.clone(),
+        store,
     )
     .with_config(config)
-    .reconcile_on(receivers.bindings)
+    .reconcile_on(triggers)
     .graceful_shutdown_on(shutdown)
-    .run(binding::reconcile, policy::error_policy, ctx.clone())
-    .for_each(|r| async move { log_result(BINDING_KIND, r) });
-    futures::join!(providers, accounts, bindings);
+    .run(reconcile, policy::error_policy, ctx)
+    .for_each(|r| async move { log_result(K::KIND, r) })
+    .await;
 }
 
 fn log_result<K, E: std::fmt::Display, W: std::fmt::Display>(

@@ -235,7 +235,7 @@ pub const API: &str = "mailops.dev/v1alpha1";
 
 pub fn ready_status() -> Value {
     json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Verified", "message": "ok",
-        "lastTransitionTime": "2026-01-01T00:00:00Z"}]})
+        "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}]})
 }
 
 pub fn basic_provider(name: &str, domains: &[&str]) -> Value {

@@ -1,0 +1,114 @@
+//! Work bounded by time, not by the number of bindings: a binding whose provider has no
+//! verdict yet is not written (it is written once, when the provider has one), and a
+//! wave of bindings attaching to a provider settles into a bounded number of provider
+//! status writes with exact final counts. The provider controller runs as in
+//! production (`runner::run_controller`, debounced) on tokio's paused clock.
+
+mod mock_api;
+use mock_api::*;
+
+use mailops::controller::runner::{COUNTS_SETTLE, run_controller};
+
+#[tokio::test]
+async fn a_binding_waits_silently_for_its_providers_first_verdict() {
+    let mut h = harness();
+    let mut p = basic_provider("exchange", &["contoso.com"]);
+    p.as_object_mut().unwrap().remove("status");
+    h.provider(p);
+    h.secret("team-a", "jane", &[("password", "pw")]);
+    let obj = h.binding(own_credentials_binding(
+        "team-a",
+        "jane",
+        "jane@contoso.com",
+        "jane",
+    ));
+    let v = h.verifier(vec![]);
+    let action = run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    assert_eq!(
+        action,
+        Action::await_change(),
+        "its provider's write triggers it"
+    );
+    assert_eq!(h.backend.total_calls(), 0);
+    v.done().await;
+}
+
+/// Answers every request 200 with the provider, recording the status bodies.
+fn provider_api(mut handle: Handle, provider: Value) -> Arc<Mutex<Vec<Value>>> {
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let seen = writes.clone();
+    tokio::spawn(async move {
+        while let Some((request, send)) = handle.next_request().await {
+            let status_write = request.uri().path().ends_with("/status");
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            if status_write {
+                seen.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&bytes).unwrap());
+            }
+            send.send_response(
+                Response::builder()
+                    .body(Body::from(serde_json::to_vec(&provider).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    writes
+}
+
+fn attached_binding(i: usize) -> Value {
+    let mut b = own_credentials_binding("team-a", &format!("b{i}"), "x@contoso.com", "x");
+    b["status"] = json!({"provider": "exchange", "authenticatedVia": "Credentials"});
+    b
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wave_of_bindings_settles_into_a_bounded_number_of_provider_writes() {
+    let mut h = harness();
+    let p = basic_provider("exchange", &["contoso.com"]);
+    // As after the initial LIST: the controller starts once its cache is ready.
+    let g: Guarded<EmailProvider> = serde_json::from_value(p.clone()).unwrap();
+    for event in [Event::Init, Event::InitApply(g), Event::InitDone] {
+        fanout::observe(&mut h.writers.providers, &h.ctx.stores, &event);
+    }
+    let writes = provider_api(h.handle.take().unwrap(), p);
+    let (senders, receivers) = fanout::channels();
+    senders.activate(&h.ctx.stores);
+    let controller = tokio::spawn(run_controller(
+        h.ctx.stores.providers.clone(),
+        receivers.providers,
+        futures::future::pending(),
+        provider::reconcile,
+        h.ctx.clone(),
+    ));
+    // 400 bindings attach over 4 s, each re-triggering the provider through the watch.
+    const WAVE: usize = 400;
+    for i in 0..WAVE {
+        let g: Guarded<MailboxBinding> = serde_json::from_value(attached_binding(i)).unwrap();
+        senders.send(fanout::observe(
+            &mut h.writers.bindings,
+            &h.ctx.stores,
+            &Event::Apply(g),
+        ));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(COUNTS_SETTLE * 5).await;
+    let written = writes.lock().unwrap().clone();
+    assert!(
+        written.len() <= 3,
+        "{} provider status writes for {WAVE} bindings",
+        written.len()
+    );
+    let last = written.last().expect("the counts were written");
+    assert_eq!(last["status"]["mailboxCount"], WAVE, "{last}");
+
+    // The API server now holds that status; a trigger that changes nothing writes nothing.
+    let mut settled = basic_provider("exchange", &["contoso.com"]);
+    settled["status"] = last["status"].clone();
+    let before = written.len();
+    h.provider(settled);
+    senders.send(fanout::everything(&h.ctx.stores));
+    tokio::time::sleep(COUNTS_SETTLE * 5).await;
+    assert_eq!(writes.lock().unwrap().len(), before);
+    controller.abort();
+}
