@@ -148,3 +148,31 @@ fn the_objects_gauge_follows_watch_events() {
     assert_eq!(gauge(&metrics, "EmailProvider", "Unknown"), 0);
     assert_eq!(gauge(&metrics, "EmailProvider", "True"), 1);
 }
+
+#[test]
+fn cached_secrets_and_namespaces_keep_only_what_reconciles_read() {
+    use fanout::Watched;
+    use k8s_openapi::api::core::v1::{Namespace, NamespaceSpec};
+    let mut s = Secret::default();
+    s.metadata.name = Some("helm-release".into());
+    s.metadata.labels = Some([("owner".to_string(), "helm".to_string())].into());
+    s.metadata.annotations = Some(
+        [(
+            "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+            "{\"data\":{\"password\":\"copy\"}}".to_string(),
+        )]
+        .into(),
+    );
+    s.data = Some([("password".to_string(), ByteString(b"pw".to_vec()))].into());
+    s.trim();
+    assert_eq!(s.metadata.labels, None);
+    assert_eq!(s.metadata.annotations, None);
+    assert_eq!(s.data.unwrap().len(), 1, "credentials are read from data");
+    let mut n = Namespace::default();
+    n.metadata.labels = Some([("mail".to_string(), "on".to_string())].into());
+    n.metadata.annotations = Some([("a".to_string(), "b".to_string())].into());
+    n.spec = Some(NamespaceSpec::default());
+    n.trim();
+    assert!(n.metadata.labels.is_some(), "labels decide admission");
+    assert_eq!((n.metadata.annotations, n.spec), (None, None));
+}

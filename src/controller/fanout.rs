@@ -245,6 +245,13 @@ pub trait Watched: Resource<DynamicType = ()> + Clone + Indexed {
     fn triggers(&self, stores: &Stores) -> Triggers;
     /// How much an update from `old` to `new` matters.
     fn relevance(old: &Self, new: &Self) -> Relevance;
+    /// Drop what no reconcile reads before the object enters the cache: managedFields
+    /// and annotations (the last-applied one may even hold a copy of a Secret's values).
+    fn trim(&mut self) {
+        let meta = self.meta_mut();
+        meta.managed_fields = None;
+        meta.annotations = None;
+    }
 }
 
 impl Watched for Guarded<EmailProvider> {
@@ -281,6 +288,16 @@ impl Watched for Secret {
     fn relevance(old: &Self, new: &Self) -> Relevance {
         secret_relevance(old, new)
     }
+    /// Every Secret of the cluster is cached (a reference may name any); keep only what
+    /// credentials are read from: `data` (never `stringData`, which the API server folds
+    /// into `data`), no labels, no annotations.
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+        self.metadata.annotations = None;
+        self.metadata.labels = None;
+        self.metadata.owner_references = None;
+        self.string_data = None;
+    }
 }
 
 impl Watched for Namespace {
@@ -289,6 +306,14 @@ impl Watched for Namespace {
     }
     fn relevance(old: &Self, new: &Self) -> Relevance {
         namespace_relevance(old, new)
+    }
+    /// Only a namespace's labels decide anything (admission by selector).
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+        self.metadata.annotations = None;
+        self.metadata.owner_references = None;
+        self.spec = None;
+        self.status = None;
     }
 }
 
@@ -427,18 +452,11 @@ async fn pump<K: Watched>(
 
 fn watch<K>(api: Api<K>) -> impl Stream<Item = Result<Event<K>, watcher::Error>>
 where
-    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + Debug + Send + 'static,
+    K: Watched + serde::de::DeserializeOwned + Debug + Send + 'static,
 {
     make_watcher(api, watcher::Config::default())
         .default_backoff()
-        // managedFields and the last-applied annotation are never read; the annotation
-        // may even hold a copy of a Secret's values, which must not sit in memory twice.
-        .modify(|o: &mut K| {
-            o.meta_mut().managed_fields = None;
-            if let Some(a) = o.meta_mut().annotations.as_mut() {
-                a.remove("kubectl.kubernetes.io/last-applied-configuration");
-            }
-        })
+        .modify(K::trim)
 }
 
 /// Watch the five kinds into the caches and send triggers until the process ends.
