@@ -27,6 +27,61 @@ pub struct OperatorConfig {
     /// Write a refresh token the authority rotated back to the binding's Secret. Off when
     /// the operator may not patch Secrets (chart value `rbac.secretWriteBack=false`).
     pub secret_write_back: bool,
+    /// The admission webhook.
+    pub webhook: WebhookConfig,
+}
+
+/// Where the webhook's serving certificate comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebhookCertificates {
+    /// The operator runs its own CA in a Secret, rotates the serving certificate and
+    /// keeps the `caBundle` of its ValidatingWebhookConfiguration current.
+    OwnCa,
+    /// cert-manager writes the Secret and injects the CA; the operator only reads it.
+    CertManager,
+}
+
+/// Settings of the validating admission webhook (see `crate::webhook`).
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// Serve the webhook at all.
+    pub enabled: bool,
+    /// Where HTTPS is served.
+    pub addr: SocketAddr,
+    /// Refuse a DELETE of a provider or service account that is still used.
+    pub refuse_in_use_deletion: bool,
+    /// Who issues the serving certificate.
+    pub certificates: WebhookCertificates,
+    /// Namespace of the certificate Secret and of the webhook Service (the pod's).
+    pub namespace: String,
+    /// The Secret holding the CA and the serving certificate.
+    pub secret_name: String,
+    /// The ValidatingWebhookConfiguration whose `caBundle` is kept current.
+    pub configuration_name: String,
+    /// The webhook Service; its DNS names go into the serving certificate.
+    pub service_name: String,
+    /// More names or IP addresses for the serving certificate (a webhook registered by
+    /// URL, e.g. when the operator runs outside the cluster).
+    pub extra_hosts: Vec<String>,
+    /// Timeout of one SubjectAccessReview.
+    pub access_review_timeout: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            enabled: true,
+            addr: SocketAddr::from(([0, 0, 0, 0], 9443)),
+            refuse_in_use_deletion: true,
+            certificates: WebhookCertificates::OwnCa,
+            namespace: "mailops-system".into(),
+            secret_name: "mailops-webhook-tls".into(),
+            configuration_name: "mailops".into(),
+            service_name: "mailops-webhook".into(),
+            extra_hosts: Vec::new(),
+            access_review_timeout: Duration::from_secs(3),
+        }
+    }
 }
 
 impl Default for OperatorConfig {
@@ -42,6 +97,7 @@ impl Default for OperatorConfig {
             max_probes_per_provider: 8,
             request_timeout: Duration::from_secs(15),
             secret_write_back: true,
+            webhook: WebhookConfig::default(),
         }
     }
 }
@@ -83,6 +139,63 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text", env = "MAILOPS_LOG_FORMAT")]
     pub log_format: crate::telemetry::LogFormat,
+    /// The admission webhook.
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+/// Flags of the admission webhook (`mailops run`).
+#[derive(Clone, Debug, clap::Args)]
+pub struct WebhookArgs {
+    /// Do not serve the admission webhook (the chart's `webhook.enabled=false`).
+    #[arg(long, env = "MAILOPS_NO_WEBHOOK")]
+    pub no_webhook: bool,
+    /// Address for the webhook's HTTPS.
+    #[arg(long, default_value = "0.0.0.0:9443", env = "MAILOPS_WEBHOOK_ADDR")]
+    pub webhook_addr: SocketAddr,
+    /// Admit the deletion of a provider or service account that is still used (the
+    /// finalizer then holds it in Terminating until its users are gone).
+    #[arg(long)]
+    pub webhook_allow_in_use_deletion: bool,
+    /// Read the serving certificate that cert-manager writes, instead of running a CA.
+    #[arg(long)]
+    pub webhook_cert_manager: bool,
+    /// Namespace of the certificate Secret and the webhook Service.
+    #[arg(long, default_value = "mailops-system", env = "POD_NAMESPACE")]
+    pub webhook_namespace: String,
+    /// Name of the Secret holding the CA and the serving certificate.
+    #[arg(long, default_value = "mailops-webhook-tls")]
+    pub webhook_secret: String,
+    /// Name of the ValidatingWebhookConfiguration whose caBundle is kept current.
+    #[arg(long, default_value = "mailops")]
+    pub webhook_configuration: String,
+    /// Name of the webhook Service (its DNS names go into the certificate).
+    #[arg(long, default_value = "mailops-webhook")]
+    pub webhook_service: String,
+    /// Another DNS name or IP address for the serving certificate (repeatable).
+    #[arg(long)]
+    pub webhook_extra_host: Vec<String>,
+}
+
+impl From<&WebhookArgs> for WebhookConfig {
+    fn from(a: &WebhookArgs) -> Self {
+        WebhookConfig {
+            enabled: !a.no_webhook,
+            addr: a.webhook_addr,
+            refuse_in_use_deletion: !a.webhook_allow_in_use_deletion,
+            certificates: if a.webhook_cert_manager {
+                WebhookCertificates::CertManager
+            } else {
+                WebhookCertificates::OwnCa
+            },
+            namespace: a.webhook_namespace.clone(),
+            secret_name: a.webhook_secret.clone(),
+            configuration_name: a.webhook_configuration.clone(),
+            service_name: a.webhook_service.clone(),
+            extra_hosts: a.webhook_extra_host.clone(),
+            ..WebhookConfig::default()
+        }
+    }
 }
 
 impl From<&RunArgs> for OperatorConfig {
@@ -98,6 +211,7 @@ impl From<&RunArgs> for OperatorConfig {
             reverify_interval: Duration::from_secs(a.reverify_interval_seconds.max(60)),
             max_probes_per_provider: a.max_probes_per_provider.max(1),
             request_timeout: Duration::from_secs(a.request_timeout_seconds.max(1)),
+            webhook: WebhookConfig::from(&a.webhook),
         }
     }
 }

@@ -16,5 +16,6 @@ pub mod kube_client;
 pub mod metrics;
 pub mod resolve;
 pub mod telemetry;
+pub mod webhook;
 
 pub use error::{Error, Result};

@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator against the cluster in KUBECONFIG or the pod's service account.
-    Run(mailops::config::RunArgs),
+    Run(Box<mailops::config::RunArgs>),
     /// Validate and resolve manifests offline, without a cluster.
     Check(mailops::check::CheckArgs),
     /// Print the three CustomResourceDefinitions as YAML (what `crds/` holds).
@@ -51,7 +51,7 @@ fn run() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Run(args) => {
             mailops::telemetry::init(args.log_format)?;
-            let config = mailops::config::OperatorConfig::from(&args);
+            let config = mailops::config::OperatorConfig::from(&*args);
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(mailops::controller::run(config))?;

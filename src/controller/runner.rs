@@ -52,8 +52,8 @@ pub async fn check_crds(client: &Client) -> Result<()> {
     Ok(())
 }
 
-/// Run the operator until SIGTERM or ctrl-c: HTTP endpoints, leader election and the
-/// three controllers against the real Exchange backend.
+/// Run the operator until SIGTERM or ctrl-c: HTTP endpoints, the admission webhook,
+/// leader election and the three controllers against the real Exchange backend.
 pub async fn run(config: OperatorConfig) -> Result<()> {
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(HealthState::default());
@@ -63,9 +63,23 @@ pub async fn run(config: OperatorConfig) -> Result<()> {
         metrics.clone(),
     )?);
     let http = crate::http::serve(config.http_addr, metrics.clone(), health.clone());
+    check_crds(&client).await?;
+    let caches = start_caches(&client);
+    // Every replica serves the webhook from the caches, leader or not.
+    let webhook = crate::webhook::serve(config.clone(), client.clone(), caches.stores.clone());
+    let controllers = run_on_caches(
+        caches,
+        config,
+        client,
+        backend,
+        metrics,
+        health,
+        shutdown_signal(),
+    );
     tokio::select! {
         served = http => served,
-        ran = run_controllers(config, client, backend, metrics, health, shutdown_signal()) => ran,
+        served = webhook => served,
+        ran = controllers => ran,
     }
 }
 
