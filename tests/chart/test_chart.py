@@ -41,6 +41,24 @@ def one(objects, kind):
     return found[0]
 
 
+def named(objects, kind, name):
+    found = [o for o in by_kind(objects, kind) if o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def operator_role(objects):
+    return named(objects, "ClusterRole", RELEASE)
+
+
+def metrics_service(objects):
+    return named(objects, "Service", f"{RELEASE}-metrics")
+
+
+def args_after(args, flag):
+    return args[args.index(flag) + 1]
+
+
 def container(objects):
     deployment = one(objects, "Deployment")
     (main,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -94,13 +112,21 @@ class DefaultRenderTest(unittest.TestCase):
             kinds,
             sorted(
                 [
-                    "ClusterRole",
+                    "ClusterRole",  # the controllers
+                    "ClusterRole",  # the webhook
+                    "ClusterRole",  # `use` on service accounts, bound to nobody
+                    "ClusterRoleBinding",
                     "ClusterRoleBinding",
                     "Deployment",
-                    "Role",
+                    "Role",  # leader election
+                    "Role",  # the webhook's certificate Secret
                     "RoleBinding",
-                    "Service",
+                    "RoleBinding",
+                    "Secret",  # filled by the operator
+                    "Service",  # metrics
+                    "Service",  # webhook
                     "ServiceAccount",
+                    "ValidatingWebhookConfiguration",
                 ]
             ),
         )
@@ -121,13 +147,28 @@ class DefaultRenderTest(unittest.TestCase):
 
     def test_probes_hit_the_http_port(self):
         main = container(self.objects)
-        self.assertEqual(main["ports"], [{"name": "http", "containerPort": 8080, "protocol": "TCP"}])
+        self.assertEqual(
+            main["ports"],
+            [
+                {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                {"name": "webhook", "containerPort": 9443, "protocol": "TCP"},
+            ],
+        )
         self.assertEqual(main["livenessProbe"]["httpGet"], {"path": "/healthz", "port": "http"})
         self.assertEqual(main["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "http"})
 
     def test_args_env_and_resources(self):
         main = container(self.objects)
-        self.assertEqual(main["args"], ["run", "--log-format", "text"])
+        self.assertEqual(
+            main["args"],
+            [
+                "run", "--log-format", "text",
+                "--webhook-addr", "0.0.0.0:9443",
+                "--webhook-service", "mailops-webhook",
+                "--webhook-secret", "mailops-webhook-tls",
+                "--webhook-configuration", "mailops",
+            ],
+        )
         env = {e["name"]: e for e in main["env"]}
         self.assertEqual(env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name")
         self.assertEqual(
@@ -145,15 +186,16 @@ class DefaultRenderTest(unittest.TestCase):
             self.assertEqual(labels["app.kubernetes.io/instance"], RELEASE, obj["kind"])
             self.assertEqual(labels["app.kubernetes.io/version"], "0.1.0", obj["kind"])
             self.assertEqual(labels["app.kubernetes.io/managed-by"], "Helm", obj["kind"])
-            if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration"):
                 self.assertEqual(obj["metadata"]["namespace"], NAMESPACE, obj["kind"])
 
     def test_selectors_pick_the_operator_pods(self):
         deployment = one(self.objects, "Deployment")
         pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
         selector = deployment["spec"]["selector"]["matchLabels"]
-        service = one(self.objects, "Service")
-        for chosen in (selector, service["spec"]["selector"]):
+        service = metrics_service(self.objects)
+        webhook = named(self.objects, "Service", "mailops-webhook")
+        for chosen in (selector, service["spec"]["selector"], webhook["spec"]["selector"]):
             self.assertTrue(chosen)
             self.assertLessEqual(chosen.items(), pod_labels.items())
         self.assertEqual(
@@ -180,7 +222,7 @@ class DefaultRenderTest(unittest.TestCase):
                     )
 
     def test_cluster_role_grants_only_what_controllers_use(self):
-        role = one(self.objects, "ClusterRole")
+        role = operator_role(self.objects)
         granted = {}
         for rule in role["rules"]:
             for group in rule["apiGroups"]:
@@ -203,19 +245,22 @@ class DefaultRenderTest(unittest.TestCase):
         account = one(self.objects, "ServiceAccount")["metadata"]["name"]
         deployment = one(self.objects, "Deployment")
         self.assertEqual(deployment["spec"]["template"]["spec"]["serviceAccountName"], account)
+        bound = set()
         for kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
-            binding = one(self.objects, kind)
-            self.assertEqual(
-                binding["subjects"],
-                [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}],
-            )
-            self.assertEqual(binding["roleRef"]["kind"], role_kind)
-            self.assertEqual(
-                binding["roleRef"]["name"], one(self.objects, role_kind)["metadata"]["name"]
-            )
+            for binding in by_kind(self.objects, kind):
+                self.assertEqual(
+                    binding["subjects"],
+                    [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}],
+                )
+                self.assertEqual(binding["roleRef"]["kind"], role_kind)
+                named(self.objects, role_kind, binding["roleRef"]["name"])
+                bound.add((role_kind, binding["roleRef"]["name"]))
+        roles = {(o["kind"], o["metadata"]["name"]) for o in self.objects if o["kind"] in ("Role", "ClusterRole")}
+        # Every role is bound to the operator, except `use`, which is bound to nobody.
+        self.assertEqual(roles - bound, {("ClusterRole", "mailops-serviceaccount-user")})
 
     def test_leases_role_is_in_the_release_namespace(self):
-        role = one(self.objects, "Role")
+        role = named(self.objects, "Role", "mailops-leader-election")
         self.assertEqual(role["metadata"]["namespace"], NAMESPACE)
         self.assertEqual(
             role["rules"],
@@ -227,7 +272,8 @@ class DefaultRenderTest(unittest.TestCase):
                 }
             ],
         )
-        self.assertEqual(one(self.objects, "RoleBinding")["metadata"]["namespace"], NAMESPACE)
+        for binding in by_kind(self.objects, "RoleBinding"):
+            self.assertEqual(binding["metadata"]["namespace"], NAMESPACE)
 
     def test_notes_say_what_to_apply_next(self):
         notes = self.manifests["mailops/templates/NOTES.txt"]
@@ -240,7 +286,7 @@ class ValuesTest(unittest.TestCase):
     def test_optional_parts_render_when_enabled(self):
         objects, _ = render({**ALL_OPTIONAL, "replicaCount": 2})
         monitor = one(objects, "ServiceMonitor")
-        service = one(objects, "Service")
+        service = metrics_service(objects)
         self.assertEqual(monitor["spec"]["endpoints"][0]["port"], "http-metrics")
         self.assertEqual(monitor["spec"]["endpoints"][0]["path"], "/metrics")
         self.assertLessEqual(
@@ -258,7 +304,7 @@ class ValuesTest(unittest.TestCase):
 
     def test_secret_write_back_off_leaves_secrets_read_only(self):
         objects, manifests = render({"rbac": {"secretWriteBack": False}})
-        (rule,) = rules_for(one(objects, "ClusterRole"), "", "secrets")
+        (rule,) = rules_for(operator_role(objects), "", "secrets")
         self.assertEqual(rule["verbs"], ["list", "watch"])
         self.assertIn("secretWriteBack=false", manifests["mailops/templates/NOTES.txt"])
         # ...and the operator is told, so it does not try a patch it may not make.
@@ -266,7 +312,7 @@ class ValuesTest(unittest.TestCase):
 
     def test_secret_write_back_on_adds_only_patch(self):
         objects, _ = render({"rbac": {"secretWriteBack": True}})
-        (rule,) = rules_for(one(objects, "ClusterRole"), "", "secrets")
+        (rule,) = rules_for(operator_role(objects), "", "secrets")
         self.assertEqual(rule["verbs"], ["list", "watch", "patch"])
         self.assertNotIn("--no-secret-write-back", container(objects)["args"])
 
@@ -305,6 +351,142 @@ class ValuesTest(unittest.TestCase):
                         chart.render(values, name=RELEASE, namespace=NAMESPACE)
             chart.validate_schema(ALL_OPTIONAL)
             chart.validate_schema({"podDisruptionBudget": {"maxUnavailable": "50%"}})
+
+
+# The matchConditions the chart registers; tests/e2e_webhook.rs registers the same ones
+# on a real API server.
+USES_SERVICE_ACCOUNT = (
+    "has(object.spec) && has(object.spec.authentication)"
+    " && has(object.spec.authentication.serviceAccountRef)"
+)
+NOT_SENT_TO_USE = f"request.resource.resource != 'mailboxbindings' || !({USES_SERVICE_ACCOUNT})"
+
+
+def webhooks(objects):
+    configuration = one(objects, "ValidatingWebhookConfiguration")
+    return {w["name"]: w for w in configuration["webhooks"]}
+
+
+class WebhookTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.objects, cls.manifests = render()
+
+    def test_three_webhooks_with_their_failure_policies(self):
+        hooks = webhooks(self.objects)
+        self.assertEqual(sorted(hooks), ["deletion.mailops.dev", "use.mailops.dev", "warnings.mailops.dev"])
+        use, warn, delete = hooks["use.mailops.dev"], hooks["warnings.mailops.dev"], hooks["deletion.mailops.dev"]
+        # A webhook that is down must not let a service-account binding through...
+        self.assertEqual(use["failurePolicy"], "Fail")
+        self.assertEqual(use["rules"], [{"apiGroups": ["mailops.dev"], "apiVersions": ["*"],
+                                         "operations": ["CREATE", "UPDATE"],
+                                         "resources": ["mailboxbindings"], "scope": "Namespaced"}])
+        self.assertEqual(use["matchConditions"], [{"name": "uses-a-service-account", "expression": USES_SERVICE_ACCOUNT}])
+        # ...but never blocks cleanup or anything else.
+        self.assertEqual(warn["failurePolicy"], "Ignore")
+        self.assertEqual(warn["matchConditions"], [{"name": "not-sent-to-use", "expression": NOT_SENT_TO_USE}])
+        self.assertEqual(warn["rules"][0]["operations"], ["CREATE", "UPDATE"])
+        self.assertEqual(sorted(warn["rules"][0]["resources"]),
+                         ["emailproviders", "exchangeserviceaccounts", "mailboxbindings"])
+        self.assertEqual(delete["failurePolicy"], "Ignore")
+        self.assertEqual(delete["rules"][0]["operations"], ["DELETE"])
+        self.assertEqual(sorted(delete["rules"][0]["resources"]), ["emailproviders", "exchangeserviceaccounts"])
+        for hook in hooks.values():
+            self.assertEqual(hook["sideEffects"], "None")
+            self.assertEqual(hook["admissionReviewVersions"], ["v1"])
+            self.assertLessEqual(hook["timeoutSeconds"], 10)
+            for rule in hook["rules"]:
+                self.assertNotIn("/", "".join(rule["resources"]), "no subresource (status writes)")
+
+    def test_webhooks_reach_the_webhook_port_through_the_service(self):
+        service = named(self.objects, "Service", "mailops-webhook")
+        self.assertEqual(service["spec"]["ports"], [{"name": "https-webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}])
+        for hook in webhooks(self.objects).values():
+            self.assertEqual(hook["clientConfig"], {"service": {"namespace": NAMESPACE, "name": "mailops-webhook", "path": "/validate", "port": 443}})
+        args = container(self.objects)["args"]
+        self.assertEqual(args_after(args, "--webhook-service"), "mailops-webhook")
+        self.assertEqual(args_after(args, "--webhook-addr"), "0.0.0.0:9443")
+
+    def test_the_operator_may_write_only_its_own_secret_and_webhook_configuration(self):
+        args = container(self.objects)["args"]
+        secret = named(self.objects, "Secret", args_after(args, "--webhook-secret"))
+        self.assertNotIn("data", secret)
+        self.assertEqual(named(self.objects, "Role", "mailops-webhook")["rules"], [
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["mailops-webhook-tls"], "verbs": ["get", "update"]}])
+        configuration = one(self.objects, "ValidatingWebhookConfiguration")
+        self.assertEqual(configuration["metadata"]["name"], args_after(args, "--webhook-configuration"))
+        self.assertEqual(named(self.objects, "ClusterRole", "mailops-webhook")["rules"], [
+            {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
+             "resourceNames": ["mailops"], "verbs": ["get", "update"]}])
+
+    def test_use_is_granted_only_by_a_cluster_role_bound_to_nobody(self):
+        role = named(self.objects, "ClusterRole", "mailops-serviceaccount-user")
+        self.assertEqual(role["rules"], [{"apiGroups": ["mailops.dev"], "resources": ["exchangeserviceaccounts"], "verbs": ["use"]}])
+        self.assertNotIn("aggregationRule", role)
+        self.assertFalse([k for k in role["metadata"]["labels"] if "aggregate-to" in k])
+        for other in by_kind(self.objects, "ClusterRole") + by_kind(self.objects, "Role"):
+            if other is not role:
+                self.assertFalse([r for r in other["rules"] if "use" in r["verbs"]], other["metadata"]["name"])
+        for binding in by_kind(self.objects, "ClusterRoleBinding") + by_kind(self.objects, "RoleBinding"):
+            self.assertNotEqual(binding["roleRef"]["name"], "mailops-serviceaccount-user")
+
+    def test_notes_say_how_to_grant_use(self):
+        notes = self.manifests["mailops/templates/NOTES.txt"]
+        self.assertIn("--verb=use", notes)
+        self.assertIn("mailops-serviceaccount-user", notes)
+
+    def test_webhook_off_leaves_no_trace(self):
+        objects, manifests = render({"webhook": {"enabled": False}})
+        kinds = {o["kind"] for o in objects}
+        self.assertNotIn("ValidatingWebhookConfiguration", kinds)
+        self.assertNotIn("Secret", kinds)
+        self.assertEqual([s["metadata"]["name"] for s in by_kind(objects, "Service")], ["mailops-metrics"])
+        main = container(objects)
+        self.assertIn("--no-webhook", main["args"])
+        self.assertEqual([p["name"] for p in main["ports"]], ["http"])
+        self.assertEqual(sorted(r["metadata"]["name"] for r in by_kind(objects, "ClusterRole")),
+                         ["mailops", "mailops-serviceaccount-user"])
+        self.assertIn("webhook.enabled=false", manifests["mailops/templates/NOTES.txt"])
+
+    def test_in_use_deletion_may_be_admitted(self):
+        objects, _ = render({"webhook": {"refuseInUseDeletion": False}})
+        self.assertEqual(sorted(webhooks(objects)), ["use.mailops.dev", "warnings.mailops.dev"])
+        self.assertIn("--webhook-allow-in-use-deletion", container(objects)["args"])
+
+    def test_cert_manager_writes_the_secret_and_injects_the_ca(self):
+        objects, _ = render({"webhook": {"certManager": {"enabled": True}}})
+        certificate = one(objects, "Certificate")
+        issuer = one(objects, "Issuer")
+        self.assertEqual(issuer["spec"], {"selfSigned": {}})
+        self.assertEqual(certificate["spec"]["issuerRef"], {"name": issuer["metadata"]["name"], "kind": "Issuer", "group": "cert-manager.io"})
+        args = container(objects)["args"]
+        self.assertIn("--webhook-cert-manager", args)
+        self.assertEqual(certificate["spec"]["secretName"], args_after(args, "--webhook-secret"))
+        self.assertIn(f"mailops-webhook.{NAMESPACE}.svc", certificate["spec"]["dnsNames"])
+        configuration = one(objects, "ValidatingWebhookConfiguration")
+        self.assertEqual(configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+                         f"{NAMESPACE}/{certificate['metadata']['name']}")
+        self.assertEqual(by_kind(objects, "Secret"), [], "cert-manager owns the Secret")
+        self.assertEqual(named(objects, "Role", "mailops-webhook")["rules"][0]["verbs"], ["get"])
+        self.assertEqual(len(named(objects, "ClusterRole", "mailops-webhook")["rules"]), 1, "no caBundle writes")
+        objects, _ = render({"webhook": {"certManager": {"enabled": True, "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}}})
+        self.assertEqual(by_kind(objects, "Issuer"), [])
+        self.assertEqual(one(objects, "Certificate")["spec"]["issuerRef"], {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"})
+
+    def test_bad_webhook_values_are_rejected(self):
+        bad = {
+            "port as a word": ({"webhook": {"port": "https"}}, "port"),
+            "typo": ({"webhook": {"refuseInUseDeletions": False}}, "refuseInUseDeletions"),
+            "long timeout": ({"webhook": {"timeoutSeconds": 60}}, "timeoutSeconds"),
+            "issuer kind": ({"webhook": {"certManager": {"issuerRef": {"name": "x", "kind": "Vault"}}}}, "kind"),
+        }
+        with helm.Chart.load(CHART) as chart:
+            for label, (values, field) in bad.items():
+                with self.subTest(label):
+                    with self.assertRaises(helm.HelmValuesError) as raised:
+                        chart.validate_schema(values)
+                    self.assertRegex(str(raised.exception), re.escape(field))
 
 
 if __name__ == "__main__":

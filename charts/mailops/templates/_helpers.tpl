@@ -67,3 +67,25 @@ The operator image reference.
 {{- define "mailops.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
+
+{{/*
+The webhook Service, its certificate Secret, and the ValidatingWebhookConfiguration.
+*/}}
+{{- define "mailops.webhookService" -}}
+{{- printf "%s-webhook" (include "mailops.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "mailops.webhookSecret" -}}
+{{- printf "%s-webhook-tls" (include "mailops.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "mailops.webhookConfiguration" -}}
+{{- include "mailops.fullname" . }}
+{{- end }}
+
+{{/*
+CEL: the binding under admission authenticates through an ExchangeServiceAccount.
+*/}}
+{{- define "mailops.usesServiceAccount" -}}
+has(object.spec) && has(object.spec.authentication) && has(object.spec.authentication.serviceAccountRef)
+{{- end }}
