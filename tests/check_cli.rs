@@ -231,3 +231,60 @@ fn folders_are_walked_and_other_kinds_ignored() {
         text(&out.stdout)
     );
 }
+
+/// Run `mailops` on `args`, killing it when it outlives `limit`: `None` means it hung.
+fn mailops_within(args: &[&str], limit: std::time::Duration) -> Option<Output> {
+    let child = Command::new(env!("CARGO_BIN_EXE_mailops"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mailops starts");
+    let started = std::time::Instant::now();
+    let mut child = child;
+    while started.elapsed() < limit {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+fn provider_named(name: &str) -> String {
+    PROVIDER.replace("{name: contoso}", &format!("{{name: {name}}}"))
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinked_folders_are_not_followed_so_loops_end_and_each_file_is_read_once() {
+    use std::os::unix::fs::symlink;
+    let tree = std::env::temp_dir().join(format!("mailops-check-loop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tree);
+    for folder in ["a", "b", "c"] {
+        let dir = tree.join("walked").join(folder);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("p.yaml"), provider_named(folder)).unwrap();
+        symlink("..", dir.join("up")).unwrap();
+    }
+    // A symlinked file is read, once even when its target is also in the walk.
+    std::fs::create_dir_all(tree.join("outside")).unwrap();
+    std::fs::write(tree.join("outside/d.yaml"), provider_named("d")).unwrap();
+    symlink(tree.join("outside/d.yaml"), tree.join("walked/a/d.yaml")).unwrap();
+    symlink("../b/p.yaml", tree.join("walked/a/same-as-b.yaml")).unwrap();
+
+    let walked = tree.join("walked");
+    let out = mailops_within(
+        &["check", walked.to_str().unwrap()],
+        std::time::Duration::from_secs(20),
+    );
+    let _ = std::fs::remove_dir_all(&tree);
+    let out = out.expect("check finishes on a symlink loop");
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("4 mailops objects"), "{stdout}");
+}

@@ -1,6 +1,7 @@
 //! Reading `mailops check` input: files, folders and standard input, split into YAML
 //! documents, each remembered with where it came from.
 
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -20,9 +21,10 @@ pub struct Document {
 }
 
 /// Read every path: `-` is standard input, folders are walked for `*.yaml` / `*.yml` in
-/// name order.
+/// name order. A file reached twice (named twice, or through a symlink) is read once.
 pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<(String, String)>> {
     let mut sources = Vec::new();
+    let mut seen = BTreeSet::new();
     for path in paths {
         if path.as_os_str() == "-" {
             let mut text = String::new();
@@ -33,33 +35,61 @@ pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<(String, String)>> {
                     source,
                 })?;
             sources.push(("<stdin>".to_string(), text));
+        } else if path.is_dir() {
+            // A folder named on the command line is walked even when it is a symlink.
+            walk(path, &mut seen, &mut sources)?;
         } else {
-            collect(path, &mut sources)?;
+            // So is any file named there, even a FIFO such as `<(helm template ...)`.
+            read_once(path, &mut seen, &mut sources)?;
         }
     }
     Ok(sources)
 }
 
-fn collect(path: &Path, out: &mut Vec<(String, String)>) -> Result<()> {
-    let io = |source| Error::Io {
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
         path: path.display().to_string(),
         source,
-    };
-    if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(io)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for entry in entries {
-            let is_yaml = entry.extension().is_some_and(|e| e == "yaml" || e == "yml");
-            if entry.is_dir() || is_yaml {
-                collect(&entry, out)?;
-            }
+    }
+}
+
+/// Walk a folder. Symlinked folders inside it are not followed: `up -> ..` would make the
+/// walk endless. Symlinked files are read.
+fn walk(dir: &Path, seen: &mut BTreeSet<PathBuf>, out: &mut Vec<(String, String)>) -> Result<()> {
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+        let entry = entry.map_err(io_error(dir))?;
+        let file_type = entry.file_type().map_err(io_error(&entry.path()))?;
+        entries.push((entry.path(), file_type));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, file_type) in entries {
+        if file_type.is_dir() {
+            walk(&path, seen, out)?;
+            continue;
         }
+        let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+        // Only regular files (also through a symlink): reading a FIFO found in a tree
+        // would block, and a symlinked folder is not followed.
+        let is_file = file_type.is_file()
+            || (file_type.is_symlink() && std::fs::metadata(&path).is_ok_and(|m| m.is_file()));
+        if is_yaml && is_file {
+            read_once(&path, seen, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_once(
+    path: &Path,
+    seen: &mut BTreeSet<PathBuf>,
+    out: &mut Vec<(String, String)>,
+) -> Result<()> {
+    let identity = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if !seen.insert(identity) {
         return Ok(());
     }
-    let bytes = std::fs::read(path).map_err(io)?;
+    let bytes = std::fs::read(path).map_err(io_error(path))?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::Parse(format!("{}: not UTF-8 text, so not YAML", path.display())))?;
     out.push((path.display().to_string(), text));
