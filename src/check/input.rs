@@ -98,28 +98,50 @@ fn read_once(
 
 /// Split one source into documents. A syntax error is reported with its line and column
 /// only: the parser's snippet would quote the input, which may hold Secret data.
+///
+/// The parser's budget (events, nodes, anchors, alias expansion) applies to each document
+/// on its own, so a stream may hold any number of documents (`helm template` of thousands
+/// of objects) while one "billion laughs" document still fails fast. The per-document
+/// alias limits are tighter than the parser's defaults, which let one such document grow
+/// to ~200 MB before failing; no manifest comes near them.
 pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Document>> {
-    let options = serde_saphyr::options! { with_snippet: false };
-    let values: Vec<Value> =
-        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
-            let detail = e.to_string();
-            let first_line = detail
-                .lines()
-                .next()
-                .unwrap_or("syntax error")
-                .trim_start_matches("error: ");
-            Error::Parse(format!("{source}: not valid YAML: {first_line}"))
-        })?;
-    Ok(values
-        .into_iter()
-        .filter(|v| !v.is_null())
-        .enumerate()
-        .map(|(i, value)| Document {
-            source: source.to_string(),
-            index: i + 1,
-            value,
-        })
-        .collect())
+    let options = serde_saphyr::options! {
+        with_snippet: false,
+        budget: serde_saphyr::budget! {
+            // The text is already in memory; the cap is for endless readers.
+            max_reader_input_bytes: None,
+            max_recorded_anchor_events: MAX_ALIAS_EVENTS,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_ALIAS_EVENTS,
+        },
+    };
+    let mut reader = std::io::Cursor::new(text.as_bytes());
+    let mut documents = Vec::new();
+    for value in serde_saphyr::read_with_options::<_, Value>(&mut reader, options) {
+        let value = value.map_err(|e| not_yaml(source, &e))?;
+        if !value.is_null() {
+            documents.push(Document {
+                source: source.to_string(),
+                index: documents.len() + 1,
+                value,
+            });
+        }
+    }
+    Ok(documents)
+}
+
+/// Events one document may copy through anchors and aliases.
+const MAX_ALIAS_EVENTS: usize = 100_000;
+
+fn not_yaml(source: &str, error: &serde_saphyr::Error) -> Error {
+    let detail = error.to_string();
+    let first_line = detail
+        .lines()
+        .next()
+        .unwrap_or("syntax error")
+        .trim_start_matches("error: ");
+    Error::Parse(format!("{source}: not valid YAML: {first_line}"))
 }
 
 #[cfg(test)]
@@ -141,5 +163,25 @@ mod tests {
         assert!(err.starts_with("s.yaml: not valid YAML"), "{err}");
         assert!(err.contains("line"), "{err}");
         assert!(!err.contains("SENTINEL"), "{err}");
+    }
+
+    #[test]
+    fn a_billion_laughs_document_fails_cleanly() {
+        let mut text = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let err = parse_documents("bomb.yaml", &text).unwrap_err().to_string();
+        assert!(err.starts_with("bomb.yaml: not valid YAML"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn many_small_aliases_across_a_long_stream_are_accepted() {
+        let doc = "defaults: &d {a: 1, b: 2}\nuse: *d\n";
+        let text = vec![doc; 5_000].join("---\n");
+        assert_eq!(parse_documents("f.yaml", &text).unwrap().len(), 5_000);
     }
 }

@@ -86,3 +86,19 @@ fn other_kinds_are_ignored() {
     assert_eq!(r.objects, 0);
     assert!(r.problems.is_empty());
 }
+
+#[test]
+fn twenty_thousand_bindings_in_one_stream_are_checked() {
+    const N: usize = 20_000;
+    let mut yaml = PROVIDER.to_string();
+    for i in 0..N {
+        yaml.push_str(&format!(
+            "---\napiVersion: mailops.dev/v1alpha1\nkind: MailboxBinding\nmetadata: {{name: u{i}, namespace: staff}}\nspec:\n  emailAddress: u{i}@contoso.com\n  authentication: {{credentialsSecretRef: {{name: u{i}}}}}\n"
+        ));
+    }
+    let started = std::time::Instant::now();
+    let r = check(&yaml);
+    eprintln!("{N} bindings checked in {:?}", started.elapsed());
+    assert!(r.problems.is_empty(), "{:?}", &r.problems[..1]);
+    assert_eq!((r.objects, r.bindings.len()), (N + 1, N));
+}
