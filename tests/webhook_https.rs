@@ -122,7 +122,13 @@ async fn admission_reviews_are_answered_over_https() {
     let asked = served.reviewer.asked.lock().unwrap().clone();
     assert_eq!(asked.len(), 2);
     assert_eq!(asked[1].user.username.as_deref(), Some("bob"));
+}
 
+#[tokio::test]
+async fn refusals_of_deletion_and_warnings_come_back_over_https() {
+    let m = material();
+    let served = serve(&m).await;
+    let client = client_trusting(&m.ca_bundle);
     let (_, answer) = post(
         &client,
         &served.url,

@@ -1,0 +1,505 @@
+//! The admission webhook on a real API server, served in-process on 127.0.0.1 from the
+//! operator's caches with its own CA (the keeper sets the caBundle), registered with
+//! `clientConfig.url`:
+//!
+//! ```sh
+//! KUBECONFIG=~/.kube/config cargo test --test e2e_webhook -- --ignored --nocapture
+//! ```
+//!
+//! The kubeconfig's user must be a cluster admin who may impersonate `alice` and `bob`.
+//! The webhook configuration only selects objects labelled for this run (its namespace
+//! and its cluster-scoped objects), so other tests on the cluster never reach it, and a
+//! guard deletes it, and everything else, even when a step fails. The controllers do not
+//! run (they would reconcile other tests' objects): the test writes `status.provider`
+//! as the binding controller would once attached.
+
+use std::time::Duration;
+
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use mailops::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
+use mailops::config::{OperatorConfig, WebhookConfig};
+use mailops::controller::Stores;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+const LABEL: &str = "mailops-webhook-e2e";
+const API: &str = "mailops.dev/v1alpha1";
+// The chart's matchConditions (tests/chart/test_chart.py checks the chart's are these).
+const USES_SERVICE_ACCOUNT: &str = "has(object.spec) && has(object.spec.authentication) && has(object.spec.authentication.serviceAccountRef)";
+
+struct Names {
+    suffix: String,
+    ns: String,
+    provider: String,
+    account: String,
+    domain: String,
+    configuration: String,
+    use_role: String,
+}
+
+impl Names {
+    fn new() -> Names {
+        let suffix = format!("{:08x}", rand::random::<u32>());
+        Names {
+            ns: format!("mailops-wh-{suffix}"),
+            provider: format!("wh-{suffix}"),
+            account: format!("wh-svc-{suffix}"),
+            domain: format!("wh-{suffix}.example.com"),
+            configuration: format!("mailops-wh-e2e-{suffix}"),
+            use_role: format!("mailops-wh-use-{suffix}"),
+            suffix,
+        }
+    }
+
+    fn labels(&self) -> Value {
+        json!({ LABEL: self.suffix })
+    }
+}
+
+/// Removes what the test made, the webhook configuration first, even after a failure.
+struct Cleanup {
+    client: Client,
+    names: Names,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(self.remove());
+        });
+    }
+}
+
+impl Cleanup {
+    async fn remove(&self) {
+        let n = &self.names;
+        let dp = DeleteParams::default();
+        let c = &self.client;
+        let _ = Api::<ValidatingWebhookConfiguration>::all(c.clone())
+            .delete(&n.configuration, &dp)
+            .await;
+        let _ = Api::<ClusterRoleBinding>::all(c.clone())
+            .delete(&n.use_role, &dp)
+            .await;
+        let _ = Api::<ClusterRole>::all(c.clone())
+            .delete(&n.use_role, &dp)
+            .await;
+        let unblock = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+        let accounts = Api::<ExchangeServiceAccount>::all(c.clone());
+        let _ = accounts.delete(&n.account, &dp).await;
+        let _ = accounts
+            .patch(&n.account, &PatchParams::default(), &unblock)
+            .await;
+        let providers = Api::<EmailProvider>::all(c.clone());
+        let _ = providers.delete(&n.provider, &dp).await;
+        let _ = providers
+            .patch(&n.provider, &PatchParams::default(), &unblock)
+            .await;
+        let _ = Api::<Namespace>::all(c.clone()).delete(&n.ns, &dp).await;
+    }
+}
+
+async fn create<K>(api: &Api<K>, body: Value) -> kube::Result<K>
+where
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(body).expect("a valid object");
+    api.create(&PostParams::default(), &object).await
+}
+
+async fn install_crds(client: &Client) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/mailops.dev.yaml");
+    let text = std::fs::read_to_string(path).expect("crds/mailops.dev.yaml");
+    let crds: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(&text).expect("CRD YAML");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crds {
+        let params = PatchParams::apply("mailops-e2e-webhook").force();
+        api.patch(&crd.name_any(), &params, &Patch::Apply(&crd))
+            .await
+            .expect("CRD applied");
+        let established = kube::runtime::wait::conditions::is_crd_established();
+        let name = crd.name_any();
+        let wait = kube::runtime::wait::await_condition(api.clone(), &name, established);
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .expect("CRD established")
+            .unwrap();
+    }
+}
+
+/// A client acting as `user` (in group `dev`).
+async fn as_user(user: &str) -> Client {
+    let mut config = kube::Config::infer().await.expect("a kubeconfig");
+    config.auth_info.impersonate = Some(user.to_string());
+    config.auth_info.impersonate_groups = Some(vec!["dev".into(), "system:authenticated".into()]);
+    Client::try_from(config).expect("an impersonating client")
+}
+
+/// Poll `check` until it holds (the watch caches and the API server's webhook cache
+/// follow changes asynchronously), failing after `limit`.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn webhook(
+    name: &str,
+    url: &str,
+    policy: &str,
+    rule: Value,
+    conditions: Value,
+    n: &Names,
+) -> Value {
+    json!({
+        "name": name, "admissionReviewVersions": ["v1"], "sideEffects": "None",
+        "failurePolicy": policy, "timeoutSeconds": 5,
+        "clientConfig": {"url": url},
+        "rules": [rule],
+        "matchConditions": conditions,
+        // Only this run's objects: its namespace, and cluster-scoped objects by label.
+        "namespaceSelector": {"matchLabels": n.labels()},
+        "objectSelector": {"matchLabels": n.labels()},
+    })
+}
+
+fn configuration(n: &Names, port: u16) -> Value {
+    let url = format!("https://127.0.0.1:{port}/validate");
+    let rule = |ops: &[&str], resources: &[&str], scope: &str| {
+        json!({
+        "apiGroups": ["mailops.dev"], "apiVersions": ["*"], "operations": ops,
+        "resources": resources, "scope": scope})
+    };
+    let not_sent_to_use =
+        format!("request.resource.resource != 'mailboxbindings' || !({USES_SERVICE_ACCOUNT})");
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": n.configuration},
+        "webhooks": [
+            webhook("use.mailops.dev", &url, "Fail", rule(&["CREATE", "UPDATE"], &["mailboxbindings"], "Namespaced"),
+                    json!([{"name": "uses-a-service-account", "expression": USES_SERVICE_ACCOUNT}]), n),
+            webhook("warnings.mailops.dev", &url, "Ignore",
+                    rule(&["CREATE", "UPDATE"], &["emailproviders", "exchangeserviceaccounts", "mailboxbindings"], "*"),
+                    json!([{"name": "not-sent-to-use", "expression": not_sent_to_use}]), n),
+            webhook("deletion.mailops.dev", &url, "Ignore",
+                    rule(&["DELETE"], &["emailproviders", "exchangeserviceaccounts"], "Cluster"), json!([]), n),
+        ]
+    })
+}
+
+fn binding(n: &Names, name: &str, local: &str, auth: Value) -> Value {
+    json!({"apiVersion": API, "kind": "MailboxBinding",
+           "metadata": {"name": name, "namespace": n.ns, "labels": n.labels()},
+           "spec": {"emailAddress": format!("{local}@{}", n.domain), "authentication": auth}})
+}
+
+fn via_account(n: &Names) -> Value {
+    json!({"serviceAccountRef": {"name": n.account}})
+}
+
+fn own_credentials() -> Value {
+    json!({"credentialsSecretRef": {"name": "creds"}})
+}
+
+async fn setup_rbac(client: &Client, n: &Names) {
+    create(
+        &Api::<ClusterRole>::all(client.clone()),
+        json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": n.use_role},
+        "rules": [{"apiGroups": ["mailops.dev"], "resources": ["exchangeserviceaccounts"],
+                   "resourceNames": [n.account], "verbs": ["use"]}]}),
+    )
+    .await
+    .unwrap();
+    create(&Api::<ClusterRoleBinding>::all(client.clone()), json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": n.use_role},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": n.use_role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]})).await.unwrap();
+    create(
+        &Api::<Role>::namespaced(client.clone(), &n.ns),
+        json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "bindings"},
+        "rules": [{"apiGroups": ["mailops.dev"], "resources": ["mailboxbindings"],
+                   "verbs": ["create", "get", "list", "update", "patch", "delete"]}]}),
+    )
+    .await
+    .unwrap();
+    create(
+        &Api::<RoleBinding>::namespaced(client.clone(), &n.ns),
+        json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "bindings"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "bindings"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"},
+                     {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]}),
+    )
+    .await
+    .unwrap();
+}
+
+async fn setup_objects(client: &Client, n: &Names) {
+    create(
+        &Api::<EmailProvider>::all(client.clone()),
+        json!({
+        "apiVersion": API, "kind": "EmailProvider",
+        "metadata": {"name": n.provider, "labels": n.labels()},
+        "spec": {"serviceType": "Exchange", "serviceAddress": "mail.example.com",
+                 "domains": [n.domain], "authentication": {"method": "Basic"}}}),
+    )
+    .await
+    .unwrap();
+    create(&Api::<ExchangeServiceAccount>::all(client.clone()), json!({
+        "apiVersion": API, "kind": "ExchangeServiceAccount",
+        "metadata": {"name": n.account, "labels": n.labels()},
+        "spec": {"providerRef": {"name": n.provider},
+                 "credentials": {"basic": {"secretRef": {"namespace": n.ns, "name": "impersonation"}}},
+                 "allowedNamespaces": {"names": [n.ns]}}})).await.unwrap();
+}
+
+fn refusal(result: kube::Result<impl std::fmt::Debug>) -> String {
+    match result {
+        Err(kube::Error::Api(status)) => status.message,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a cluster"]
+async fn the_webhook_guards_use_and_deletion_and_warns_on_a_real_api_server() {
+    let client = Client::try_default()
+        .await
+        .expect("a cluster in KUBECONFIG");
+    install_crds(&client).await;
+    let cleanup = Cleanup {
+        client: client.clone(),
+        names: Names::new(),
+    };
+    let n = &cleanup.names;
+    create(
+        &Api::<Namespace>::all(client.clone()),
+        json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": n.ns, "labels": n.labels()}}),
+    )
+    .await
+    .unwrap();
+    setup_rbac(&client, n).await;
+    setup_objects(&client, n).await;
+    let stores = start_webhook(&client, n).await;
+    use_is_needed_only_to_link_through_the_account(n).await;
+    unresolvable_bindings_are_admitted_with_a_warning(n).await;
+    deletion_is_refused_while_in_use(&client, n, &stores).await;
+}
+
+/// Serve the webhook on 127.0.0.1 and register it; returns once the API server calls it.
+async fn start_webhook(client: &Client, n: &Names) -> Stores {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let configurations = Api::<ValidatingWebhookConfiguration>::all(client.clone());
+    create(&configurations, configuration(n, port))
+        .await
+        .unwrap();
+    let caches = mailops::controller::runner::start_caches(client);
+    let stores = caches.stores.clone();
+    let config = OperatorConfig {
+        webhook: WebhookConfig {
+            namespace: n.ns.clone(),
+            secret_name: "webhook-tls".into(),
+            configuration_name: n.configuration.clone(),
+            extra_hosts: vec!["127.0.0.1".into()],
+            ..WebhookConfig::default()
+        },
+        ..OperatorConfig::default()
+    };
+    let (served_client, served_stores) = (client.clone(), stores.clone());
+    tokio::spawn(async move {
+        let _caches = caches;
+        mailops::webhook::serve_on(listener, &config, served_client, served_stores).await
+    });
+    // The keeper sets the caBundle; the API server then calls us (after its own cache of
+    // webhook configurations follows).
+    eventually("the caBundle", Duration::from_secs(60), || async {
+        let c = configurations.get(&n.configuration).await.unwrap();
+        c.webhooks
+            .unwrap_or_default()
+            .iter()
+            .all(|w| w.client_config.ca_bundle.is_some())
+    })
+    .await;
+    let bob = Api::<MailboxBinding>::namespaced(as_user("bob").await, &n.ns);
+    let probe: MailboxBinding =
+        serde_json::from_value(binding(n, "probe", "probe", via_account(n))).unwrap();
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    eventually("the webhook to answer", Duration::from_secs(60), || async {
+        matches!(bob.create(&dry_run, &probe).await,
+                 Err(kube::Error::Api(s)) if s.message.contains("may not use"))
+    })
+    .await;
+    stores
+}
+
+async fn use_is_needed_only_to_link_through_the_account(n: &Names) {
+    let alice = Api::<MailboxBinding>::namespaced(as_user("alice").await, &n.ns);
+    let bob = Api::<MailboxBinding>::namespaced(as_user("bob").await, &n.ns);
+    let message = refusal(create(&bob, binding(n, "ceo", "ceo", via_account(n))).await);
+    println!("bob, through the account: {message}");
+    for needle in [
+        "user \"bob\" may not use ExchangeServiceAccount",
+        &format!("\"{}\"", n.account),
+        "\"use\"",
+        "README",
+    ] {
+        assert!(message.contains(needle), "{needle:?} not in {message}");
+    }
+    create(&alice, binding(n, "helpdesk", "helpdesk", via_account(n)))
+        .await
+        .expect("alice has use");
+    create(&bob, binding(n, "bob-own", "bob", own_credentials()))
+        .await
+        .expect("own credentials need no use");
+    // Toggling a switch of a service-account binding needs no use; relinking it does.
+    let toggle = Patch::Merge(json!({"spec": {"enableSending": true}}));
+    bob.patch("helpdesk", &PatchParams::default(), &toggle)
+        .await
+        .expect("a switch needs no use");
+    let relink = Patch::Merge(json!({"spec": {"emailAddress": format!("ceo@{}", n.domain)}}));
+    let message = refusal(
+        bob.patch("helpdesk", &PatchParams::default(), &relink)
+            .await,
+    );
+    assert!(message.contains("may not use"), "{message}");
+    alice
+        .patch("helpdesk", &PatchParams::default(), &relink)
+        .await
+        .expect("alice may relink");
+}
+
+async fn unresolvable_bindings_are_admitted_with_a_warning(n: &Names) {
+    let bob = as_user("bob").await;
+    let mut stray = binding(n, "stray", "stray", own_credentials());
+    stray["spec"]["emailAddress"] = json!(format!("x@nowhere-{}.example.org", n.suffix));
+    let request = http::Request::post(format!(
+        "/apis/mailops.dev/v1alpha1/namespaces/{}/mailboxbindings",
+        n.ns
+    ))
+    .header("content-type", "application/json")
+    .body(kube::client::Body::from(
+        serde_json::to_vec(&stray).unwrap(),
+    ))
+    .unwrap();
+    let response = bob.send(request).await.expect("an answer");
+    let warnings: Vec<String> = response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(String::from))
+        .collect();
+    println!("warnings: {warnings:?}");
+    assert_eq!(response.status().as_u16(), 201, "admitted");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("ProviderNotFound: no EmailProvider lists domain nowhere-")),
+        "{warnings:?}"
+    );
+}
+
+/// What the binding controller writes once a binding is attached.
+async fn attach_as_the_controller_would(client: &Client, n: &Names) {
+    let bindings = Api::<MailboxBinding>::namespaced(client.clone(), &n.ns);
+    for (name, via) in [
+        (
+            "helpdesk",
+            json!({"authenticatedVia": "ServiceAccount", "serviceAccount": n.account}),
+        ),
+        ("bob-own", json!({"authenticatedVia": "Credentials"})),
+    ] {
+        let mut status = via;
+        status["provider"] = json!(n.provider);
+        bindings
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+async fn deletion_is_refused_while_in_use(client: &Client, n: &Names, stores: &Stores) {
+    use mailops::webhook::users::{of_account, of_provider};
+    attach_as_the_controller_would(client, n).await;
+    let bindings = Api::<MailboxBinding>::namespaced(client.clone(), &n.ns);
+    eventually(
+        "the caches to see both attached",
+        Duration::from_secs(30),
+        || async { of_provider(stores, &n.provider).len() == 3 },
+    )
+    .await;
+    let providers = Api::<EmailProvider>::all(client.clone());
+    let accounts = Api::<ExchangeServiceAccount>::all(client.clone());
+    let dp = DeleteParams::default();
+    let message = refusal(providers.delete(&n.provider, &dp).await);
+    println!("delete provider: {message}");
+    let expected = format!(
+        "EmailProvider \"{p}\" is used by 3 object(s): ExchangeServiceAccount {a}, MailboxBinding {ns}/bob-own, MailboxBinding {ns}/helpdesk; delete or re-point them first",
+        p = n.provider,
+        a = n.account,
+        ns = n.ns
+    );
+    assert!(message.contains(&expected), "{message}");
+    let message = refusal(accounts.delete(&n.account, &dp).await);
+    assert!(
+        message.contains(&format!(
+            "is used by 1 object(s): MailboxBinding {}/helpdesk",
+            n.ns
+        )),
+        "{message}"
+    );
+    for name in ["helpdesk", "bob-own", "stray"] {
+        bindings.delete(name, &dp).await.unwrap();
+    }
+    eventually(
+        "the caches to see the bindings gone",
+        Duration::from_secs(30),
+        || async {
+            of_account(stores, &n.account).is_empty() && of_provider(stores, &n.provider).len() == 1
+        },
+    )
+    .await;
+    accounts
+        .delete(&n.account, &dp)
+        .await
+        .expect("an unused account may go");
+    eventually(
+        "the caches to see the account gone",
+        Duration::from_secs(30),
+        || async { of_provider(stores, &n.provider).is_empty() },
+    )
+    .await;
+    providers
+        .delete(&n.provider, &dp)
+        .await
+        .expect("an unused provider may go");
+}
