@@ -433,8 +433,8 @@ class WebhookTest(unittest.TestCase):
 
     def test_notes_say_how_to_grant_use(self):
         notes = self.manifests["mailops/templates/NOTES.txt"]
-        self.assertIn("--verb=use", notes)
-        self.assertIn("mailops-serviceaccount-user", notes)
+        self.assertIn("--clusterrole=mailops-serviceaccount-user", notes)
+        self.assertIn("resourceNames", notes)
 
     def test_webhook_off_leaves_no_trace(self):
         objects, manifests = render({"webhook": {"enabled": False}})
