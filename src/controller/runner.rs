@@ -63,23 +63,28 @@ pub async fn run(config: OperatorConfig) -> Result<()> {
         metrics.clone(),
     )?);
     let http = crate::http::serve(config.http_addr, metrics.clone(), health.clone());
-    check_crds(&client).await?;
-    let caches = start_caches(&client);
-    // Every replica serves the webhook from the caches, leader or not.
-    let webhook = crate::webhook::serve(config.clone(), client.clone(), caches.stores.clone());
-    let controllers = run_on_caches(
-        caches,
-        config,
-        client,
-        backend,
-        metrics,
-        health,
-        shutdown_signal(),
-    );
+    let operator = async move {
+        check_crds(&client).await?;
+        let caches = start_caches(&client);
+        // Every replica serves the webhook from the caches, leader or not.
+        let webhook = crate::webhook::serve(config.clone(), client.clone(), caches.stores.clone());
+        let controllers = run_on_caches(
+            caches,
+            config,
+            client,
+            backend,
+            metrics,
+            health,
+            shutdown_signal(),
+        );
+        tokio::select! {
+            served = webhook => served,
+            ran = controllers => ran,
+        }
+    };
     tokio::select! {
         served = http => served,
-        served = webhook => served,
-        ran = controllers => ran,
+        ran = operator => ran,
     }
 }
 
