@@ -1,7 +1,9 @@
 //! The offline `mailops check` command: validate manifests the way the API server would,
 //! then resolve every MailboxBinding the way the controller would, without a cluster.
 
+mod admit;
 mod input;
+mod metadata;
 mod report;
 mod schema;
 
@@ -9,11 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use kube::ResourceExt;
-use serde_json::Value;
 
 pub use input::{Document, parse_documents, read_paths};
 pub use report::{BindingRow, OutputFormat, Problem, Report};
-pub use schema::{FieldError, Schemas};
+pub use schema::{FieldError, KindLookup, Schemas};
 
 use crate::api::conditions::Reason;
 use crate::api::{
@@ -57,6 +58,14 @@ struct Origin {
 }
 
 impl Origin {
+    fn of(doc: &Document, object: String) -> Self {
+        Origin {
+            source: doc.source.clone(),
+            index: doc.index,
+            object,
+        }
+    }
+
     fn problem(
         &self,
         field: Option<&str>,
@@ -95,7 +104,7 @@ pub fn check_documents(
     let mut problems = Vec::new();
     let mut inventory = Inventory::default();
     for doc in documents {
-        admit_document(&schemas, doc, &mut inventory, &mut problems);
+        admit::admit_document(&schemas, doc, &mut inventory, &mut problems);
     }
     problems.extend(duplicates(&inventory));
     let providers: Vec<&EmailProvider> = inventory.providers.iter().map(|(p, _)| p).collect();
@@ -107,24 +116,7 @@ pub fn check_documents(
         allow_insecure_endpoints,
     };
     for (provider, origin) in &inventory.providers {
-        if let Err(e) =
-            crate::endpoints::provider_endpoints(&provider.spec, allow_insecure_endpoints)
-        {
-            problems.push(origin.problem(Some("spec.endpoints"), e.reason(), message_of(&e)));
-        }
-        if let Some(oauth2) = &provider.spec.authentication.oauth2 {
-            let secret = (
-                oauth2.client_secret_ref.namespace.clone(),
-                oauth2.client_secret_ref.name.clone(),
-            );
-            problems.extend(missing_keys(
-                &inventory,
-                &secret,
-                &[oauth2.client_secret_ref.key.as_str()],
-                origin,
-                "spec.authentication.oauth2.clientSecretRef",
-            ));
-        }
+        problems.extend(check_provider(provider, origin, &catalog, &inventory));
     }
     for (account, origin) in &inventory.accounts {
         problems.extend(check_account(account, origin, &catalog, &inventory));
@@ -152,154 +144,30 @@ fn message_of(e: &crate::Error) -> String {
     }
 }
 
-fn describe(kind: &str, value: &Value) -> String {
-    let name = value
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("<unnamed>");
-    match value.pointer("/metadata/namespace").and_then(Value::as_str) {
-        Some(ns) if kind == "MailboxBinding" => format!("{kind} {ns}/{name}"),
-        None if kind == "MailboxBinding" => format!("{kind} default/{name}"),
-        _ => format!("{kind} {name}"),
-    }
-}
-
-fn admit_document(
-    schemas: &Schemas,
-    doc: &Document,
-    inv: &mut Inventory,
-    problems: &mut Vec<Problem>,
-) {
-    let kind = doc
-        .value
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let api_version = doc
-        .value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let origin = Origin {
-        source: doc.source.clone(),
-        index: doc.index,
-        object: describe(&kind, &doc.value),
-    };
-    match (api_version, kind.as_str()) {
-        ("v1", "Namespace") => {
-            let name = doc
-                .value
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let labels = doc
-                .value
-                .pointer("/metadata/labels")
-                .cloned()
-                .unwrap_or_default();
-            inv.namespace_labels.insert(
-                name.to_string(),
-                serde_json::from_value(labels).unwrap_or_default(),
-            );
-        }
-        ("v1", "Secret") => {
-            // Only key names are kept; the values never leave this document.
-            let meta = |f: &str| {
-                doc.value
-                    .pointer(&format!("/metadata/{f}"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            };
-            let keys = ["data", "stringData"]
-                .iter()
-                .filter_map(|f| doc.value.get(*f).and_then(Value::as_object))
-                .flat_map(|m| m.keys().cloned())
-                .collect();
-            let id = (
-                meta("namespace").unwrap_or_else(|| "default".into()),
-                meta("name").unwrap_or_default(),
-            );
-            inv.secret_keys.insert(id, keys);
-        }
-        (_, k) if schemas.knows(k) => {
-            admit_mailops_object(schemas, doc, &kind, api_version, origin, inv, problems)
-        }
-        _ => {}
-    }
-}
-
-fn admit_mailops_object(
-    schemas: &Schemas,
-    doc: &Document,
-    kind: &str,
-    api_version: &str,
-    origin: Origin,
-    inv: &mut Inventory,
-    problems: &mut Vec<Problem>,
-) {
-    inv.objects += 1;
-    if api_version != "mailops.dev/v1alpha1" {
-        problems.push(origin.problem(
-            Some("apiVersion"),
-            None,
-            format!("must be mailops.dev/v1alpha1, not {api_version:?}"),
-        ));
-        return;
-    }
-    if doc
-        .value
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
-        problems.push(origin.problem(
-            Some("metadata.name"),
-            None,
-            "Required value: every object needs a name",
-        ));
-        return;
-    }
-    let mut value = match schemas.admit(kind, &doc.value) {
-        Ok(value) => value,
-        Err(errors) => {
-            problems.extend(
-                errors
-                    .into_iter()
-                    .map(|e| origin.problem(Some(&e.field), None, e.message)),
-            );
-            return;
-        }
-    };
-    if kind == "MailboxBinding" && value.pointer("/metadata/namespace").is_none() {
-        // kubectl would use the context's namespace; offline, that is `default`.
-        value["metadata"]["namespace"] = Value::String("default".into());
-    }
-    let result = match kind {
-        "EmailProvider" => typed(value).map(|p| inv.providers.push((p, origin.clone()))),
-        "ExchangeServiceAccount" => typed(value).map(|a| inv.accounts.push((a, origin.clone()))),
-        _ => typed(value).map(|b| inv.bindings.push((b, origin.clone()))),
-    };
-    if let Err(e) = result {
-        problems.push(origin.problem(None, None, format!("does not match the {kind} type: {e}")));
-    }
-}
-
-fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String> {
-    serde_json::from_value(value).map_err(|e| e.to_string())
-}
-
+/// Objects defined twice. Compared by kind, namespace and name, not by their description,
+/// which shortens long names.
 fn duplicates(inv: &Inventory) -> Vec<Problem> {
     let mut seen = BTreeSet::new();
-    let origins = inv
+    let identity = |kind: &'static str, meta: &kube::api::ObjectMeta| {
+        (kind, meta.namespace.clone(), meta.name.clone())
+    };
+    let objects = inv
         .providers
         .iter()
-        .map(|(_, o)| o)
-        .chain(inv.accounts.iter().map(|(_, o)| o))
-        .chain(inv.bindings.iter().map(|(_, o)| o));
-    origins
-        .filter(|o| !seen.insert(o.object.clone()))
-        .map(|o| {
+        .map(|(p, o)| (identity("EmailProvider", &p.metadata), o))
+        .chain(
+            inv.accounts
+                .iter()
+                .map(|(a, o)| (identity("ExchangeServiceAccount", &a.metadata), o)),
+        )
+        .chain(
+            inv.bindings
+                .iter()
+                .map(|(b, o)| (identity("MailboxBinding", &b.metadata), o)),
+        );
+    objects
+        .filter(|(id, _)| !seen.insert(id.clone()))
+        .map(|(_, o)| {
             o.problem(
                 Some("metadata.name"),
                 None,
@@ -312,13 +180,13 @@ fn duplicates(inv: &Inventory) -> Vec<Problem> {
 /// Keys a Secret in the input lacks. A Secret absent from the input may exist in the
 /// cluster, so it is not a problem here.
 fn missing_keys(
-    inv: &Inventory,
+    secrets: &BTreeMap<(String, String), BTreeSet<String>>,
     secret: &(String, String),
     keys: &[&str],
     origin: &Origin,
     field: &str,
 ) -> Vec<Problem> {
-    let Some(present) = inv.secret_keys.get(secret) else {
+    let Some(present) = secrets.get(secret) else {
         return Vec::new();
     };
     keys.iter()
@@ -331,6 +199,31 @@ fn missing_keys(
             )
         })
         .collect()
+}
+
+fn check_provider(
+    provider: &EmailProvider,
+    origin: &Origin,
+    catalog: &Catalog<'_>,
+    inv: &Inventory,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Err(e) =
+        crate::endpoints::provider_endpoints(&provider.spec, catalog.allow_insecure_endpoints)
+    {
+        problems.push(origin.problem(Some("spec.endpoints"), e.reason(), message_of(&e)));
+    }
+    if let Some(oauth2) = &provider.spec.authentication.oauth2 {
+        let r = &oauth2.client_secret_ref;
+        problems.extend(missing_keys(
+            &inv.secret_keys,
+            &(r.namespace.clone(), r.name.clone()),
+            &[r.key.as_str()],
+            origin,
+            "spec.authentication.oauth2.clientSecretRef",
+        ));
+    }
+    problems
 }
 
 fn check_account(
@@ -364,7 +257,7 @@ fn check_account(
             basic.secret_ref.name.clone(),
         );
         problems.extend(missing_keys(
-            inv,
+            &inv.secret_keys,
             &secret,
             &[USERNAME_KEY, PASSWORD_KEY],
             origin,
@@ -379,7 +272,7 @@ fn check_account(
     {
         let r = &oauth2.client_secret_ref;
         problems.extend(missing_keys(
-            inv,
+            &inv.secret_keys,
             &(r.namespace.clone(), r.name.clone()),
             &[r.key.as_str()],
             origin,
@@ -410,7 +303,7 @@ fn check_binding(
                 let key = binding_secret_key(method.unwrap_or(AuthMethod::Basic));
                 let id = (namespace.clone(), secret.name.clone());
                 problems = missing_keys(
-                    inv,
+                    &inv.secret_keys,
                     &id,
                     &[key],
                     origin,

@@ -25,19 +25,37 @@ struct KindSchema {
     /// Its CEL rules, compiled once: compiling them per object cost ~1 ms each, which
     /// made a 20,000-binding stream take half a minute.
     cel: kube_cel::CompiledSchema,
+    /// The versions the CRD serves.
+    versions: Vec<String>,
+    namespaced: bool,
+    /// With a status subresource the API server drops `status` on create.
+    status_subresource: bool,
 }
 
 /// Compiled schemas of the three kinds.
 pub struct Schemas {
+    group: String,
     by_kind: BTreeMap<String, KindSchema>,
     /// CEL with the Kubernetes function library registered.
     cel: kube_cel::Validator,
+}
+
+/// What a document's `apiVersion` and `kind` name, seen from mailops.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KindLookup {
+    /// Another group's kind (or a core one): not ours to judge.
+    Foreign,
+    /// One of the mailops kinds, in a served version.
+    Known,
+    /// Meant as a mailops object, but no such version or kind exists.
+    Unknown(FieldError),
 }
 
 impl Schemas {
     /// Compile the schemas generated from the Rust types.
     pub fn new() -> crate::Result<Self> {
         let mut by_kind = BTreeMap::new();
+        let mut group = String::new();
         for crd in crds() {
             let raw = crd
                 .spec
@@ -55,14 +73,22 @@ impl Schemas {
                 jsonschema::validator_for(&to_json_schema(&raw, true)).map_err(|e| {
                     crate::Error::Config(format!("schema of {}: {e}", crd.spec.names.kind))
                 })?;
+            let version = crd.spec.versions.first();
             let schema = KindSchema {
                 cel: kube_cel::compile_schema(&raw),
                 raw,
                 structural,
+                versions: crd.spec.versions.iter().map(|v| v.name.clone()).collect(),
+                namespaced: crd.spec.scope == "Namespaced",
+                status_subresource: version
+                    .and_then(|v| v.subresources.as_ref())
+                    .is_some_and(|s| s.status.is_some()),
             };
+            group.clone_from(&crd.spec.group);
             by_kind.insert(crd.spec.names.kind.clone(), schema);
         }
         Ok(Schemas {
+            group,
             by_kind,
             cel: kube_cel::Validator::new(),
         })
@@ -73,7 +99,78 @@ impl Schemas {
         self.by_kind.contains_key(kind)
     }
 
-    /// Validate an object of `kind`; on success return it with schema defaults applied.
+    /// Whether objects of `kind` live in a namespace (false for unknown kinds).
+    pub fn is_namespaced(&self, kind: &str) -> bool {
+        self.by_kind.get(kind).is_some_and(|s| s.namespaced)
+    }
+
+    /// Sort a document by its `apiVersion` and `kind`, as the API server's discovery would:
+    /// anything in the mailops group must be a served version and a known kind; other
+    /// groups are not ours, even when the kind has a mailops name.
+    pub fn lookup(&self, api_version: &str, kind: &str) -> KindLookup {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        if group != self.group {
+            if api_version.is_empty() && self.knows(kind) {
+                return KindLookup::Unknown(FieldError {
+                    field: "apiVersion".into(),
+                    message: format!("Required value: must be {}", self.served_versions()),
+                });
+            }
+            return KindLookup::Foreign;
+        }
+        let served = self
+            .by_kind
+            .values()
+            .any(|s| s.versions.iter().any(|v| v == version));
+        if !served {
+            return KindLookup::Unknown(FieldError {
+                field: "apiVersion".into(),
+                message: format!(
+                    "no version {version:.63} in {}; known: {}",
+                    self.group,
+                    self.served_versions()
+                ),
+            });
+        }
+        match self.by_kind.get(kind) {
+            Some(s) if s.versions.iter().any(|v| v == version) => KindLookup::Known,
+            _ if kind.is_empty() => KindLookup::Unknown(FieldError {
+                field: "kind".into(),
+                message: "Required value: kind is not set".into(),
+            }),
+            _ => KindLookup::Unknown(FieldError {
+                field: "kind".into(),
+                message: format!(
+                    "no kind {kind:.63} in {api_version:.63}; known: {}",
+                    self.kinds_in(version).join(", ")
+                ),
+            }),
+        }
+    }
+
+    fn served_versions(&self) -> String {
+        let mut versions: Vec<String> = self
+            .by_kind
+            .values()
+            .flat_map(|s| s.versions.iter().map(|v| format!("{}/{v}", self.group)))
+            .collect();
+        versions.sort();
+        versions.dedup();
+        versions.join(", ")
+    }
+
+    fn kinds_in(&self, version: &str) -> Vec<&str> {
+        self.by_kind
+            .iter()
+            .filter(|(_, s)| s.versions.iter().any(|v| v == version))
+            .map(|(kind, _)| kind.as_str())
+            .collect()
+    }
+
+    /// Validate an object of `kind` as the API server does at create; on success return it
+    /// as it would be stored: schema defaults applied, `status` dropped (when the kind has a
+    /// status subresource), the namespace dropped from a cluster-scoped object and set to
+    /// `default` on a namespaced one that has none (kubectl's choice without a context).
     pub fn admit(&self, kind: &str, object: &Value) -> Result<Value, Vec<FieldError>> {
         let Some(schema) = self.by_kind.get(kind) else {
             return Err(vec![FieldError {
@@ -81,14 +178,12 @@ impl Schemas {
                 message: format!("unknown kind {kind:?}"),
             }]);
         };
-        let mut errors: Vec<FieldError> = schema
-            .structural
-            .iter_errors(object)
-            .map(|e| FieldError {
-                field: pointer_to_field(e.instance_path().as_str()),
-                message: structural_message(&e),
-            })
-            .collect();
+        let mut errors = super::metadata::validate(object, schema.namespaced);
+        let object = &as_created(schema, object);
+        errors.extend(schema.structural.iter_errors(object).map(|e| FieldError {
+            field: pointer_to_field(e.instance_path().as_str()),
+            message: structural_message(&e),
+        }));
         duplicate_set_items(&schema.raw, object, "", &mut errors);
         if !errors.is_empty() {
             // CEL rules assume a structurally valid object, as in the API server.
@@ -106,6 +201,30 @@ impl Schemas {
                 .collect()),
         }
     }
+}
+
+/// What the API server makes of `object` before validating it: the status of a kind with a
+/// status subresource is dropped (it is written only through `/status`), and the namespace
+/// is settled by scope.
+fn as_created(schema: &KindSchema, object: &Value) -> Value {
+    let mut object = object.clone();
+    let Some(fields) = object.as_object_mut() else {
+        return object;
+    };
+    if schema.status_subresource {
+        fields.remove("status");
+    }
+    if let Some(Value::Object(metadata)) = fields.get_mut("metadata") {
+        if !schema.namespaced {
+            metadata.remove("namespace");
+        } else if metadata
+            .get("namespace")
+            .is_none_or(|ns| ns.is_null() || ns == "")
+        {
+            metadata.insert("namespace".into(), Value::String("default".into()));
+        }
+    }
+    object
 }
 
 /// The validator's message, in API-server wording for bounds: its own messages repeat the
@@ -234,8 +353,10 @@ fn duplicate_set_items(schema: &Value, value: &Value, path: &str, errors: &mut V
         }
         Value::Array(items) => {
             if schema.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("set") {
+                // By serialized form, so a list far over its maxItems stays linear.
+                let mut seen = std::collections::HashSet::new();
                 for (i, item) in items.iter().enumerate() {
-                    if items[..i].contains(item) {
+                    if !seen.insert(item.to_string()) {
                         errors.push(FieldError {
                             field: format!("{path}[{i}]"),
                             message: format!("Duplicate value: {item}"),

@@ -1,6 +1,7 @@
 //! Unit tests for the check pipeline on in-memory documents.
 
 use super::*;
+use serde_json::Value;
 
 fn check(yaml: &str) -> Report {
     let docs = parse_documents("t.yaml", yaml).unwrap();
@@ -87,6 +88,123 @@ fn other_kinds_are_ignored() {
     assert!(r.problems.is_empty());
 }
 
+const BINDING: &str = "apiVersion: mailops.dev/v1alpha1\nkind: MailboxBinding\nmetadata: {name: jane, namespace: sales}\nspec:\n  emailAddress: jane@contoso.com\n  authentication: {credentialsSecretRef: {name: jane}}\n";
+
+#[test]
+fn a_misspelled_mailops_kind_is_a_problem_listing_the_known_kinds() {
+    let r = check(&format!(
+        "{PROVIDER}---\n{}",
+        BINDING.replace("MailboxBinding", "MailBoxBinding")
+    ));
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    assert_eq!(r.problems[0].field.as_deref(), Some("kind"));
+    assert_eq!(
+        r.problems[0].message,
+        "no kind MailBoxBinding in mailops.dev/v1alpha1; known: EmailProvider, ExchangeServiceAccount, MailboxBinding"
+    );
+    assert_eq!(r.objects, 2);
+}
+
+#[test]
+fn an_unknown_mailops_version_is_a_problem_even_for_an_unknown_kind() {
+    let r = check(
+        &BINDING
+            .replace("v1alpha1", "v2")
+            .replace("MailboxBinding", "Mailbox"),
+    );
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    assert_eq!(r.problems[0].field.as_deref(), Some("apiVersion"));
+    assert!(
+        r.problems[0].message.contains("v1alpha1"),
+        "{:?}",
+        r.problems
+    );
+}
+
+#[test]
+fn mailops_kinds_of_other_groups_are_ignored() {
+    let r = check(&format!(
+        "{}---\n{}",
+        PROVIDER.replace("mailops.dev/v1alpha1", "example.com/v1"),
+        BINDING.replace("mailops.dev/v1alpha1", "mail.example.org/v1alpha1")
+    ));
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!((r.objects, r.bindings.len()), (0, 0));
+}
+
+fn metadata_problems(metadata: &str) -> Vec<Problem> {
+    let doc = BINDING.replace("{name: jane, namespace: sales}", metadata);
+    check(&format!("{PROVIDER}---\n{doc}")).problems
+}
+
+#[test]
+fn names_that_are_not_dns_subdomains_are_problems_on_metadata_name() {
+    let long = "a".repeat(10_000);
+    for name in ["Jane_Doe", "-jane", "jane.", "", long.as_str()] {
+        let problems = metadata_problems(&format!("{{name: '{name}', namespace: sales}}"));
+        assert_eq!(problems.len(), 1, "{name:.20}: {problems:?}");
+        assert_eq!(problems[0].field.as_deref(), Some("metadata.name"));
+        assert!(
+            problems[0].to_string().len() < 400,
+            "the line stays short: {}",
+            problems[0]
+        );
+    }
+    let ok = "a".repeat(253);
+    assert!(metadata_problems("{name: 'jane.doe-2', namespace: sales}").is_empty());
+    assert!(metadata_problems(&format!("{{name: {ok}, namespace: sales}}")).is_empty());
+    let problems = metadata_problems(&format!("{{name: a{ok}, namespace: sales}}"));
+    assert_eq!(problems[0].field.as_deref(), Some("metadata.name"));
+}
+
+#[test]
+fn a_missing_or_non_string_name_is_a_problem() {
+    for metadata in [
+        "{namespace: sales}",
+        "{name: 7, namespace: sales}",
+        "{name: [a]}",
+    ] {
+        let problems = metadata_problems(metadata);
+        assert_eq!(problems.len(), 1, "{metadata}: {problems:?}");
+        assert_eq!(problems[0].field.as_deref(), Some("metadata.name"));
+    }
+}
+
+#[test]
+fn namespaces_that_are_not_dns_labels_are_problems_on_metadata_namespace() {
+    let long = "s".repeat(64);
+    for ns in ["Sales", "sales_team", "sales.eu", long.as_str()] {
+        let problems = metadata_problems(&format!("{{name: jane, namespace: '{ns}'}}"));
+        assert_eq!(problems.len(), 1, "{ns}: {problems:?}");
+        assert_eq!(problems[0].field.as_deref(), Some("metadata.namespace"));
+    }
+    let ok = "s".repeat(63);
+    assert!(metadata_problems(&format!("{{name: jane, namespace: {ok}}}")).is_empty());
+}
+
+#[test]
+fn a_binding_without_namespace_lands_in_default_and_cluster_objects_drop_theirs() {
+    let r = check(&format!(
+        "{}---\n{}",
+        PROVIDER.replace("{name: contoso}", "{name: contoso, namespace: Not_A_Label}"),
+        BINDING.replace(
+            "{name: jane, namespace: sales}",
+            "{name: jane, namespace: ''}"
+        )
+    ));
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(r.bindings[0].namespace, "default");
+    assert_eq!(r.bindings[0].provider.as_deref(), Some("contoso"));
+}
+
+#[test]
+fn a_status_block_is_ignored_as_the_api_server_does_on_create() {
+    let status = "status:\n  provider: elsewhere\n  conditions: [{type: Ready, status: 'True', bogus: 1}]\n  unknownField: true\n";
+    let r = check(&format!("{PROVIDER}{status}---\n{BINDING}{status}"));
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(r.bindings[0].provider.as_deref(), Some("contoso"));
+}
+
 #[test]
 fn twenty_thousand_bindings_in_one_stream_are_checked() {
     const N: usize = 20_000;
@@ -101,4 +219,59 @@ fn twenty_thousand_bindings_in_one_stream_are_checked() {
     eprintln!("{N} bindings checked in {:?}", started.elapsed());
     assert!(r.problems.is_empty(), "{:?}", &r.problems[..1]);
     assert_eq!((r.objects, r.bindings.len()), (N + 1, N));
+}
+
+/// Odd values in every field of valid objects: each must end as problems, never a panic.
+#[test]
+fn odd_values_in_any_field_never_panic() {
+    let account = "apiVersion: mailops.dev/v1alpha1\nkind: ExchangeServiceAccount\nmetadata: {name: org}\nspec:\n  providerRef: {name: contoso}\n  credentials: {basic: {secretRef: {namespace: mailops, name: imp}}}\n  allowedNamespaces: {names: [sales]}\n";
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: imp, namespace: mailops}\ndata: {username: dQ==}\n";
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: sales, labels: {a: b}}\n";
+    let list = "apiVersion: v1\nkind: List\nitems: [{kind: Secret}]\n";
+    let odd = [
+        serde_json::json!(null),
+        serde_json::json!(-1),
+        serde_json::json!(1e308),
+        serde_json::json!(""),
+        serde_json::json!("x".repeat(5000)),
+        serde_json::json!([]),
+        serde_json::json!([null, {}]),
+        serde_json::json!({}),
+        serde_json::json!(true),
+    ];
+    for doc in [PROVIDER, account, BINDING, secret, ns, list] {
+        let value = parse_documents("t.yaml", doc).unwrap()[0].value.clone();
+        for pointer in pointers(&value, String::new()) {
+            for replacement in &odd {
+                let mut changed = value.clone();
+                *changed.pointer_mut(&pointer).unwrap() = replacement.clone();
+                let docs: Vec<Document> = [PROVIDER, account, BINDING, secret, ns]
+                    .iter()
+                    .map(|d| parse_documents("t.yaml", d).unwrap().remove(0))
+                    .chain(std::iter::once(Document {
+                        value: changed,
+                        ..parse_documents("t.yaml", doc).unwrap().remove(0)
+                    }))
+                    .collect();
+                check_documents(&docs, false).unwrap();
+            }
+        }
+    }
+}
+
+fn pointers(value: &Value, at: String) -> Vec<String> {
+    let children: Vec<(String, &Value)> = match value {
+        Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), v)).collect(),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i.to_string(), v))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut out = vec![at.clone()];
+    for (key, child) in children {
+        out.extend(pointers(child, format!("{at}/{key}")));
+    }
+    out
 }
