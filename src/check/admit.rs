@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::report::Problem;
 use super::schema::KindLookup;
+use super::secrets::read_secret;
 use super::{Document, Inventory, Origin, Schemas};
 
 /// Longest name quoted in an object's description; longer ones are invalid anyway and
@@ -28,7 +29,12 @@ pub fn admit_document(
     let origin = Origin::of(doc, describe(kind, &doc.value, schemas.is_namespaced(kind)));
     match (api_version, kind) {
         ("v1", "Namespace") => record_namespace(&doc.value, inv),
-        ("v1", "Secret") => record_secret_keys(&doc.value, inv),
+        ("v1", "Secret") => match read_secret(&doc.value, &origin) {
+            Ok((id, keys)) => {
+                inv.secret_keys.insert(id, keys);
+            }
+            Err(secret_problems) => problems.extend(secret_problems),
+        },
         _ => match schemas.lookup(api_version, kind) {
             KindLookup::Foreign => {}
             KindLookup::Unknown(error) => {
@@ -41,26 +47,6 @@ pub fn admit_document(
             }
         },
     }
-}
-
-fn record_secret_keys(value: &Value, inv: &mut Inventory) {
-    // Only key names are kept; the values never leave this document.
-    let meta = |f: &str| {
-        value
-            .pointer(&format!("/metadata/{f}"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let keys = ["data", "stringData"]
-        .iter()
-        .filter_map(|f| value.get(*f).and_then(Value::as_object))
-        .flat_map(|m| m.keys().cloned())
-        .collect();
-    let id = (
-        meta("namespace").unwrap_or_else(|| "default".into()),
-        meta("name").unwrap_or_default(),
-    );
-    inv.secret_keys.insert(id, keys);
 }
 
 fn record_namespace(value: &Value, inv: &mut Inventory) {

@@ -6,6 +6,7 @@ mod input;
 mod metadata;
 mod report;
 mod schema;
+mod secrets;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use crate::api::{
     binding_secret_key,
 };
 use crate::resolve::{Catalog, check_service_account_fits, resolve_binding};
+use secrets::{SecretId, SecretKeys, missing_keys};
 
 /// Flags of `mailops check`.
 #[derive(Clone, Debug, clap::Args)]
@@ -90,8 +92,8 @@ struct Inventory {
     accounts: Vec<(ExchangeServiceAccount, Origin)>,
     bindings: Vec<(MailboxBinding, Origin)>,
     namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
-    /// Secret (namespace, name) -> the keys it holds. Values are never read.
-    secret_keys: BTreeMap<(String, String), BTreeSet<String>>,
+    /// Which keys of each Secret hold a usable value. Values themselves are never kept.
+    secret_keys: BTreeMap<SecretId, SecretKeys>,
     objects: usize,
 }
 
@@ -172,30 +174,6 @@ fn duplicates(inv: &Inventory) -> Vec<Problem> {
                 Some("metadata.name"),
                 None,
                 format!("{} is defined more than once", o.object),
-            )
-        })
-        .collect()
-}
-
-/// Keys a Secret in the input lacks. A Secret absent from the input may exist in the
-/// cluster, so it is not a problem here.
-fn missing_keys(
-    secrets: &BTreeMap<(String, String), BTreeSet<String>>,
-    secret: &(String, String),
-    keys: &[&str],
-    origin: &Origin,
-    field: &str,
-) -> Vec<Problem> {
-    let Some(present) = secrets.get(secret) else {
-        return Vec::new();
-    };
-    keys.iter()
-        .filter(|k| !present.contains(**k))
-        .map(|k| {
-            origin.problem(
-                Some(field),
-                Some(Reason::SecretKeyMissing),
-                format!("Secret {}/{} has no key {k:?}", secret.0, secret.1),
             )
         })
         .collect()

@@ -197,6 +197,52 @@ fn a_binding_without_namespace_lands_in_default_and_cluster_objects_drop_theirs(
     assert_eq!(r.bindings[0].provider.as_deref(), Some("contoso"));
 }
 
+fn secret_problems(values: &str) -> Vec<Problem> {
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: jane, namespace: sales}}\n{values}\n"
+    );
+    check(&format!("{PROVIDER}---\n{BINDING}---\n{secret}")).problems
+}
+
+#[test]
+fn an_empty_secret_value_counts_as_missing() {
+    for values in [
+        "stringData: {password: ''}",
+        "data: {password: ''}",
+        "data: {password: null}",
+        // base64 of "\n": the controller trims trailing newlines before judging.
+        "data: {password: Cg==}",
+        // base64 of 0xff: not UTF-8, which the controller refuses too.
+        "data: {password: /w==}",
+    ] {
+        let problems = secret_problems(values);
+        assert_eq!(problems.len(), 1, "{values}: {problems:?}");
+        assert_eq!(problems[0].reason.as_deref(), Some("SecretKeyMissing"));
+        assert!(problems[0].message.contains("empty"), "{}", problems[0]);
+    }
+    for values in [
+        "stringData: {password: SENTINEL-1}",
+        "data: {password: U0VOVElORUwtMQ==}",
+        // stringData wins over data for the same key, as in the API server.
+        "data: {password: ''}\nstringData: {password: SENTINEL-1}",
+    ] {
+        assert!(secret_problems(values).is_empty(), "{values}");
+    }
+}
+
+#[test]
+fn a_secret_value_that_is_not_base64_is_a_problem_without_quoting_it() {
+    let problems = secret_problems("data: {password: 'SENTINEL not base64!'}");
+    let text = format!("{problems:?}");
+    assert!(!text.contains("SENTINEL"), "{text}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field.as_deref() == Some("data.password")),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_status_block_is_ignored_as_the_api_server_does_on_create() {
     let status = "status:\n  provider: elsewhere\n  conditions: [{type: Ready, status: 'True', bogus: 1}]\n  unknownField: true\n";
