@@ -288,3 +288,22 @@ fn symlinked_folders_are_not_followed_so_loops_end_and_each_file_is_read_once() 
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("4 mailops objects"), "{stdout}");
 }
+
+#[test]
+fn list_items_are_named_by_document_and_item() {
+    let list = format!(
+        "apiVersion: v1\nkind: List\nitems:\n- {}",
+        PROVIDER.replace("Exchange", "Gmail").replace('\n', "\n  ")
+    );
+    let out = mailops(&["check", "-"], Some(&list));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let all = text(&out.stdout);
+    assert!(
+        all.contains("<stdin>: document 1 item 1 (EmailProvider contoso): spec.serviceType"),
+        "{all}"
+    );
+    let out = mailops(&["check", "--output", "json", "-"], Some(&list));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(report["problems"][0]["document"], 1);
+    assert_eq!(report["problems"][0]["item"], 1);
+}

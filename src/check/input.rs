@@ -16,6 +16,8 @@ pub struct Document {
     pub source: String,
     /// 1-based index among the non-empty documents of that file.
     pub index: usize,
+    /// 1-based position among the `items` of a `kind: List` document, for its items.
+    pub item: Option<usize>,
     /// The document as JSON.
     pub value: Value,
 }
@@ -124,6 +126,7 @@ pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Document>> {
             documents.push(Document {
                 source: source.to_string(),
                 index: documents.len() + 1,
+                item: None,
                 value,
             });
         }

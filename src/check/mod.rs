@@ -3,6 +3,7 @@
 
 mod admit;
 mod input;
+mod list;
 mod metadata;
 mod report;
 mod schema;
@@ -56,6 +57,7 @@ pub fn run(args: &CheckArgs) -> crate::Result<bool> {
 struct Origin {
     source: String,
     index: usize,
+    item: Option<usize>,
     object: String,
 }
 
@@ -64,6 +66,7 @@ impl Origin {
         Origin {
             source: doc.source.clone(),
             index: doc.index,
+            item: doc.item,
             object,
         }
     }
@@ -77,6 +80,7 @@ impl Origin {
         Problem {
             source: self.source.clone(),
             document: self.index,
+            item: self.item,
             object: self.object.clone(),
             field: field.map(str::to_string),
             reason: reason.map(|r| r.as_str().to_string()),
@@ -106,7 +110,9 @@ pub fn check_documents(
     let mut problems = Vec::new();
     let mut inventory = Inventory::default();
     for doc in documents {
-        admit::admit_document(&schemas, doc, &mut inventory, &mut problems);
+        for doc in list::expand(doc, &mut problems).iter() {
+            admit::admit_document(&schemas, doc, &mut inventory, &mut problems);
+        }
     }
     problems.extend(duplicates(&inventory));
     let providers: Vec<&EmailProvider> = inventory.providers.iter().map(|(p, _)| p).collect();

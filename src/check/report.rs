@@ -88,6 +88,9 @@ pub struct Problem {
     pub source: String,
     /// 1-based document index within the file.
     pub document: usize,
+    /// 1-based item index within a `kind: List` document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
     /// `Kind name` or `Kind namespace/name`.
     pub object: String,
     /// The offending field, when there is one.
@@ -100,11 +103,11 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: document {} ({})",
-            self.source, self.document, self.object
-        )?;
+        write!(f, "{}: document {}", self.source, self.document)?;
+        if let Some(item) = self.item {
+            write!(f, " item {item}")?;
+        }
+        write!(f, " ({})", self.object)?;
         if let Some(field) = &self.field {
             write!(f, ": {field}")?;
         }

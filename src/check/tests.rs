@@ -132,6 +132,35 @@ fn mailops_kinds_of_other_groups_are_ignored() {
     assert_eq!((r.objects, r.bindings.len()), (0, 0));
 }
 
+#[test]
+fn list_items_are_checked_as_documents_naming_their_item() {
+    let indent = |doc: &str| doc.replace('\n', "\n    ");
+    let list = format!(
+        "apiVersion: v1\nkind: List\nitems:\n  - {}\n  - {}\n",
+        indent(PROVIDER),
+        indent(&BINDING.replace("jane@contoso.com", "not-an-address"))
+    );
+    let r = check(&format!("{BINDING}---\n{list}"));
+    assert_eq!(r.objects, 3, "{:?}", r.problems);
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    let lines: Vec<String> = r.problems.iter().map(ToString::to_string).collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "t.yaml: document 2 item 2 (MailboxBinding sales/jane): spec.emailAddress:"
+        )),
+        "{lines:?}"
+    );
+    // The first document's binding resolves through the provider found inside the List.
+    assert_eq!(r.bindings[0].provider.as_deref(), Some("contoso"));
+}
+
+#[test]
+fn a_list_whose_items_are_not_a_list_is_a_problem() {
+    let r = check("apiVersion: v1\nkind: List\nitems: {a: 1}\n");
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    assert_eq!(r.problems[0].field.as_deref(), Some("items"));
+}
+
 fn metadata_problems(metadata: &str) -> Vec<Problem> {
     let doc = BINDING.replace("{name: jane, namespace: sales}", metadata);
     check(&format!("{PROVIDER}---\n{doc}")).problems
