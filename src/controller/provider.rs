@@ -39,7 +39,7 @@ impl Reconciled for EmailProvider {
 
 impl HeldWhileUsed for EmailProvider {
     fn users(name: &str, ctx: &Context) -> Users {
-        usage::of_provider(name, ctx)
+        usage::of_provider(&ctx.stores, name)
     }
 
     fn forget(&self, ctx: &Context) {
@@ -129,7 +129,7 @@ async fn apply(p: &EmailProvider, ctx: &Context) -> Step<EmailProviderStatus> {
         Ok(v) => probe(p, v, ctx).await,
         Err(check) => check,
     };
-    let users = usage::of_provider(&p.name_any(), ctx);
+    let users = usage::of_provider(&ctx.stores, &p.name_any());
     let new = build_status(p, &check, &users, Timestamp::now());
     let result = match check {
         Check::InvalidEndpoints(e) | Check::InvalidApp { error: e, .. } => Err(e),

@@ -44,7 +44,7 @@ impl Reconciled for ExchangeServiceAccount {
 
 impl HeldWhileUsed for ExchangeServiceAccount {
     fn users(name: &str, ctx: &Context) -> Users {
-        usage::of_account(name, ctx)
+        usage::of_account(&ctx.stores, name)
     }
 
     fn forget(&self, ctx: &Context) {
@@ -122,7 +122,7 @@ async fn apply(a: &ExchangeServiceAccount, ctx: &Context) -> Step<ExchangeServic
         Ok(v) => probe(a, v, ctx).await,
         Err(e) => Err(e),
     };
-    let users = usage::of_account(&a.name_any(), ctx);
+    let users = usage::of_account(&ctx.stores, &a.name_any());
     let new = build_status(a, &checked, &users, Timestamp::now());
     Step::write(new, checked.map(|()| driver::reverify_later(ctx)))
 }

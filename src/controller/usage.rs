@@ -6,7 +6,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
-use super::context::Context;
+use super::context::{Context, Stores};
 use super::driver::{HeldWhileUsed, Step};
 use super::index::BindingKey;
 use super::status::{CountedStatus, HasConditions, set_condition};
@@ -77,16 +77,15 @@ pub fn attached_to_account(b: &MailboxBinding, account: &str) -> bool {
 /// Users of a provider: attached bindings and its service accounts (except one refused
 /// for coming after the deletion began: it does not hold that deletion). From the index:
 /// O(users), never O(all bindings).
-pub fn of_provider(name: &str, ctx: &Context) -> Users {
-    let provider = ctx.stores.providers.get(&ObjectRef::new(name));
+pub fn of_provider(stores: &Stores, name: &str) -> Users {
+    let provider = stores.providers.get(&ObjectRef::new(name));
     let provider = provider.as_ref().and_then(|p| p.0.as_ref().ok());
-    let accounts: Vec<String> = ctx
-        .stores
+    let accounts: Vec<String> = stores
         .index
         .accounts_of_provider(name)
         .into_iter()
         .filter(|a| {
-            let account = ctx.stores.service_accounts.get(&ObjectRef::new(a));
+            let account = stores.service_accounts.get(&ObjectRef::new(a));
             match (account.as_ref().and_then(|g| g.0.as_ref().ok()), provider) {
                 (Some(a), Some(p)) => check_account_may_attach(a, p).is_ok(),
                 (Some(_), None) => true,
@@ -95,12 +94,12 @@ pub fn of_provider(name: &str, ctx: &Context) -> Users {
             }
         })
         .collect();
-    Users::from(accounts, ctx.stores.index.attached_to_provider(name))
+    Users::from(accounts, stores.index.attached_to_provider(name))
 }
 
 /// Users of a service account: the bindings attached through it.
-pub fn of_account(name: &str, ctx: &Context) -> Users {
-    Users::from(Vec::new(), ctx.stores.index.attached_to_account(name))
+pub fn of_account(stores: &Stores, name: &str) -> Users {
+    Users::from(Vec::new(), stores.index.attached_to_account(name))
 }
 
 /// The `InUse` message: how many users, and the first ten by name.

@@ -244,8 +244,8 @@ fn deletion(
         return allowed;
     }
     let users = match kind {
-        Kind::Provider => users::of_provider(stores, &request.name),
-        Kind::Account => users::of_account(stores, &request.name),
+        Kind::Provider => crate::controller::usage::of_provider(stores, &request.name),
+        Kind::Account => crate::controller::usage::of_account(stores, &request.name),
         Kind::Binding => return allowed,
     };
     if users.is_empty() {

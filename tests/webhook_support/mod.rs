@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::runtime::watcher::Event;
-use mailops::controller::{Guarded, Stores, Writers};
+use mailops::controller::{Guarded, Stores, Writers, fanout};
 use mailops::webhook::decision::{Access, Options, Request, UseCheck, parse_review};
 use mailops::webhook::sar::AccessReviewer;
 use serde_json::{Value, json};
@@ -135,30 +135,30 @@ impl Caches {
 
     pub fn provider(&mut self, v: Value) -> &mut Self {
         let g: Guarded<_> = serde_json::from_value(v).unwrap();
-        self.writers.providers.apply_watcher_event(&Event::Apply(g));
+        fanout::observe(&mut self.writers.providers, &self.stores, &Event::Apply(g));
         self
     }
 
     pub fn account(&mut self, v: Value) -> &mut Self {
         let g: Guarded<_> = serde_json::from_value(v).unwrap();
-        self.writers
-            .service_accounts
-            .apply_watcher_event(&Event::Apply(g));
+        fanout::observe(
+            &mut self.writers.service_accounts,
+            &self.stores,
+            &Event::Apply(g),
+        );
         self
     }
 
     pub fn binding(&mut self, v: Value) -> &mut Self {
         let g: Guarded<_> = serde_json::from_value(v).unwrap();
-        self.writers.bindings.apply_watcher_event(&Event::Apply(g));
+        fanout::observe(&mut self.writers.bindings, &self.stores, &Event::Apply(g));
         self
     }
 
     pub fn namespace(&mut self, name: &str) -> &mut Self {
         let mut n = Namespace::default();
         n.metadata.name = Some(name.into());
-        self.writers
-            .namespaces
-            .apply_watcher_event(&Event::Apply(n));
+        fanout::observe(&mut self.writers.namespaces, &self.stores, &Event::Apply(n));
         self
     }
 
@@ -172,7 +172,7 @@ impl Caches {
                 .map(|k| (k.to_string(), ByteString(b"x".to_vec())))
                 .collect(),
         );
-        self.writers.secrets.apply_watcher_event(&Event::Apply(s));
+        fanout::observe(&mut self.writers.secrets, &self.stores, &Event::Apply(s));
         self
     }
 }
