@@ -448,13 +448,13 @@ async fn attach_as_the_controller_would(client: &Client, n: &Names) {
 }
 
 async fn deletion_is_refused_while_in_use(client: &Client, n: &Names, stores: &Stores) {
-    use mailops::webhook::users::{of_account, of_provider};
+    use mailops::controller::usage::{of_account, of_provider};
     attach_as_the_controller_would(client, n).await;
     let bindings = Api::<MailboxBinding>::namespaced(client.clone(), &n.ns);
     eventually(
         "the caches to see both attached",
         Duration::from_secs(30),
-        || async { of_provider(stores, &n.provider).len() == 3 },
+        || async { of_provider(stores, &n.provider).total() == 3 },
     )
     .await;
     let providers = Api::<EmailProvider>::all(client.clone());
@@ -484,7 +484,8 @@ async fn deletion_is_refused_while_in_use(client: &Client, n: &Names, stores: &S
         "the caches to see the bindings gone",
         Duration::from_secs(30),
         || async {
-            of_account(stores, &n.account).is_empty() && of_provider(stores, &n.provider).len() == 1
+            of_account(stores, &n.account).is_empty()
+                && of_provider(stores, &n.provider).total() == 1
         },
     )
     .await;
