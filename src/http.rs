@@ -21,6 +21,10 @@ use crate::metrics::Metrics;
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The content type of the classic Prometheus text format, for clients that ask for
+/// `text/plain` and not for OpenMetrics.
+pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// Serve the endpoints on `addr` until the future is dropped (the operator aborts it on
 /// shutdown) or the listener cannot be bound.
 pub async fn serve(
@@ -94,12 +98,10 @@ fn respond<B>(
     }
     match path {
         "/metrics" => {
-            let mut response = Response::new(Full::new(Bytes::from(metrics.encode())));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE),
-            );
-            response
+            // The leader gauge follows the health state at each scrape, so whatever
+            // records leadership there (the runner) needs no metrics handle.
+            metrics.set_leader(health.is_leader());
+            metrics_response(request, metrics)
         }
         // Alive while this loop answers; a wedged runtime stops answering and is restarted.
         "/healthz" if health.alive() => text(StatusCode::OK, "ok\n"),
@@ -115,6 +117,33 @@ fn respond<B>(
             "not ready: caches not synced\n",
         ),
     }
+}
+
+/// OpenMetrics (what Prometheus asks for first), or the classic text format for a client
+/// that accepts `text/plain` but not OpenMetrics.
+fn metrics_response<B>(request: &Request<B>, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let accept = request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    let classic = accept.contains("text/plain") && !accept.contains("application/openmetrics-text");
+    let (body, content_type) = if classic {
+        (
+            metrics.encode_prometheus_text(),
+            PROMETHEUS_TEXT_CONTENT_TYPE,
+        )
+    } else {
+        (metrics.encode(), OPENMETRICS_CONTENT_TYPE)
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -165,5 +194,17 @@ mod tests {
             respond(&get, &Metrics::new(), &health).status(),
             StatusCode::OK
         );
+    }
+
+    #[test]
+    fn metrics_follow_leadership_at_each_scrape() {
+        let metrics = Metrics::new();
+        let health = HealthState::default();
+        let get = request(Method::GET, "/metrics");
+        let _ = respond(&get, &metrics, &health);
+        assert!(metrics.encode().contains("mailops_leader 0"));
+        health.set_leader(true);
+        let _ = respond(&get, &metrics, &health);
+        assert!(metrics.encode().contains("mailops_leader 1"));
     }
 }

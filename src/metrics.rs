@@ -67,6 +67,7 @@ pub struct Metrics {
     token_requests: Family<ResultLabels, Counter>,
     probes: Family<ProbeLabels, Counter>,
     objects: Family<ObjectLabels, Gauge>,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -117,6 +118,12 @@ impl Metrics {
             "mailops objects by kind and Ready status",
             objects.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease (or runs without leader election), else 0",
+            leader.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -125,6 +132,7 @@ impl Metrics {
             token_requests,
             probes,
             objects,
+            leader,
         }
     }
 
@@ -164,6 +172,11 @@ impl Metrics {
             .set(count);
     }
 
+    /// Set whether this replica is the one acting (`mailops_leader`).
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -171,6 +184,48 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// The same samples in Prometheus's classic text format (0.0.4), for scrapers and
+    /// tools that ask for `text/plain` (curl, `promtool check metrics`): a counter's
+    /// HELP and TYPE name its `_total` samples, and OpenMetrics' `# UNIT` and `# EOF`
+    /// lines go.
+    pub fn encode_prometheus_text(&self) -> String {
+        classic_text(&self.encode())
+    }
+}
+
+/// OpenMetrics text as classic Prometheus text: see [`Metrics::encode_prometheus_text`].
+fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{name}{suffix} {tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -200,5 +255,27 @@ mod tests {
             text.contains("mailops_reconcile_duration_seconds_bucket"),
             "{text}"
         );
+        // Served before any sample, so "not leading" is 0 rather than absent.
+        assert!(text.contains("mailops_leader 0"), "{text}");
+        m.set_leader(true);
+        assert!(m.encode().contains("mailops_leader 1"));
+    }
+
+    #[test]
+    fn classic_text_names_counters_by_their_samples() {
+        let m = Metrics::new();
+        m.record_token_request("success");
+        let text = m.encode_prometheus_text();
+        assert!(
+            text.contains("# HELP mailops_token_requests_total "),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE mailops_token_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE mailops_leader gauge\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(text.contains("mailops_token_requests_total{result=\"success\"} 1\n"));
     }
 }

@@ -62,7 +62,7 @@ fn every_metric_is_explained() {
             [] => String::new(),
         })
         .collect();
-    assert_eq!(names.len(), 6, "{exposition}");
+    assert_eq!(names.len(), 7, "{exposition}");
     for name in names {
         assert!(
             readme.contains(&format!("| `{name}` |")),
