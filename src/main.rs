@@ -1,5 +1,5 @@
 //! The `mailops` command: `run` starts the operator, `check` validates manifests offline,
-//! `crd` prints the CRDs.
+//! `status` shows what the cluster's mailops objects say, `crd` prints the CRDs.
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -22,11 +22,14 @@ enum Command {
     Run(Box<mailops::config::RunArgs>),
     /// Validate and resolve manifests offline, without a cluster.
     Check(mailops::check::CheckArgs),
+    /// Show providers, service accounts and bindings as a tree with their Ready state,
+    /// read-only, with the current kubeconfig; exits 1 when anything is not Ready.
+    Status(mailops::status::StatusArgs),
     /// Print the three CustomResourceDefinitions as YAML (what `crds/` holds).
     Crd,
 }
 
-/// Exit codes: 0 all good, 1 `check` found problems, 2 the command could not do its work
+/// Exit codes: 0 all good, 1 `check` found problems or `status` found an object not Ready, 2 the command could not do its work
 /// (unreadable input, no cluster, ...), so scripts can tell a bad manifest from a bad call.
 fn main() -> ExitCode {
     match run() {
@@ -59,6 +62,14 @@ fn run() -> Result<ExitCode> {
         }
         Command::Check(args) => {
             let ok = mailops::check::run(&args)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Status(args) => {
+            let ok = mailops::status::run(&args)?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {

@@ -1,0 +1,144 @@
+//! The status tree as text (a tree drawn with box characters, ANSI colours only when
+//! asked for) or as JSON.
+
+use std::fmt::Write;
+
+use super::tree::{AccountNode, BlockedDeletion, ProviderNode, StatusTree};
+use super::{Entry, PROVIDER, Ready, SERVICE_ACCOUNT};
+
+const GREEN: &str = "\x1b[32m";
+const RED: &str = "\x1b[31m";
+const YELLOW: &str = "\x1b[33m";
+const RESET: &str = "\x1b[0m";
+
+/// The tree as pretty-printed JSON, ending in a newline.
+pub fn json(tree: &StatusTree) -> crate::Result<String> {
+    serde_json::to_string_pretty(tree)
+        .map(|s| s + "\n")
+        .map_err(|e| crate::Error::Serialize(e.to_string()))
+}
+
+/// The tree as text; `color` wraps each Ready state in ANSI colours.
+pub fn text(tree: &StatusTree, color: bool) -> String {
+    let mut out = String::new();
+    if tree.providers.is_empty() {
+        out.push_str("No mailops objects found.\n");
+    }
+    for node in &tree.providers {
+        provider(&mut out, node, color);
+    }
+    summary(&mut out, tree);
+    for blocked in &tree.blocked_deletions {
+        blocked_deletion(&mut out, blocked);
+    }
+    out
+}
+
+fn provider(out: &mut String, node: &ProviderNode, color: bool) {
+    match (&node.provider, &node.name) {
+        (Some(entry), _) => line(out, "", entry, color),
+        (None, Some(name)) => {
+            let _ = writeln!(out, "{PROVIDER} {name}: not found");
+        }
+        (None, None) => out.push_str("(no provider resolved yet)\n"),
+    }
+    let last_account = node.service_accounts.len();
+    for (i, account) in node.service_accounts.iter().enumerate() {
+        let last = i + 1 == last_account && node.bindings.is_empty();
+        service_account(out, account, last, color);
+    }
+    for (i, binding) in node.bindings.iter().enumerate() {
+        let branch = if i + 1 == node.bindings.len() {
+            "└─ "
+        } else {
+            "├─ "
+        };
+        line(out, branch, binding, color);
+    }
+}
+
+fn service_account(out: &mut String, node: &AccountNode, last: bool, color: bool) {
+    let (branch, indent) = if last {
+        ("└─ ", "   ")
+    } else {
+        ("├─ ", "│  ")
+    };
+    match &node.account {
+        Some(entry) => line(out, branch, entry, color),
+        None => {
+            let _ = writeln!(out, "{branch}{SERVICE_ACCOUNT} {}: not found", node.name);
+        }
+    }
+    for (i, binding) in node.bindings.iter().enumerate() {
+        let sub = if i + 1 == node.bindings.len() {
+            "└─ "
+        } else {
+            "├─ "
+        };
+        line(out, &format!("{indent}{sub}"), binding, color);
+    }
+}
+
+fn line(out: &mut String, prefix: &str, entry: &Entry, color: bool) {
+    let (word, colour) = match entry.ready {
+        Ready::True => ("Ready", GREEN),
+        Ready::False => ("Not ready", RED),
+        Ready::Unknown => ("Unknown", YELLOW),
+    };
+    let state = if color {
+        format!("{colour}{word}{RESET}")
+    } else {
+        word.to_string()
+    };
+    let _ = write!(
+        out,
+        "{prefix}{} {}: {state} ({})",
+        entry.kind,
+        entry.display_name(),
+        entry.reason
+    );
+    if let Some(message) = &entry.message {
+        let _ = write!(out, " {}", one_line(message));
+    }
+    if entry.deletion_blocked_by.is_some() {
+        out.push_str(" [deletion blocked]");
+    }
+    out.push('\n');
+}
+
+/// Messages come from the cluster: no newline or control character reaches the terminal.
+fn one_line(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn summary(out: &mut String, tree: &StatusTree) {
+    let _ = writeln!(
+        out,
+        "\n{} object(s), {} not ready",
+        tree.total, tree.not_ready
+    );
+    if !tree.reasons.is_empty() {
+        let counts: Vec<String> = tree
+            .reasons
+            .iter()
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        let _ = writeln!(out, "Reasons: {}", counts.join(", "));
+    }
+}
+
+fn blocked_deletion(out: &mut String, blocked: &BlockedDeletion) {
+    let _ = writeln!(
+        out,
+        "Deletion of {} {} is blocked: {}",
+        blocked.kind,
+        blocked.name,
+        one_line(&blocked.message)
+    );
+    for user in &blocked.users {
+        let _ = writeln!(out, "  - {user}");
+    }
+}
