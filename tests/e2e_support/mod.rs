@@ -1,7 +1,15 @@
 //! What the end-to-end suites share: server-side apply, waiting on watches, readiness
 //! predicates, the CRDs, and a guard that removes what a test made (finalizers first)
-//! even when it fails, after dumping it.
+//! even when it fails, after dumping it. `operator`, `proxy`, `throttle` and `world`
+//! serve the fault tests: an operator that can be killed like a crashed process, a TCP
+//! proxy that can cut a connection off, a Graph front that throttles chosen mailboxes,
+//! and one test's namespace, names and objects.
 #![allow(dead_code)]
+
+pub mod operator;
+pub mod proxy;
+pub mod throttle;
+pub mod world;
 
 use std::sync::Arc;
 use std::time::Duration;
