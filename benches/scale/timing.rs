@@ -36,7 +36,10 @@ impl Operator {
                 "--allow-insecure-endpoints",
             ])
             .args(["--http-addr", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("MAILOPS_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::DeserializeGuard;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::{Client, Resource, ResourceExt};
 
@@ -161,8 +160,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Caches.
     pub stores: Stores,
-    /// Event recorder (used only by [`super::events`]).
-    pub recorder: Recorder,
+    /// Where Events go (used only by [`super::events`]).
+    pub events: super::events::EventSink,
     /// Back-off of transient failures per object.
     pub backoff: backoff::Backoff,
     /// Provider probes that succeeded.
@@ -184,15 +183,11 @@ impl Context {
         metrics: Arc<Metrics>,
         stores: Stores,
     ) -> Self {
-        let reporter = Reporter {
-            controller: "mailops".into(),
-            instance: Some(config.identity.clone()),
-        };
         stores.index.publish_to(metrics.clone());
         // From now on deletions are recorded for `forget_deleted`.
         stores.index.take_deleted();
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: super::events::EventSink::new(client.clone(), &config.identity),
             client,
             backend,
             config,

@@ -131,12 +131,18 @@ pub fn blocked_deletion<K: HeldWhileUsed>(obj: &K, ctx: &Context) -> Step<K::Sta
     let terminating = Desired::ok(TERMINATING, Reason::InUse, message.clone());
     let mut status = obj.current_status().cloned().unwrap_or_default();
     let generation = obj.meta().generation;
-    let conditions = set_condition(
+    let mut conditions = set_condition(
         status.conditions(),
         &terminating,
         generation,
         Timestamp::now(),
     );
+    // Deletion bumps a custom resource's generation without touching its spec: the other
+    // verdicts still hold for it, and a binding waiting for a verdict on the current
+    // generation must not wait for ever.
+    for c in &mut conditions {
+        c.observed_generation = generation;
+    }
     status.set_conditions(conditions, generation);
     status.set_counts(&users);
     Step {

@@ -56,45 +56,74 @@ pub fn step(
 /// Serves the expected steps in order, then records (and fails) any further request.
 pub struct Verifier {
     pub expected: usize,
-    pub served: Arc<std::sync::atomic::AtomicUsize>,
+    pub served: tokio::sync::watch::Receiver<usize>,
     pub unexpected: Arc<Mutex<Vec<String>>>,
     pub task: tokio::task::JoinHandle<()>,
 }
 
+fn is_event(method: &Method, path: &str) -> bool {
+    method == Method::POST && path.contains("/events")
+}
+
+async fn serve_step(
+    request: Request<Body>,
+    send: tower_test::mock::SendResponse<Response<Body>>,
+    step: Step,
+) {
+    assert_eq!(request.method(), step.method, "method of {}", request.uri());
+    assert_eq!(request.uri().path(), step.path, "path");
+    let query = request.uri().query().unwrap_or_default().to_string();
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (step.check)(&query, &body);
+    send.send_response(
+        Response::builder()
+            .status(step.status)
+            .body(Body::from(serde_json::to_vec(&step.respond).unwrap()))
+            .unwrap(),
+    );
+}
+
 impl Verifier {
+    /// Serve `steps` in order; Events, which the controllers send beside their
+    /// reconciles, are served in their own order among themselves.
     pub fn start(mut handle: Handle, steps: Vec<Step>) -> Self {
         let unexpected = Arc::new(Mutex::new(Vec::new()));
         let seen = unexpected.clone();
         let expected = steps.len();
-        let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = served.clone();
+        let (count, served) = tokio::sync::watch::channel(0usize);
+        let (mut events, mut ordered): (
+            std::collections::VecDeque<Step>,
+            std::collections::VecDeque<Step>,
+        ) = steps
+            .into_iter()
+            .partition(|s| is_event(&s.method, &s.path));
         let task = tokio::spawn(async move {
-            for step in steps {
-                let (request, send) = handle.next_request().await.expect("a request");
-                assert_eq!(request.method(), step.method, "method of {}", request.uri());
-                assert_eq!(request.uri().path(), step.path, "path");
-                let query = request.uri().query().unwrap_or_default().to_string();
-                let bytes = request.into_body().collect_bytes().await.unwrap();
-                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                (step.check)(&query, &body);
-                send.send_response(
-                    Response::builder()
-                        .status(step.status)
-                        .body(Body::from(serde_json::to_vec(&step.respond).unwrap()))
-                        .unwrap(),
-                );
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
             while let Some((request, send)) = handle.next_request().await {
-                seen.lock()
-                    .unwrap()
-                    .push(format!("{} {}", request.method(), request.uri()));
-                send.send_response(
-                    Response::builder()
-                        .status(500)
-                        .body(Body::from(b"{}".to_vec()))
-                        .unwrap(),
-                );
+                let queue = if is_event(request.method(), request.uri().path()) {
+                    &mut events
+                } else {
+                    &mut ordered
+                };
+                match queue.pop_front() {
+                    Some(step) => {
+                        serve_step(request, send, step).await;
+                        count.send_modify(|n| *n += 1);
+                    }
+                    None => {
+                        seen.lock().unwrap().push(format!(
+                            "{} {}",
+                            request.method(),
+                            request.uri()
+                        ));
+                        send.send_response(
+                            Response::builder()
+                                .status(500)
+                                .body(Body::from(b"{}".to_vec()))
+                                .unwrap(),
+                        );
+                    }
+                }
             }
         });
         Verifier {
@@ -105,8 +134,12 @@ impl Verifier {
         }
     }
 
-    /// All expected steps were served and nothing else was asked.
-    pub async fn done(self) {
+    /// All expected steps were served (Events may come just after the reconcile) and
+    /// nothing else was asked.
+    pub async fn done(mut self) {
+        let expected = self.expected;
+        let all_served = self.served.wait_for(|n| *n >= expected);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), all_served).await;
         let unexpected = self.unexpected.lock().unwrap().clone();
         assert!(unexpected.is_empty(), "unexpected requests: {unexpected:?}");
         if self.task.is_finished() {
@@ -115,7 +148,7 @@ impl Verifier {
         } else {
             self.task.abort();
         }
-        let served = self.served.load(std::sync::atomic::Ordering::SeqCst);
+        let served = *self.served.borrow();
         assert_eq!(served, self.expected, "expected requests that never came");
     }
 }
