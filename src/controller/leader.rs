@@ -29,7 +29,8 @@ use crate::{Error, Result};
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
 /// How often the holder renews.
 pub const RENEW_PERIOD: Duration = Duration::from_secs(5);
-/// How soon a failed renewal is tried again (within the deadline).
+/// How soon a failed renewal is tried again (within the deadline), and how often a
+/// standby looks at the Lease.
 pub const RETRY_PERIOD: Duration = Duration::from_secs(1);
 /// How long the holder may fail to renew before it stops acting (less than the duration,
 /// so it stops before anyone else may take over).
@@ -215,7 +216,9 @@ impl LeaseLock {
                 Ok(Err(e)) => warn!(error = %e, "cannot read or write the leader Lease"),
                 Err(_) => warn!("the API server did not answer about the leader Lease in time"),
             }
-            tokio::time::sleep(super::backoff::jitter(RENEW_PERIOD, 0.2)).await;
+            // A standby times the holder from when it sees a renewal: it must look often
+            // enough that "unchanged for a lease duration" is at most one retry late.
+            tokio::time::sleep(super::backoff::jitter(RETRY_PERIOD, 0.2)).await;
         }
     }
 
