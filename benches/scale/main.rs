@@ -108,6 +108,7 @@ async fn measure(
     let floor = Instant::now();
     bulk(plan.n, |i| plan.floor_status_and_event(client, i)).await?;
     let floor_status_event = floor.elapsed().as_secs_f64();
+    bulk(plan.n, |i| plan.floor_clear(client, i)).await?;
 
     let before = write_counts(client).await?;
     let mut operator = timing::Operator::start(&plan.run)?;

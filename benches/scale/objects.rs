@@ -48,6 +48,15 @@ where
     .map_err(err(name))
 }
 
+async fn api_status(client: &Client, ns: &str, name: &str, body: &Value) -> Result<(), String> {
+    let api: Api<MailboxBinding> = Api::namespaced(client.clone(), ns);
+    let pp = PatchParams::apply("mailops-bench-floor").force();
+    api.patch_status(name, &pp, &Patch::Apply(body))
+        .await
+        .map(|_| ())
+        .map_err(err(name))
+}
+
 impl Plan {
     /// A plan with a fresh run name.
     pub fn new(n: usize, providers: usize, namespaces: usize, fake: String) -> Plan {
@@ -182,8 +191,9 @@ impl Plan {
         apply(&api, &name, body).await
     }
 
-    /// The floor: one server-side-apply status write to binding `i`, as the operator's
-    /// would be, under a field manager of the benchmark's.
+    /// The floor: one server-side-apply status write to binding `i` of the shape mailops
+    /// writes (its four conditions and attachment fields, so the API server merges as
+    /// much), under a field manager of the benchmark's.
     pub async fn floor_status(
         &self,
         client: &Client,
@@ -191,18 +201,35 @@ impl Plan {
         message: &str,
     ) -> Result<(), String> {
         let (ns, name) = self.binding(i);
-        let api: Api<MailboxBinding> = Api::namespaced(client.clone(), &ns);
-        let body = json!({"apiVersion": API, "kind": "MailboxBinding", "status": {"conditions": [
-            {"type": "BenchFloor", "status": "True", "reason": "Floor", "message": message,
-             "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
-        api.patch_status(
-            &name,
-            &PatchParams::apply("mailops-bench-floor").force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map(|_| ())
-        .map_err(err(&name))
+        let (provider, domain) = self.provider(i % self.providers);
+        let condition = |type_: &str| {
+            json!({"type": type_, "status": "True", "reason": "Verified", "message": message,
+                   "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"})
+        };
+        let conditions: Vec<Value> = [
+            "BenchReady",
+            "BenchAuthorized",
+            "BenchVerified",
+            "BenchCalendar",
+        ]
+        .map(condition)
+        .into();
+        let body = json!({"apiVersion": API, "kind": "MailboxBinding", "status": {
+            "observedGeneration": 1,
+            "conditions": conditions,
+            "provider": provider, "login": format!("u{i}@{domain}"),
+            "authenticatedVia": "ServiceAccount", "serviceAccount": provider,
+            "endpoint": format!("{}/v1.0", self.fake),
+            "lastVerifiedTime": "2026-01-01T00:00:00Z"}});
+        api_status(client, &ns, &name, &body).await
+    }
+
+    /// Take the floor's status back (an apply of nothing under its manager drops every
+    /// field it owned), so the operator starts from bindings as users would create them.
+    pub async fn floor_clear(&self, client: &Client, i: usize) -> Result<(), String> {
+        let (ns, name) = self.binding(i);
+        let body = json!({"apiVersion": API, "kind": "MailboxBinding", "status": {}});
+        api_status(client, &ns, &name, &body).await
     }
 
     /// The floor with Events: a status write and one Event, as a Ready transition costs.

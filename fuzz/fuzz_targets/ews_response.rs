@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = parse(text);
     }
     let mut headers = http::HeaderMap::new();
-    if let Some(v) = rest.get(..8).and_then(|b| http::HeaderValue::from_bytes(b).ok()) {
+    if let Some(v) = rest
+        .get(..8)
+        .and_then(|b| http::HeaderValue::from_bytes(b).ok())
+    {
         headers.insert(http::header::RETRY_AFTER, v);
     }
     let request = FolderRequest {

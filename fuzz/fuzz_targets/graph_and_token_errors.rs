@@ -13,7 +13,14 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(rest);
     let token = secrecy::SecretString::from(text.to_string());
     let headers = http::HeaderMap::new();
-    let _ = interpret(status, &headers, rest, "jane@example.com", Folder::Inbox, &token);
+    let _ = interpret(
+        status,
+        &headers,
+        rest,
+        "jane@example.com",
+        Folder::Inbox,
+        &token,
+    );
     let _ = token_permissions(&token);
     let (error, description) = text.split_once('\n').unwrap_or((&text, ""));
     let _ = aadsts_code(description);

@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = email_domain(text);
-    for format in [LoginFormat::EmailAddress, LoginFormat::MailboxName, LoginFormat::Manual] {
+    for format in [
+        LoginFormat::EmailAddress,
+        LoginFormat::MailboxName,
+        LoginFormat::Manual,
+    ] {
         let _ = effective_login(format, text, Some(text));
     }
     let _ = redact_url(text);

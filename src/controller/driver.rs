@@ -92,7 +92,7 @@ where
     let report = ReportCell::default();
     let step = typed.apply(&ctx).await;
     let result = write_step(typed, &ctx, &report, step).await;
-    conclude(&ctx, typed, started, report, result)
+    conclude(&ctx, typed, started, report, result).await
 }
 
 /// Reconcile a kind whose deletion waits for its users: hold the in-use finalizer and
@@ -113,7 +113,7 @@ where
     let started = Instant::now();
     let report = ReportCell::default();
     let result = held_step(typed, &ctx, &report).await;
-    conclude(&ctx, typed, started, report, result)
+    conclude(&ctx, typed, started, report, result).await
 }
 
 async fn held_step<K: HeldWhileUsed>(
@@ -161,7 +161,7 @@ async fn write_step<K: Reconciled>(
     step.result
 }
 
-fn conclude<K: Reconciled>(
+async fn conclude<K: Reconciled>(
     ctx: &Context,
     obj: &K,
     started: Instant,
@@ -169,7 +169,7 @@ fn conclude<K: Reconciled>(
     result: Result<Action>,
 ) -> Result<Action> {
     let report: Report = report.into_inner().unwrap_or_else(|e| e.into_inner());
-    policy::publish_outcome(ctx, K::KIND, obj, started, report, result)
+    policy::publish_outcome(ctx, K::KIND, obj, started, report, result).await
 }
 
 /// When a healthy object is checked again.

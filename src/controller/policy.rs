@@ -27,7 +27,7 @@ pub struct Report {
 pub type ReportCell = Mutex<Report>;
 
 /// The end of every reconcile: Events from the report, metrics, back-off reset.
-pub fn publish_outcome<K>(
+pub async fn publish_outcome<K>(
     ctx: &Context,
     kind: &'static str,
     obj: &K,
@@ -38,7 +38,7 @@ pub fn publish_outcome<K>(
 where
     K: Resource<DynamicType = ()>,
 {
-    events::publish(ctx, obj.object_ref(&()), &report);
+    events::publish(ctx, obj.object_ref(&()), &report).await;
     let label = match &result {
         Ok(_) => "success",
         Err(e) => e.reason().map(Reason::as_str).unwrap_or(e.category()),
