@@ -245,12 +245,15 @@ pub trait Watched: Resource<DynamicType = ()> + Clone + Indexed {
     fn triggers(&self, stores: &Stores) -> Triggers;
     /// How much an update from `old` to `new` matters.
     fn relevance(old: &Self, new: &Self) -> Relevance;
-    /// Drop what no reconcile reads before the object enters the cache: managedFields
-    /// and annotations (the last-applied one may even hold a copy of a Secret's values).
+    /// Drop what no reconcile reads before the object enters the cache: managedFields,
+    /// annotations (the last-applied one may even hold a copy of a Secret's values),
+    /// labels and owner references.
     fn trim(&mut self) {
         let meta = self.meta_mut();
         meta.managed_fields = None;
         meta.annotations = None;
+        meta.labels = None;
+        meta.owner_references = None;
     }
 }
 

@@ -79,6 +79,10 @@ struct AccountEntry {
 
 type Multi<K, V> = HashMap<K, BTreeSet<V>>;
 
+/// A binding key shared by every set that holds it: one allocation per binding, not one
+/// per index (10,000 bindings sit in five of them).
+type Shared = Arc<BindingKey>;
+
 fn link<K: std::hash::Hash + Eq, V: Ord>(m: &mut Multi<K, V>, k: Option<K>, v: V) {
     if let Some(k) = k {
         m.entry(k).or_default().insert(v);
@@ -98,16 +102,16 @@ fn unlink<K: std::hash::Hash + Eq, V: Ord>(m: &mut Multi<K, V>, k: Option<K>, v:
 
 #[derive(Default)]
 struct Inner {
-    bindings: HashMap<BindingKey, BindingEntry>,
+    bindings: HashMap<Shared, BindingEntry>,
     providers: HashMap<String, ProviderEntry>,
     accounts: HashMap<String, AccountEntry>,
-    attached_to_provider: Multi<String, BindingKey>,
-    naming_provider: Multi<String, BindingKey>,
-    in_domain: Multi<String, BindingKey>,
-    attached_to_account: Multi<String, BindingKey>,
-    naming_account: Multi<String, BindingKey>,
-    reading_secret: Multi<SecretKey, BindingKey>,
-    in_namespace: Multi<String, BindingKey>,
+    attached_to_provider: Multi<String, Shared>,
+    naming_provider: Multi<String, Shared>,
+    in_domain: Multi<String, Shared>,
+    attached_to_account: Multi<String, Shared>,
+    naming_account: Multi<String, Shared>,
+    reading_secret: Multi<SecretKey, Shared>,
+    in_namespace: Multi<String, Shared>,
     accounts_of_provider: Multi<String, String>,
     providers_serving: Multi<String, String>,
     providers_reading: Multi<SecretKey, String>,
@@ -191,7 +195,7 @@ fn account_entry(a: &ExchangeServiceAccount) -> AccountEntry {
 }
 
 impl Inner {
-    fn unlink_binding(&mut self, key: &BindingKey, e: &BindingEntry) {
+    fn unlink_binding(&mut self, key: &Shared, e: &BindingEntry) {
         unlink(
             &mut self.attached_to_provider,
             e.attached_provider.clone(),
@@ -209,7 +213,7 @@ impl Inner {
         unlink(&mut self.in_namespace, Some(key.0.clone()), key);
     }
 
-    fn link_binding(&mut self, key: &BindingKey, e: &BindingEntry) {
+    fn link_binding(&mut self, key: &Shared, e: &BindingEntry) {
         link(
             &mut self.attached_to_provider,
             e.attached_provider.clone(),
@@ -245,18 +249,22 @@ impl Inner {
     }
 
     fn set_binding(&mut self, key: BindingKey, entry: Option<BindingEntry>) {
-        let old = self.bindings.remove(&key);
+        let old = self.bindings.remove_entry(&key);
         self.count(
             BINDINGS,
-            old.as_ref().map(|e| e.ready),
+            old.as_ref().map(|(_, e)| e.ready),
             entry.as_ref().map(|e| e.ready),
         );
-        if let Some(old) = old {
-            self.unlink_binding(&key, &old);
+        // Keep the one shared key the sets already hold.
+        let shared = old
+            .as_ref()
+            .map_or_else(|| Arc::new(key), |(k, _)| k.clone());
+        if let Some((_, old)) = &old {
+            self.unlink_binding(&shared, old);
         }
         if let Some(new) = entry {
-            self.link_binding(&key, &new);
-            self.bindings.insert(key, new);
+            self.link_binding(&shared, &new);
+            self.bindings.insert(shared, new);
         }
     }
 
@@ -335,6 +343,11 @@ fn binding_key(b: &Guarded<MailboxBinding>) -> BindingKey {
 
 fn names<V: Clone>(set: Option<&BTreeSet<V>>) -> Vec<V> {
     set.map(|s| s.iter().cloned().collect()).unwrap_or_default()
+}
+
+fn keys(set: Option<&BTreeSet<Shared>>) -> Vec<BindingKey> {
+    set.map(|s| s.iter().map(|k| (**k).clone()).collect())
+        .unwrap_or_default()
 }
 
 #[path = "index_queries.rs"]

@@ -60,7 +60,7 @@ impl Index {
 
     /// Bindings attached to (counted by) a provider.
     pub fn attached_to_provider(&self, provider: &str) -> Vec<BindingKey> {
-        names(self.lock().attached_to_provider.get(provider))
+        keys(self.lock().attached_to_provider.get(provider))
     }
 
     /// Bindings that name a provider or would find it by one of `domains`.
@@ -70,9 +70,9 @@ impl Index {
         domains: &[D],
     ) -> Vec<BindingKey> {
         let inner = self.lock();
-        let mut out = names(inner.naming_provider.get(provider));
+        let mut out = keys(inner.naming_provider.get(provider));
         for d in domains {
-            out.extend(names(inner.in_domain.get(&d.as_ref().to_ascii_lowercase())));
+            out.extend(keys(inner.in_domain.get(&d.as_ref().to_ascii_lowercase())));
         }
         out
     }
@@ -93,12 +93,12 @@ impl Index {
 
     /// Bindings attached through a service account.
     pub fn attached_to_account(&self, account: &str) -> Vec<BindingKey> {
-        names(self.lock().attached_to_account.get(account))
+        keys(self.lock().attached_to_account.get(account))
     }
 
     /// Bindings that name a service account.
     pub fn naming_account(&self, account: &str) -> Vec<BindingKey> {
-        names(self.lock().naming_account.get(account))
+        keys(self.lock().naming_account.get(account))
     }
 
     /// Who reads a Secret: providers (app secret), accounts, bindings (own credentials).
@@ -110,13 +110,13 @@ impl Index {
         (
             names(inner.providers_reading.get(secret)),
             names(inner.accounts_reading.get(secret)),
-            names(inner.reading_secret.get(secret)),
+            keys(inner.reading_secret.get(secret)),
         )
     }
 
     /// Bindings in a namespace.
     pub fn in_namespace(&self, namespace: &str) -> Vec<BindingKey> {
-        names(self.lock().in_namespace.get(namespace))
+        keys(self.lock().in_namespace.get(namespace))
     }
 }
 
@@ -148,7 +148,7 @@ impl Indexed for Guarded<MailboxBinding> {
 
     fn reindex(all: &[Arc<Self>], index: &Index) {
         index.change(|i| {
-            let keys: Vec<BindingKey> = i.bindings.keys().cloned().collect();
+            let keys: Vec<BindingKey> = i.bindings.keys().map(|k| (**k).clone()).collect();
             for k in keys {
                 i.set_binding(k, None);
             }
