@@ -261,6 +261,13 @@ impl Plan {
             let _ = namespaces.delete(&ns.name_any(), &dp).await;
         }
         let _ = namespaces.delete(&self.late_namespace(), &dp).await;
+        // Wait for the namespaces (and the bindings in them) to be gone, so the next run
+        // starts on a cluster that holds nothing of this one.
+        for ns in namespaces.list(&lp).await.map_err(err("namespaces"))? {
+            let (name, uid) = (ns.name_any(), ns.uid().unwrap_or_default());
+            let gone = await_condition(namespaces.clone(), &name, conditions::is_deleted(&uid));
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(900), gone).await;
+        }
         let unblock = Patch::Merge(json!({"metadata": {"finalizers": null}}));
         let accounts: Api<ExchangeServiceAccount> = Api::all(client.clone());
         for a in accounts.list(&lp).await.map_err(err("accounts"))? {
