@@ -51,6 +51,19 @@ pub struct Writers {
     pub namespaces: reflector::store::Writer<Namespace>,
 }
 
+impl Stores {
+    /// Wait until all five caches hold their initial LIST.
+    pub async fn wait_until_ready(&self) {
+        let _ = futures::join!(
+            self.providers.wait_until_ready(),
+            self.service_accounts.wait_until_ready(),
+            self.bindings.wait_until_ready(),
+            self.secrets.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+        );
+    }
+}
+
 /// Fresh, empty caches.
 pub fn stores() -> (Stores, Writers) {
     let (providers, pw) = reflector::store();

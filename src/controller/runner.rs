@@ -176,7 +176,7 @@ pub async fn run_on_caches(
         pumps,
     } = caches;
     stores.index.publish_to(metrics.clone());
-    wait_for_caches(&stores).await;
+    stores.wait_until_ready().await;
     health.set_caches_synced();
     info!("caches synced");
 
@@ -223,17 +223,6 @@ enum Leadership {
     NotElecting,
     /// This replica holds the Lease, acquired at this instant.
     Leading(Box<leader::LeaseLock>, tokio::time::Instant),
-}
-
-/// Wait until all five caches hold their initial LIST.
-async fn wait_for_caches(stores: &Stores) {
-    let _ = futures::join!(
-        stores.providers.wait_until_ready(),
-        stores.service_accounts.wait_until_ready(),
-        stores.bindings.wait_until_ready(),
-        stores.secrets.wait_until_ready(),
-        stores.namespaces.wait_until_ready(),
-    );
 }
 
 /// Take the Lease when electing; `None` when told to stop while waiting for it.

@@ -102,19 +102,23 @@ pub fn of_account(stores: &Stores, name: &str) -> Users {
     Users::from(Vec::new(), stores.index.attached_to_account(name))
 }
 
-/// The `InUse` message: how many users, and the first ten by name.
-pub fn in_use_message(users: &Users) -> String {
-    let shown: Vec<&str> = users.first.iter().map(String::as_str).collect();
-    let more = users.total().saturating_sub(shown.len());
+/// The users by name: the first ten, and how many more (`a, b and 3 more`).
+pub fn named_users(users: &Users) -> String {
+    let more = users.total().saturating_sub(users.first.len());
     let tail = if more > 0 {
         format!(" and {more} more")
     } else {
         String::new()
     };
+    format!("{}{tail}", users.first.join(", "))
+}
+
+/// The `InUse` message: how many users, and the first ten by name.
+pub fn in_use_message(users: &Users) -> String {
     format!(
-        "deletion waits for {} object(s) still using it: {}{tail}",
+        "deletion waits for {} object(s) still using it: {}",
         users.total(),
-        shown.join(", ")
+        named_users(users)
     )
 }
 

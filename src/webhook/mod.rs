@@ -52,7 +52,7 @@ pub async fn serve_on(
         refuse_in_use_deletion: config.webhook.refuse_in_use_deletion,
         allow_insecure_endpoints: config.allow_insecure_endpoints,
     };
-    wait_for_caches(&stores).await;
+    stores.wait_until_ready().await;
     let slot = Arc::new(tls::CertSlot::default());
     let keeper = keeper::Keeper::new(client, &config.webhook);
     keeper.first_fill(&slot).await;
@@ -63,14 +63,4 @@ pub async fn serve_on(
         served = server::serve_tls(listener, tls, handler, std::future::pending()) => served,
         () = keeper.keep(slot) => Ok(()),
     }
-}
-
-async fn wait_for_caches(stores: &Stores) {
-    let _ = futures::join!(
-        stores.providers.wait_until_ready(),
-        stores.service_accounts.wait_until_ready(),
-        stores.bindings.wait_until_ready(),
-        stores.secrets.wait_until_ready(),
-        stores.namespaces.wait_until_ready(),
-    );
 }
