@@ -256,3 +256,36 @@ async fn a_malformed_provider_still_used_keeps_its_finalizer() {
     run(provider::reconcile(obj, h.ctx.clone())).await.unwrap();
     v.done().await;
 }
+
+#[tokio::test]
+async fn a_remembered_verification_with_its_calendar_restates_the_same_status() {
+    let mut h = harness();
+    h.provider(basic_provider("exchange", &["contoso.com"]));
+    h.secret("team-a", "jane", &[("password", "pw")]);
+    let mut b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    b["spec"]["connectCalendar"] = json!(true);
+    let obj = h.binding(b.clone());
+    let written = Arc::new(Mutex::new(Value::Null));
+    let v = h.verifier(vec![
+        step(
+            Method::PATCH,
+            JANE_STATUS,
+            {
+                let written = written.clone();
+                move |_, body| {
+                    assert_eq!(condition(body, "CalendarConnected")["status"], "True");
+                    *written.lock().unwrap() = body["status"].clone();
+                }
+            },
+            b.clone(),
+        ),
+        event_step("team-a", "Normal", "Verified"),
+    ]);
+    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    // Re-triggered with the same inputs: the remembered success yields the same status,
+    // so nothing is written and Exchange is not asked again.
+    let obj = h.binding(with_status(b, &written));
+    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    assert_eq!(h.backend.mailbox_calls(), 1);
+    v.done().await;
+}

@@ -35,6 +35,37 @@ pub struct Verified {
     pub at: Timestamp,
 }
 
+/// What is remembered of a verification that succeeded: that it did, whether the
+/// calendar was part of it, and when. A success needs no more to be stated again, and
+/// 10,000 of these are held.
+#[derive(Clone, Copy, Debug)]
+pub struct Confirmed {
+    calendar: bool,
+    at: Timestamp,
+}
+
+impl Confirmed {
+    /// What to remember of `v`: nothing unless Exchange confirmed the mailbox.
+    fn of(v: &Verified) -> Option<Confirmed> {
+        outcome_error(&v.outcome).is_none().then(|| Confirmed {
+            calendar: v.outcome.calendar.is_some(),
+            at: v.at,
+        })
+    }
+
+    /// The verification it stands for.
+    fn verified(self) -> Verified {
+        Verified {
+            outcome: MailboxOutcome {
+                mailbox: Ok(()),
+                calendar: self.calendar.then_some(Ok(())),
+                rotated_refresh_token: None,
+            },
+            at: self.at,
+        }
+    }
+}
+
 /// Reconcile one MailboxBinding (entry point for the controller).
 pub async fn reconcile(obj: Arc<Guarded<MailboxBinding>>, ctx: Arc<Context>) -> Result<Action> {
     driver::reconcile(obj, ctx).await
@@ -271,7 +302,8 @@ async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Outcome {
     ]);
     let remembered = ctx
         .mailbox_probes
-        .get(&key, inputs, ctx.config.reverify_interval);
+        .get(&key, inputs, ctx.config.reverify_interval)
+        .map(Confirmed::verified);
     let verified = match remembered {
         Some(verified) => verified,
         None => {
@@ -297,9 +329,8 @@ async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Outcome {
                 outcome,
                 at: Timestamp::now(),
             };
-            let ok = outcome_error(&verified.outcome).is_none();
             ctx.mailbox_probes
-                .record(&key, inputs, ok.then(|| verified.clone()));
+                .record(&key, inputs, Confirmed::of(&verified));
             verified
         }
     };

@@ -182,7 +182,7 @@ pub struct Context {
     /// Service-account authentications that succeeded.
     pub account_probes: ProbeCache<()>,
     /// Mailbox verifications that succeeded, with when they ran.
-    pub mailbox_probes: ProbeCache<binding::Verified>,
+    pub mailbox_probes: ProbeCache<binding::Confirmed>,
     /// Refresh tokens the authority rotated, until the Secrets show them.
     pub rotated_tokens: rotation::RotatedTokens,
 }
