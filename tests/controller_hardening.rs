@@ -289,3 +289,34 @@ async fn a_remembered_verification_with_its_calendar_restates_the_same_status() 
     assert_eq!(h.backend.mailbox_calls(), 1);
     v.done().await;
 }
+
+#[tokio::test]
+async fn a_provider_beginning_its_deletion_does_not_verify_its_mailboxes_again() {
+    let mut h = harness();
+    let provider = basic_provider("exchange", &["contoso.com"]);
+    h.provider(provider.clone());
+    h.secret("team-a", "jane", &[("password", "pw")]);
+    let b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    let obj = h.binding(b.clone());
+    let written = Arc::new(Mutex::new(Value::Null));
+    let v = h.verifier(vec![
+        status_step(written.clone(), b.clone()),
+        event_step("team-a", "Normal", "Verified"),
+    ]);
+    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    // `kubectl delete` of a provider with a finalizer bumps its generation without
+    // touching its spec; the provider then judges that generation (still in use).
+    let mut terminating = provider;
+    terminating["metadata"]["generation"] = json!(2);
+    terminating["metadata"]["deletionTimestamp"] = json!("2026-01-02T00:00:00Z");
+    terminating["status"]["conditions"][0]["observedGeneration"] = json!(2);
+    h.provider(terminating);
+    let obj = h.binding(with_status(b, &written));
+    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    assert_eq!(
+        h.backend.mailbox_calls(),
+        1,
+        "nothing the probe depends on changed"
+    );
+    v.done().await;
+}

@@ -15,7 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 
 use super::context::{
-    Context, Guarded, object_key, probe_inputs_digest, typed_objects, well_formed,
+    Context, Guarded, object_key, probe_inputs_digest, spec_digest, typed_objects, well_formed,
 };
 use super::driver::{self, Reconciled, Step};
 use super::{BINDING_KIND, credentials, rotation, status};
@@ -120,9 +120,11 @@ pub enum Outcome {
 struct Validated {
     resolution: Resolution,
     service: Service,
-    provider_generation: String,
+    /// The provider's spec, digested: its generation would also move when its deletion
+    /// begins, which changes nothing a probe depends on.
+    provider_spec: String,
     creds: credentials::Resolved,
-    account_generation: String,
+    account_spec: String,
 }
 
 async fn apply(b: &MailboxBinding, ctx: &Context) -> Step<MailboxBindingStatus> {
@@ -190,14 +192,14 @@ fn validate(b: &MailboxBinding, ctx: &Context) -> std::result::Result<Validated,
     };
     let endpoints =
         provider_endpoints(&typed.spec, ctx.config.allow_insecure_endpoints).map_err(unverified)?;
-    let (creds, account_generation) =
+    let (creds, account_spec) =
         binding_credentials(b, &resolution, typed, &endpoints, ctx).map_err(unverified)?;
     Ok(Validated {
         service: credentials::service(typed, &endpoints),
-        provider_generation: typed.metadata.generation.unwrap_or(0).to_string(),
+        provider_spec: spec_digest(&typed.spec),
         resolution,
         creds,
-        account_generation,
+        account_spec,
     })
 }
 
@@ -296,8 +298,8 @@ async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Outcome {
         b.uid().as_deref().unwrap_or_default(),
         &b.metadata.generation.unwrap_or(0).to_string(),
         &format!("{r:?}"),
-        &v.provider_generation,
-        &v.account_generation,
+        &v.provider_spec,
+        &v.account_spec,
         &v.creds.versions.join(","),
     ]);
     let remembered = ctx
@@ -341,8 +343,8 @@ async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Outcome {
     }
 }
 
-/// The credentials a binding acts with, and the generation of its service account (empty
-/// for its own credentials).
+/// The credentials a binding acts with, and the digest of its service account's spec
+/// (empty for its own credentials).
 fn binding_credentials(
     b: &MailboxBinding,
     r: &Resolution,
@@ -364,10 +366,9 @@ fn binding_credentials(
                         reason: Reason::ServiceAccountNotFound,
                         message: format!("ExchangeServiceAccount {name:?} does not exist"),
                     })?;
-            let generation = account.metadata.generation.unwrap_or(0).to_string();
             let creds =
                 credentials::service_account(account, provider, endpoints, &ctx.stores.secrets)?;
-            Ok((creds, generation))
+            Ok((creds, spec_digest(&account.spec)))
         }
         (None, Some(secret)) => {
             let creds = credentials::binding_own(

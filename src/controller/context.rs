@@ -143,12 +143,19 @@ impl<T: Clone> ProbeCache<T> {
     }
 }
 
-/// A stable digest of the inputs of a probe: generations, resolution, Secret versions.
+/// A stable digest of the inputs of a probe: specs, resolution, Secret versions.
 pub fn probe_inputs_digest(parts: &[&str]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     parts.hash(&mut h);
     h.finish()
+}
+
+/// A digest of a spec, for probe inputs in place of the generation: the API server also
+/// bumps the generation when a deletion begins, which changes nothing a probe depends on
+/// (and would re-verify every mailbox of a provider being deleted).
+pub fn spec_digest(spec: &impl std::fmt::Debug) -> String {
+    probe_inputs_digest(&[&format!("{spec:?}")]).to_string()
 }
 
 /// The key back-off and probe caches use for an object.

@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
-use super::context::{Context, Guarded, object_key, probe_inputs_digest};
+use super::context::{Context, Guarded, object_key, probe_inputs_digest, spec_digest};
 use super::driver::{self, HeldWhileUsed, Reconciled, Step};
 use super::usage::{self, Users};
 use super::{PROVIDER_KIND, credentials, status};
@@ -96,7 +96,7 @@ async fn probe(p: &EmailProvider, v: Validated, ctx: &Context) -> Check {
         .unwrap_or_default();
     let inputs = probe_inputs_digest(&[
         p.uid().as_deref().unwrap_or_default(),
-        &p.metadata.generation.unwrap_or(0).to_string(),
+        &spec_digest(&p.spec),
         &versions,
     ]);
     let key = object_key(p);

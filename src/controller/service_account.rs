@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
-use super::context::{Context, Guarded, object_key, probe_inputs_digest};
+use super::context::{Context, Guarded, object_key, probe_inputs_digest, spec_digest};
 use super::driver::{self, HeldWhileUsed, Reconciled, Step};
 use super::usage::{self, Users};
 use super::{SERVICE_ACCOUNT_KIND, credentials, status};
@@ -55,7 +55,7 @@ impl HeldWhileUsed for ExchangeServiceAccount {
 /// What an account's authentication check starts from.
 struct Validated {
     provider: String,
-    provider_generation: String,
+    provider_spec: String,
     service: Service,
     creds: credentials::Resolved,
 }
@@ -86,7 +86,7 @@ fn validate(a: &ExchangeServiceAccount, ctx: &Context) -> Result<Validated> {
     let endpoints = provider_endpoints(&provider.spec, ctx.config.allow_insecure_endpoints)?;
     Ok(Validated {
         provider: provider_name.clone(),
-        provider_generation: provider.metadata.generation.unwrap_or(0).to_string(),
+        provider_spec: spec_digest(&provider.spec),
         service: credentials::service(provider, &endpoints),
         creds: credentials::service_account(a, provider, &endpoints, &ctx.stores.secrets)?,
     })
@@ -97,8 +97,8 @@ async fn probe(a: &ExchangeServiceAccount, v: Validated, ctx: &Context) -> Resul
     let key = object_key(a);
     let inputs = probe_inputs_digest(&[
         a.uid().as_deref().unwrap_or_default(),
-        &a.metadata.generation.unwrap_or(0).to_string(),
-        &v.provider_generation,
+        &spec_digest(&a.spec),
+        &v.provider_spec,
         &v.creds.versions.join(","),
     ]);
     if ctx
