@@ -1,8 +1,9 @@
 //! Work bounded by time, not by the number of bindings: a binding whose provider has no
 //! verdict yet is not written (it is written once, when the provider has one), and a
 //! wave of bindings attaching to a provider settles into a bounded number of provider
-//! status writes with exact final counts. The provider controller runs as in
-//! production (`runner::run_controller`, debounced) on tokio's paused clock.
+//! status writes with exact final counts, which move while the wave goes on. The
+//! provider controller runs as in production (`runner::run_controller`, its triggers
+//! settled) on tokio's paused clock.
 
 mod mock_api;
 use mock_api::*;
@@ -101,6 +102,12 @@ async fn a_wave_of_bindings_settles_into_a_bounded_number_of_provider_writes() {
     );
     let last = written.last().expect("the counts were written");
     assert_eq!(last["status"]["mailboxCount"], WAVE, "{last}");
+    // The wave never paused for the settle window, yet its counts moved while it went on.
+    let first = written[0]["status"]["mailboxCount"].as_u64().unwrap();
+    assert!(
+        first > 0 && first < WAVE as u64,
+        "first write during the wave: {first}"
+    );
 
     // The API server now holds that status; a trigger that changes nothing writes nothing.
     let mut settled = basic_provider("exchange", &["contoso.com"]);

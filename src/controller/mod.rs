@@ -17,6 +17,7 @@ pub mod provider;
 pub mod rotation;
 pub mod runner;
 pub mod service_account;
+pub mod settle;
 pub mod status;
 pub mod usage;
 

@@ -21,7 +21,9 @@ use kube::{Api, Client, Resource};
 use tracing::info;
 
 use super::context::{Context, Guarded, Stores, stores};
-use super::{BINDING_KIND, binding, driver, fanout, leader, policy, provider, service_account};
+use super::{
+    BINDING_KIND, binding, driver, fanout, leader, policy, provider, service_account, settle,
+};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::config::OperatorConfig;
 use crate::exchange::MailBackend;
@@ -215,6 +217,10 @@ pub async fn run_on_caches(
 /// provider goes within a second of its last binding.
 pub const COUNTS_SETTLE: std::time::Duration = std::time::Duration::from_millis(400);
 
+/// The longest a provider or account waits for its triggers to settle: during a long wave
+/// its counts still move, at most one status write per this period.
+pub const COUNTS_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 type Shutdown = Shared<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>;
 
 /// Whether this replica acts, and on what authority.
@@ -288,9 +294,9 @@ async fn run_every_controller(ctx: Arc<Context>, receivers: fanout::Receivers, s
 }
 
 /// Run one kind's controller over its cache, fed by the triggers the pumps send, until
-/// `shutdown`. Providers and accounts are debounced: a wave of bindings attaching
-/// re-triggers them once per binding, and the trailing debounce lets the counts settle
-/// into one status write.
+/// `shutdown`. Providers and accounts have their triggers settled: a wave of bindings
+/// attaching re-triggers them once per binding, and the counts are written once the wave
+/// is quiet, or every `COUNTS_MAX_WAIT` while it goes on.
 pub async fn run_controller<K, F, Fut>(
     store: Store<Guarded<K>>,
     triggers: UnboundedReceiver<ObjectRef<Guarded<K>>>,
@@ -304,10 +310,12 @@ pub async fn run_controller<K, F, Fut>(
     F: FnMut(Arc<Guarded<K>>, Arc<Context>) -> Fut,
     Fut: Future<Output = Result<Action>> + Send + 'static,
 {
-    let mut config = kube::runtime::Config::default().concurrency(16);
-    if K::KIND != BINDING_KIND {
-        config = config.debounce(COUNTS_SETTLE);
-    }
+    let config = kube::runtime::Config::default().concurrency(16);
+    let triggers = if K::KIND == BINDING_KIND {
+        triggers.boxed()
+    } else {
+        settle::settle(triggers, COUNTS_SETTLE, COUNTS_MAX_WAIT).boxed()
+    };
     Controller::for_stream(
         futures::stream::pending::<std::result::Result<_, watcher::Error>>(),
         store,
