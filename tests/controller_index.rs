@@ -176,3 +176,31 @@ fn cached_secrets_and_namespaces_keep_only_what_reconciles_read() {
     assert!(n.metadata.labels.is_some(), "labels decide admission");
     assert_eq!((n.metadata.annotations, n.spec), (None, None));
 }
+
+#[test]
+fn a_providers_users_are_counted_and_the_first_ten_named_without_listing_them_all() {
+    let (stores, mut w) = fresh();
+    for i in (0..25).rev() {
+        let b = binding(
+            "sales",
+            &format!("b{i:02}"),
+            "x@contoso.com",
+            attached("a", "True"),
+        );
+        fanout::observe(&mut w.bindings, &stores, &Event::Apply(b));
+    }
+    let users = controller::usage::of_provider(&stores, "a");
+    assert_eq!(users.bindings, 25);
+    let named: Vec<&str> = users.first.iter().map(String::as_str).collect();
+    let expected: Vec<String> = (0..10)
+        .map(|i| format!("MailboxBinding sales/b{i:02}"))
+        .collect();
+    assert_eq!(
+        named, expected,
+        "the first ten by key, whatever the arrival order"
+    );
+    assert_eq!(
+        controller::usage::of_provider(&stores, "b"),
+        Default::default()
+    );
+}

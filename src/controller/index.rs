@@ -350,6 +350,12 @@ fn keys(set: Option<&BTreeSet<Shared>>) -> Vec<BindingKey> {
         .unwrap_or_default()
 }
 
+/// The size of a set and its first `n` keys.
+fn sample(set: Option<&BTreeSet<Shared>>, n: usize) -> (usize, Vec<BindingKey>) {
+    set.map(|s| (s.len(), s.iter().take(n).map(|k| (**k).clone()).collect()))
+        .unwrap_or_default()
+}
+
 #[path = "index_queries.rs"]
 mod queries;
 pub use queries::*;

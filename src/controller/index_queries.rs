@@ -63,6 +63,16 @@ impl Index {
         keys(self.lock().attached_to_provider.get(provider))
     }
 
+    /// How many bindings are attached to a provider, and the first `n` of them by key:
+    /// O(n), whatever the count (a provider's status is written while a wave attaches).
+    pub fn attached_to_provider_sample(
+        &self,
+        provider: &str,
+        n: usize,
+    ) -> (usize, Vec<BindingKey>) {
+        sample(self.lock().attached_to_provider.get(provider), n)
+    }
+
     /// Bindings that name a provider or would find it by one of `domains`.
     pub fn resolving_to_provider<D: AsRef<str>>(
         &self,
@@ -94,6 +104,11 @@ impl Index {
     /// Bindings attached through a service account.
     pub fn attached_to_account(&self, account: &str) -> Vec<BindingKey> {
         keys(self.lock().attached_to_account.get(account))
+    }
+
+    /// How many bindings are attached through a service account, and the first `n`.
+    pub fn attached_to_account_sample(&self, account: &str, n: usize) -> (usize, Vec<BindingKey>) {
+        sample(self.lock().attached_to_account.get(account), n)
     }
 
     /// Bindings that name a service account.

@@ -41,14 +41,15 @@ impl Users {
         self.accounts + self.bindings
     }
 
-    fn from(accounts: Vec<String>, bindings: Vec<BindingKey>) -> Users {
+    /// From the accounts and the bindings' count with the first of them.
+    fn from(accounts: Vec<String>, (bindings, first_bindings): (usize, Vec<BindingKey>)) -> Users {
         let room = NAMED_USERS.saturating_sub(accounts.len());
         let first = accounts
             .iter()
             .take(NAMED_USERS)
             .map(|a| format!("ExchangeServiceAccount {a}"))
             .chain(
-                bindings
+                first_bindings
                     .iter()
                     .take(room)
                     .map(|(ns, name)| format!("MailboxBinding {ns}/{name}")),
@@ -56,7 +57,7 @@ impl Users {
             .collect();
         Users {
             accounts: accounts.len(),
-            bindings: bindings.len(),
+            bindings,
             first,
         }
     }
@@ -94,12 +95,18 @@ pub fn of_provider(stores: &Stores, name: &str) -> Users {
             }
         })
         .collect();
-    Users::from(accounts, stores.index.attached_to_provider(name))
+    Users::from(
+        accounts,
+        stores.index.attached_to_provider_sample(name, NAMED_USERS),
+    )
 }
 
 /// Users of a service account: the bindings attached through it.
 pub fn of_account(stores: &Stores, name: &str) -> Users {
-    Users::from(Vec::new(), stores.index.attached_to_account(name))
+    Users::from(
+        Vec::new(),
+        stores.index.attached_to_account_sample(name, NAMED_USERS),
+    )
 }
 
 /// The users by name: the first ten, and how many more (`a, b and 3 more`).
@@ -167,7 +174,7 @@ mod tests {
     fn the_in_use_message_names_ten_and_counts_the_rest() {
         let bindings: Vec<BindingKey> =
             (0..12).map(|i| ("ns".into(), format!("b{i:02}"))).collect();
-        let users = Users::from(vec![], bindings);
+        let users = Users::from(vec![], (bindings.len(), bindings));
         assert_eq!((users.bindings, users.first.len()), (12, 10));
         let m = in_use_message(&users);
         assert!(
