@@ -8,7 +8,7 @@
 mod mock_api;
 use mock_api::*;
 
-use mailops::controller::runner::{COUNTS_SETTLE, run_controller};
+use mailops::controller::runner::{COUNTS_MAX_WAIT, COUNTS_SETTLE, run_controller};
 
 #[tokio::test]
 async fn a_binding_waits_silently_for_its_providers_first_verdict() {
@@ -82,9 +82,10 @@ async fn a_wave_of_bindings_settles_into_a_bounded_number_of_provider_writes() {
         provider::reconcile,
         h.ctx.clone(),
     ));
-    // 400 bindings attach over 4 s, each re-triggering the provider through the watch.
-    const WAVE: usize = 400;
-    for i in 0..WAVE {
+    // A binding attaches every 10 ms for twice the longest wait, each re-triggering the
+    // provider through the watch: the wave never pauses for the settle window.
+    let wave = 2 * COUNTS_MAX_WAIT.as_millis() as usize / 10;
+    for i in 0..wave {
         let g: Guarded<MailboxBinding> = serde_json::from_value(attached_binding(i)).unwrap();
         senders.send(fanout::observe(
             &mut h.writers.bindings,
@@ -97,15 +98,15 @@ async fn a_wave_of_bindings_settles_into_a_bounded_number_of_provider_writes() {
     let written = writes.lock().unwrap().clone();
     assert!(
         written.len() <= 3,
-        "{} provider status writes for {WAVE} bindings",
+        "{} provider status writes for {wave} bindings",
         written.len()
     );
     let last = written.last().expect("the counts were written");
-    assert_eq!(last["status"]["mailboxCount"], WAVE, "{last}");
+    assert_eq!(last["status"]["mailboxCount"], wave, "{last}");
     // The wave never paused for the settle window, yet its counts moved while it went on.
     let first = written[0]["status"]["mailboxCount"].as_u64().unwrap();
     assert!(
-        first > 0 && first < WAVE as u64,
+        first > 0 && first < wave as u64,
         "first write during the wave: {first}"
     );
 

@@ -219,7 +219,7 @@ pub const COUNTS_SETTLE: std::time::Duration = std::time::Duration::from_millis(
 
 /// The longest a provider or account waits for its triggers to settle: during a long wave
 /// its counts still move, at most one status write per this period.
-pub const COUNTS_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+pub const COUNTS_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 type Shutdown = Shared<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>;
 
