@@ -4,12 +4,11 @@
 //! registry and a log of every request it sends to the API server.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use http::{Method, Request};
-use kube::client::ClientBuilder;
+use kube::client::{Body, ClientBuilder};
 use mailops::config::OperatorConfig;
 use mailops::exchange::MailBackend;
 use mailops::exchange::client::ExchangeClient;
@@ -20,6 +19,7 @@ use mailops::metrics::Metrics;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tower::util::MapRequestLayer;
 
 /// One request to the API server.
 #[derive(Clone, Debug)]
@@ -87,49 +87,6 @@ impl RequestLog {
             Ok(Ok(_)) => {}
             _ => panic!("the operator sent no {what} within {limit:?}"),
         }
-    }
-}
-
-/// A tower layer that logs each request into a [`RequestLog`].
-#[derive(Clone)]
-struct RecordLayer(RequestLog);
-
-impl<S> tower::Layer<S> for RecordLayer {
-    type Service = Record<S>;
-
-    fn layer(&self, inner: S) -> Record<S> {
-        Record {
-            inner,
-            log: self.0.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-struct Record<S> {
-    inner: S,
-    log: RequestLog,
-}
-
-impl<S, B> tower::Service<Request<B>> for Record<S>
-where
-    S: tower::Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> S::Future {
-        self.log.record(Sent {
-            method: request.method().clone(),
-            path: request.uri().path().to_string(),
-            at: Instant::now(),
-        });
-        self.inner.call(request)
     }
 }
 
@@ -206,7 +163,15 @@ async fn run(
 ) -> mailops::Result<()> {
     let client = ClientBuilder::try_from(kube)?
         .with_layer(&KubeRequestMetricsLayer::new(metrics.clone()))
-        .with_layer(&RecordLayer(requests))
+        // Each request is logged as it is sent, whatever the answer.
+        .with_layer(&MapRequestLayer::new(move |request: Request<Body>| {
+            requests.record(Sent {
+                method: request.method().clone(),
+                path: request.uri().path().to_string(),
+                at: Instant::now(),
+            });
+            request
+        }))
         .build();
     let backend: Arc<dyn MailBackend> = match backend {
         Backend::Fake(fake) => fake,
