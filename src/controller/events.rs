@@ -36,6 +36,10 @@ pub struct EventSink {
     instance: String,
 }
 
+/// Where Events about cluster-scoped objects (providers, accounts) go, as with kube's
+/// `Recorder`.
+const CLUSTER_EVENTS_NAMESPACE: &str = "default";
+
 /// The reporting controller of every Event mailops sends.
 pub const REPORTING_CONTROLLER: &str = "mailops";
 
@@ -65,11 +69,7 @@ async fn send_all(client: Client, events: mpsc::Receiver<K8sEvent>) {
         .for_each_concurrent(EVENTS_IN_FLIGHT, |body| {
             let client = client.clone();
             async move {
-                let namespace = body
-                    .metadata
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| "default".into());
+                let namespace = body.metadata.namespace.clone().unwrap_or_default();
                 let api: Api<K8sEvent> = Api::namespaced(client, &namespace);
                 if let Err(e) = api.create(&PostParams::default(), &body).await {
                     let reason = body.reason.as_deref().unwrap_or_default();
@@ -99,7 +99,12 @@ pub fn k8s_event(
         regarding: Some(reference.clone()),
         note: event.note.clone(),
         metadata: ObjectMeta {
-            namespace: reference.namespace.clone(),
+            namespace: Some(
+                reference
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| CLUSTER_EVENTS_NAMESPACE.into()),
+            ),
             name: Some(format!("{about}.{:x}", now.as_nanosecond())),
             ..Default::default()
         },
