@@ -65,24 +65,22 @@ where
                 return Some(key);
             }
             let next_due = self.due.keys().next().map(|(at, _)| *at);
-            let woke = match (&mut self.input, next_due) {
-                (None, None) => return None,
-                (None, Some(at)) => {
-                    tokio::time::sleep_until(at).await;
+            let due = async {
+                match next_due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => futures::future::pending().await,
+                }
+            };
+            let woke = match &mut self.input {
+                None if next_due.is_none() => return None,
+                None => {
+                    due.await;
                     Woke::Due
                 }
-                (Some(input), next_due) => {
-                    let due = async {
-                        match next_due {
-                            Some(at) => tokio::time::sleep_until(at).await,
-                            None => futures::future::pending().await,
-                        }
-                    };
-                    tokio::select! {
-                        t = input.next() => t.map_or(Woke::InputEnded, Woke::Trigger),
-                        () = due => Woke::Due,
-                    }
-                }
+                Some(input) => tokio::select! {
+                    t = input.next() => t.map_or(Woke::InputEnded, Woke::Trigger),
+                    () = due => Woke::Due,
+                },
             };
             match woke {
                 Woke::Trigger(key) => self.note(key, Instant::now()),
