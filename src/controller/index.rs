@@ -346,8 +346,7 @@ fn names<V: Clone>(set: Option<&BTreeSet<V>>) -> Vec<V> {
 }
 
 fn keys(set: Option<&BTreeSet<Shared>>) -> Vec<BindingKey> {
-    set.map(|s| s.iter().map(|k| (**k).clone()).collect())
-        .unwrap_or_default()
+    sample(set, usize::MAX).1
 }
 
 /// The size of a set and its first `n` keys.
