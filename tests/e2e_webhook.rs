@@ -13,14 +13,15 @@
 //! run (they would reconcile other tests' objects): the test writes `status.provider`
 //! as the binding controller would once attached.
 
+mod e2e_support;
+
 use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 use mailops::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use mailops::config::{OperatorConfig, WebhookConfig};
 use mailops::controller::Stores;
@@ -110,26 +111,6 @@ where
 {
     let object: K = serde_json::from_value(body).expect("a valid object");
     api.create(&PostParams::default(), &object).await
-}
-
-async fn install_crds(client: &Client) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/mailops.dev.yaml");
-    let text = std::fs::read_to_string(path).expect("crds/mailops.dev.yaml");
-    let crds: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(&text).expect("CRD YAML");
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in crds {
-        let params = PatchParams::apply("mailops-e2e-webhook").force();
-        api.patch(&crd.name_any(), &params, &Patch::Apply(&crd))
-            .await
-            .expect("CRD applied");
-        let established = kube::runtime::wait::conditions::is_crd_established();
-        let name = crd.name_any();
-        let wait = kube::runtime::wait::await_condition(api.clone(), &name, established);
-        tokio::time::timeout(Duration::from_secs(30), wait)
-            .await
-            .expect("CRD established")
-            .unwrap();
-    }
 }
 
 /// A client acting as `user` (in group `dev`).
@@ -286,7 +267,7 @@ async fn the_webhook_guards_use_and_deletion_and_warns_on_a_real_api_server() {
     let client = Client::try_default()
         .await
         .expect("a cluster in KUBECONFIG");
-    install_crds(&client).await;
+    e2e_support::install_crds(&client).await;
     let cleanup = Cleanup {
         client: client.clone(),
         names: Names::new(),
