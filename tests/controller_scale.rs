@@ -3,12 +3,13 @@
 //! wave of bindings attaching to a provider settles into a bounded number of provider
 //! status writes with exact final counts, which move while the wave goes on. The
 //! provider controller runs as in production (`runner::run_controller`, its triggers
-//! settled) on tokio's paused clock.
+//! settled) on tokio's paused clock. A healthy binding is verified again once per period,
+//! by its remembered probe coming due, not by a requeue timer of its own.
 
 mod mock_api;
 use mock_api::*;
 
-use mailops::controller::runner::{COUNTS_MAX_WAIT, COUNTS_SETTLE, run_controller};
+use mailops::controller::runner::{COUNTS_MAX_WAIT, COUNTS_SETTLE, due_triggers, run_controller};
 
 #[tokio::test]
 async fn a_binding_waits_silently_for_its_providers_first_verdict() {
@@ -78,6 +79,7 @@ async fn a_wave_of_bindings_settles_into_a_bounded_number_of_provider_writes() {
     let controller = tokio::spawn(run_controller(
         h.ctx.stores.providers.clone(),
         receivers.providers,
+        futures::stream::pending(),
         futures::future::pending(),
         provider::reconcile,
         h.ctx.clone(),
@@ -118,5 +120,83 @@ async fn a_wave_of_bindings_settles_into_a_bounded_number_of_provider_writes() {
     senders.send(fanout::everything(&h.ctx.stores));
     tokio::time::sleep(COUNTS_SETTLE * 5).await;
     assert_eq!(writes.lock().unwrap().len(), before);
+    controller.abort();
+}
+
+/// Answers every request 200: Events with themselves, anything else with `object`;
+/// records the bodies of status writes.
+fn echo_api(mut handle: Handle, object: Value) -> Arc<Mutex<Vec<Value>>> {
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let seen = writes.clone();
+    tokio::spawn(async move {
+        while let Some((request, send)) = handle.next_request().await {
+            let path = request.uri().path().to_string();
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            if path.ends_with("/status") {
+                seen.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&bytes).unwrap());
+            }
+            let body = if path.ends_with("/events") {
+                bytes.to_vec()
+            } else {
+                serde_json::to_vec(&object).unwrap()
+            };
+            send.send_response(Response::builder().body(Body::from(body)).unwrap());
+        }
+    });
+    writes
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_healthy_binding_is_verified_again_once_per_period() {
+    let mut h = harness();
+    let period = h.ctx.config.reverify_interval;
+    h.provider(basic_provider("exchange", &["contoso.com"]));
+    h.secret("team-a", "jane", &[("password", "pw")]);
+    let jane = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    // As after the initial LIST: the controller starts once its cache is ready.
+    let g: Guarded<MailboxBinding> = serde_json::from_value(jane.clone()).unwrap();
+    for event in [Event::Init, Event::InitApply(g), Event::InitDone] {
+        fanout::observe(&mut h.writers.bindings, &h.ctx.stores, &event);
+    }
+    let writes = echo_api(h.handle.take().unwrap(), jane);
+    let (senders, receivers) = fanout::channels();
+    senders.activate(&h.ctx.stores);
+    let controller = tokio::spawn(run_controller(
+        h.ctx.stores.bindings.clone(),
+        receivers.bindings,
+        due_triggers::<MailboxBinding, _>(&h.ctx, |c| &c.mailbox_probes),
+        futures::future::pending(),
+        binding::reconcile,
+        h.ctx.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(h.backend.mailbox_calls(), 1, "verified on start");
+    assert_eq!(writes.lock().unwrap().len(), 1, "and its status written");
+    let ready = writes.lock().unwrap()[0].clone();
+    assert_eq!(condition(&ready, "Ready")["status"], "True", "{ready}");
+
+    // Step the paused clock and note when each verification happens: once per period,
+    // never before it, within its 10 % of jitter (the reconcile requeued nothing itself).
+    let step = Duration::from_secs(5);
+    let mut last = tokio::time::Instant::now();
+    for calls in 2..=4 {
+        while h.backend.mailbox_calls() < calls {
+            assert!(
+                last.elapsed() < 2 * period,
+                "not verified again in two periods"
+            );
+            tokio::time::sleep(step).await;
+        }
+        let gap = last.elapsed();
+        assert!(
+            gap >= period - step && gap <= period.mul_f64(1.1) + step,
+            "verification {calls} came {gap:?} after the one before"
+        );
+        assert_eq!(h.backend.mailbox_calls(), calls, "once per period");
+        last = tokio::time::Instant::now();
+    }
+    assert_eq!(h.ctx.mailbox_probes.len(), 1, "one remembered probe");
     controller.abort();
 }

@@ -85,8 +85,8 @@ pub fn jitter(d: Duration, fraction: f64) -> Duration {
     Duration::try_from_secs_f64(d.as_secs_f64() * (1.0 + extra)).unwrap_or(Duration::MAX)
 }
 
-/// When to verify a healthy object again: the interval plus up to 10 % jitter, so a cache
-/// of probes made at `t` is always stale by the time the requeue fires.
+/// When to verify a healthy object again: the interval plus up to 10 % jitter, so a probe
+/// made at `t` is always stale by the time it comes due.
 pub fn reverify_after(interval: Duration) -> Duration {
     jitter(interval, 0.1)
 }

@@ -145,7 +145,7 @@ async fn apply(b: &MailboxBinding, ctx: &Context) -> Step<MailboxBindingStatus> 
             ..
         } => match outcome_error(&verified.outcome).or(write_back_failed) {
             Some(e) => Err(e),
-            None => Ok(driver::reverify_later(ctx)),
+            None => Ok(driver::reverify_later()),
         },
     };
     Step::write(new, result)
@@ -304,7 +304,7 @@ async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Outcome {
     ]);
     let remembered = ctx
         .mailbox_probes
-        .get(&key, inputs, ctx.config.reverify_interval)
+        .get(&key, inputs)
         .map(Confirmed::verified);
     let verified = match remembered {
         Some(verified) => verified,

@@ -1,16 +1,15 @@
 //! What every reconcile shares: the reflector caches (read, never LISTed), the backend, the
 //! settings, and the per-object memories (probe results, back-off, rotated tokens).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::DeserializeGuard;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 
 use super::index::Index;
+use super::probe_cache::ProbeCache;
 use super::{backoff, binding, rotation};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::config::OperatorConfig;
@@ -103,46 +102,6 @@ pub fn typed_objects<K>(guards: &[Arc<Guarded<K>>]) -> Vec<&K> {
     guards.iter().filter_map(|g| g.0.as_ref().ok()).collect()
 }
 
-/// Successful probes, remembered so that re-reconciles caused by unrelated changes (a
-/// count, another object's status) do not call Exchange again before the re-verification
-/// period or a change of input.
-pub struct ProbeCache<T> {
-    entries: Mutex<HashMap<String, (u64, Instant, T)>>,
-}
-
-impl<T: Clone> Default for ProbeCache<T> {
-    fn default() -> Self {
-        ProbeCache {
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl<T: Clone> ProbeCache<T> {
-    /// The remembered value for `key` if its inputs are unchanged and it is younger than `ttl`.
-    pub fn get(&self, key: &str, inputs: u64, ttl: Duration) -> Option<T> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(key)
-            .filter(|(f, at, _)| *f == inputs && at.elapsed() < ttl)
-            .map(|(_, _, v)| v.clone())
-    }
-
-    /// Remember a successful probe, or forget a failed one: only success is worth reusing.
-    pub fn record(&self, key: &str, inputs: u64, value: Option<T>) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        match value {
-            Some(v) => entries.insert(key.to_string(), (inputs, Instant::now(), v)),
-            None => entries.remove(key),
-        };
-    }
-
-    /// Forget `key` (the object is gone).
-    pub fn forget(&self, key: &str) {
-        self.record(key, 0, None);
-    }
-}
-
 /// A stable digest of the inputs of a probe: specs, resolution, Secret versions.
 pub fn probe_inputs_digest(parts: &[&str]) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -166,6 +125,22 @@ pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
         obj.namespace().unwrap_or_default(),
         obj.name_any()
     )
+}
+
+/// The object an [`object_key`] names, as its controller's trigger; `None` for a key of
+/// another kind.
+pub fn object_ref<K: Resource<DynamicType = ()>>(key: &str) -> Option<ObjectRef<K>> {
+    let mut parts = key.splitn(3, '/');
+    let (kind, namespace, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if kind != K::kind(&()) || name.is_empty() {
+        return None;
+    }
+    let at = ObjectRef::new(name);
+    Some(if namespace.is_empty() {
+        at
+    } else {
+        at.within(namespace)
+    })
 }
 
 /// Everything a reconcile needs.
@@ -206,6 +181,7 @@ impl Context {
         stores.index.publish_to(metrics.clone());
         // From now on deletions are recorded for `forget_deleted`.
         stores.index.take_deleted();
+        let every = config.reverify_interval;
         Context {
             events: super::events::EventSink::new(client.clone(), &config.identity),
             client,
@@ -214,9 +190,9 @@ impl Context {
             metrics,
             stores,
             backoff: backoff::Backoff::default(),
-            provider_probes: ProbeCache::default(),
-            account_probes: ProbeCache::default(),
-            mailbox_probes: ProbeCache::default(),
+            provider_probes: ProbeCache::new(every),
+            account_probes: ProbeCache::new(every),
+            mailbox_probes: ProbeCache::new(every),
             rotated_tokens: rotation::RotatedTokens::default(),
         }
     }
@@ -232,5 +208,39 @@ impl Context {
             self.account_probes.forget(&key);
             self.mailbox_probes.forget(&key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_object_key_names_its_object_again() {
+        let b: MailboxBinding = serde_json::from_value(json!({
+            "apiVersion": "mailops.dev/v1alpha1", "kind": "MailboxBinding",
+            "metadata": {"name": "a", "namespace": "team"},
+            "spec": {"emailAddress": "a@contoso.com", "authentication": {}},
+        }))
+        .unwrap();
+        let at = object_ref::<MailboxBinding>(&object_key(&b)).expect("a binding's key");
+        assert_eq!(at, ObjectRef::from_obj(&b));
+        let p: EmailProvider = serde_json::from_value(json!({
+            "apiVersion": "mailops.dev/v1alpha1", "kind": "EmailProvider",
+            "metadata": {"name": "a"},
+            "spec": {"serviceType": "Exchange", "serviceAddress": "mail.contoso.com",
+                     "authentication": {"method": "Basic"}},
+        }))
+        .unwrap();
+        let at = object_ref::<EmailProvider>(&object_key(&p)).expect("a provider's key");
+        assert_eq!(at, ObjectRef::from_obj(&p));
+        assert_eq!(at.namespace, None);
+        assert!(
+            object_ref::<EmailProvider>(&object_key(&b)).is_none(),
+            "another kind"
+        );
+        assert!(object_ref::<EmailProvider>("EmailProvider").is_none());
+        assert!(object_ref::<EmailProvider>("EmailProvider//").is_none());
     }
 }

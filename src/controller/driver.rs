@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use super::context::{Context, Guarded};
 use super::policy::{self, Report, ReportCell};
 use super::status::{self, CountedStatus, HasConditions};
-use super::{backoff, finalizer, usage};
+use super::{finalizer, usage};
 use crate::Result;
 use crate::api::IN_USE_FINALIZER;
 
@@ -172,9 +172,11 @@ async fn conclude<K: Reconciled>(
     policy::publish_outcome(ctx, K::KIND, obj, started, report, result).await
 }
 
-/// When a healthy object is checked again.
-pub fn reverify_later(ctx: &Context) -> Action {
-    Action::requeue(backoff::reverify_after(ctx.config.reverify_interval))
+/// After a healthy check: nothing is scheduled here. Its probe, remembered in the kind's
+/// [`super::probe_cache::ProbeCache`], comes due after the re-verification period and
+/// triggers the object then; a requeue timer per object would cost the scheduler far more.
+pub fn reverify_later() -> Action {
+    Action::await_change()
 }
 
 /// Report an object that could not be deserialized (logged and counted) and wait for a

@@ -13,6 +13,7 @@ pub mod finalizer;
 pub mod index;
 pub mod leader;
 pub mod policy;
+pub mod probe_cache;
 pub mod provider;
 pub mod rotation;
 pub mod runner;

@@ -100,10 +100,7 @@ async fn probe(p: &EmailProvider, v: Validated, ctx: &Context) -> Check {
         &versions,
     ]);
     let key = object_key(p);
-    let outcome = match ctx
-        .provider_probes
-        .get(&key, inputs, ctx.config.reverify_interval)
-    {
+    let outcome = match ctx.provider_probes.get(&key, inputs) {
         Some(o) => o,
         None => {
             let probe = ProviderProbe {
@@ -135,7 +132,7 @@ async fn apply(p: &EmailProvider, ctx: &Context) -> Step<EmailProviderStatus> {
         Check::InvalidEndpoints(e) | Check::InvalidApp { error: e, .. } => Err(e),
         Check::Probed { outcome, .. } => match failure(&outcome) {
             Some(f) => Err(f.clone().into()),
-            None => Ok(driver::reverify_later(ctx)),
+            None => Ok(driver::reverify_later()),
         },
     };
     Step::write(new, result)

@@ -12,7 +12,7 @@ use futures::future::Shared;
 use kube::runtime::reflector::Store;
 use serde::de::DeserializeOwned;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -20,7 +20,8 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource};
 use tracing::info;
 
-use super::context::{Context, Guarded, Stores, stores};
+use super::context::{Context, Guarded, Stores, object_ref, stores};
+use super::probe_cache::{self, ProbeCache};
 use super::{
     BINDING_KIND, binding, driver, fanout, leader, policy, provider, service_account, settle,
 };
@@ -272,6 +273,7 @@ async fn run_every_controller(ctx: Arc<Context>, receivers: fanout::Receivers, s
         run_controller(
             ctx.stores.providers.clone(),
             receivers.providers,
+            due_triggers::<EmailProvider, _>(&ctx, |c| &c.provider_probes),
             shutdown.clone(),
             provider::reconcile,
             ctx.clone()
@@ -279,6 +281,7 @@ async fn run_every_controller(ctx: Arc<Context>, receivers: fanout::Receivers, s
         run_controller(
             ctx.stores.service_accounts.clone(),
             receivers.service_accounts,
+            due_triggers::<ExchangeServiceAccount, _>(&ctx, |c| &c.account_probes),
             shutdown.clone(),
             service_account::reconcile,
             ctx.clone()
@@ -286,6 +289,7 @@ async fn run_every_controller(ctx: Arc<Context>, receivers: fanout::Receivers, s
         run_controller(
             ctx.stores.bindings.clone(),
             receivers.bindings,
+            due_triggers::<MailboxBinding, _>(&ctx, |c| &c.mailbox_probes),
             shutdown,
             binding::reconcile,
             ctx.clone()
@@ -293,13 +297,27 @@ async fn run_every_controller(ctx: Arc<Context>, receivers: fanout::Receivers, s
     );
 }
 
-/// Run one kind's controller over its cache, fed by the triggers the pumps send, until
-/// `shutdown`. Providers and accounts have their triggers settled: a wave of bindings
-/// attaching re-triggers them once per binding, and the counts are written once the wave
-/// is quiet, or every `COUNTS_MAX_WAIT` while it goes on.
+/// The objects of kind `K` whose probes come due for re-verification.
+pub fn due_triggers<K, T>(
+    ctx: &Arc<Context>,
+    cache: fn(&Context) -> &ProbeCache<T>,
+) -> impl Stream<Item = ObjectRef<Guarded<K>>> + Send + 'static
+where
+    Guarded<K>: Resource<DynamicType = ()>,
+    T: Clone + Send + 'static,
+{
+    probe_cache::due_keys(ctx.clone(), cache).filter_map(|key| async move { object_ref(&key) })
+}
+
+/// Run one kind's controller over its cache, fed by the triggers the pumps send and by
+/// the objects `due` for re-verification, until `shutdown`. Providers and accounts have
+/// the pumps' triggers settled: a wave of bindings attaching re-triggers them once per
+/// binding, and the counts are written once the wave is quiet, or every
+/// `COUNTS_MAX_WAIT` while it goes on.
 pub async fn run_controller<K, F, Fut>(
     store: Store<Guarded<K>>,
     triggers: UnboundedReceiver<ObjectRef<Guarded<K>>>,
+    due: impl Stream<Item = ObjectRef<Guarded<K>>> + Send + 'static,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     reconcile: F,
     ctx: Arc<Context>,
@@ -316,6 +334,7 @@ pub async fn run_controller<K, F, Fut>(
     } else {
         settle::settle(triggers, COUNTS_SETTLE, COUNTS_MAX_WAIT).boxed()
     };
+    let triggers = futures::stream::select(triggers, due);
     Controller::for_stream(
         futures::stream::pending::<std::result::Result<_, watcher::Error>>(),
         store,

@@ -101,11 +101,7 @@ async fn probe(a: &ExchangeServiceAccount, v: Validated, ctx: &Context) -> Resul
         &v.provider_spec,
         &v.creds.versions.join(","),
     ]);
-    if ctx
-        .account_probes
-        .get(&key, inputs, ctx.config.reverify_interval)
-        .is_some()
-    {
+    if ctx.account_probes.get(&key, inputs).is_some() {
         return Ok(());
     }
     let result = ctx
@@ -124,7 +120,7 @@ async fn apply(a: &ExchangeServiceAccount, ctx: &Context) -> Step<ExchangeServic
     };
     let users = usage::of_account(&ctx.stores, &a.name_any());
     let new = build_status(a, &checked, &users, Timestamp::now());
-    Step::write(new, checked.map(|()| driver::reverify_later(ctx)))
+    Step::write(new, checked.map(|()| driver::reverify_later()))
 }
 
 /// Pure: the complete status of a service account from its check and its users.
