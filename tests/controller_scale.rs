@@ -9,7 +9,9 @@
 mod mock_api;
 use mock_api::*;
 
-use mailops::controller::runner::{COUNTS_MAX_WAIT, COUNTS_SETTLE, due_triggers, run_controller};
+use mailops::controller::runner::{
+    COUNTS_MAX_WAIT, COUNTS_SETTLE, Entrance, due_triggers, run_controller,
+};
 
 #[tokio::test]
 async fn a_binding_waits_silently_for_its_providers_first_verdict() {
@@ -78,7 +80,7 @@ async fn a_wave_of_bindings_settles_into_a_bounded_number_of_provider_writes() {
     senders.activate(&h.ctx.stores);
     let controller = tokio::spawn(run_controller(
         h.ctx.stores.providers.clone(),
-        receivers.providers,
+        Entrance::Settled(receivers.providers),
         futures::stream::pending(),
         futures::future::pending(),
         provider::reconcile,
@@ -165,7 +167,7 @@ async fn a_healthy_binding_is_verified_again_once_per_period() {
     senders.activate(&h.ctx.stores);
     let controller = tokio::spawn(run_controller(
         h.ctx.stores.bindings.clone(),
-        receivers.bindings,
+        Entrance::Gated(receivers.bindings),
         due_triggers::<MailboxBinding, _>(&h.ctx, |c| &c.mailbox_probes),
         futures::future::pending(),
         binding::reconcile,
@@ -198,5 +200,45 @@ async fn a_healthy_binding_is_verified_again_once_per_period() {
         last = tokio::time::Instant::now();
     }
     assert_eq!(h.ctx.mailbox_probes.len(), 1, "one remembered probe");
+    controller.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wave_of_bindings_enters_at_the_controllers_pace_and_every_one_is_verified() {
+    let mut h = harness();
+    h.provider(basic_provider("exchange", &["contoso.com"]));
+    let wave = 3 * fanout::BINDINGS_ROOM + 5;
+    let mut listed = vec![Event::Init];
+    for i in 0..wave {
+        let name = format!("b{i}");
+        h.secret("team-a", &name, &[("password", "pw")]);
+        let b = own_credentials_binding("team-a", &name, &format!("{name}@contoso.com"), &name);
+        listed.push(Event::InitApply(serde_json::from_value(b).unwrap()));
+    }
+    listed.push(Event::InitDone);
+    for event in &listed {
+        fanout::observe(&mut h.writers.bindings, &h.ctx.stores, event);
+    }
+    let writes = echo_api(
+        h.handle.take().unwrap(),
+        own_credentials_binding("team-a", "b0", "b0@contoso.com", "b0"),
+    );
+    let (senders, receivers) = fanout::channels();
+    let gate = receivers.bindings.clone();
+    senders.activate(&h.ctx.stores);
+    assert_eq!(gate.counts(), (wave, 0), "the wave waits at the gate");
+    let controller = tokio::spawn(run_controller(
+        h.ctx.stores.bindings.clone(),
+        Entrance::Gated(receivers.bindings),
+        futures::stream::pending(),
+        futures::future::pending(),
+        binding::reconcile,
+        h.ctx.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Each result made room for the next: every binding went through exactly once.
+    assert_eq!(h.backend.mailbox_calls(), wave);
+    assert_eq!(writes.lock().unwrap().len(), wave);
+    assert_eq!(gate.counts(), (0, 0), "nothing left inside");
     controller.abort();
 }

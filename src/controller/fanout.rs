@@ -23,6 +23,7 @@ use tracing::warn;
 
 use super::context::{Guarded, Stores, Writers};
 use super::driver::Reconciled;
+use super::gate::Gate;
 use super::index::Indexed;
 use super::status::HasConditions;
 use crate::api::conditions;
@@ -167,7 +168,7 @@ pub struct Senders {
     active: Arc<AtomicBool>,
     providers: UnboundedSender<ObjectRef<Guarded<EmailProvider>>>,
     service_accounts: UnboundedSender<ObjectRef<Guarded<ExchangeServiceAccount>>>,
-    bindings: UnboundedSender<ObjectRef<Guarded<MailboxBinding>>>,
+    bindings: Arc<Gate>,
 }
 
 /// Receivers of the three controllers.
@@ -177,26 +178,31 @@ pub struct Receivers {
     /// Service account triggers.
     pub service_accounts: UnboundedReceiver<ObjectRef<Guarded<ExchangeServiceAccount>>>,
     /// Binding triggers.
-    pub bindings: UnboundedReceiver<ObjectRef<Guarded<MailboxBinding>>>,
+    pub bindings: Arc<Gate>,
 }
 
-/// One channel per controller. Unbounded because the scheduler behind each receiver
-/// de-duplicates, and a bounded channel could stall a watch behind a slow reconcile.
+/// How many bindings may be in their controller at once (queued or reconciling): enough
+/// to keep its 16 reconciles busy.
+pub const BINDINGS_ROOM: usize = 64;
+
+/// One entrance per controller. Providers and accounts: unbounded channels, as they are
+/// few and their settle window must see every trigger (a bounded one could stall a watch
+/// behind a slow reconcile). Bindings: a [`Gate`], as they come in waves of thousands.
 pub fn channels() -> (Senders, Receivers) {
     let (p, pr) = unbounded();
     let (a, ar) = unbounded();
-    let (b, br) = unbounded();
+    let gate = Gate::new(BINDINGS_ROOM);
     (
         Senders {
             active: Arc::new(AtomicBool::new(false)),
             providers: p,
             service_accounts: a,
-            bindings: b,
+            bindings: gate.clone(),
         },
         Receivers {
             providers: pr,
             service_accounts: ar,
-            bindings: br,
+            bindings: gate,
         },
     )
 }
@@ -219,10 +225,8 @@ impl Senders {
         for name in t.service_accounts {
             let _ = self.service_accounts.unbounded_send(ObjectRef::new(&name));
         }
-        for (ns, name) in t.bindings {
-            let _ = self
-                .bindings
-                .unbounded_send(ObjectRef::new(&name).within(&ns));
+        for key in t.bindings {
+            self.bindings.offer(key);
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod driver;
 pub mod events;
 pub mod fanout;
 pub mod finalizer;
+pub mod gate;
 pub mod index;
 pub mod leader;
 pub mod policy;

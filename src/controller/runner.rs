@@ -12,6 +12,7 @@ use futures::future::Shared;
 use kube::runtime::reflector::Store;
 use serde::de::DeserializeOwned;
 
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
@@ -21,10 +22,9 @@ use kube::{Api, Client, Resource};
 use tracing::info;
 
 use super::context::{Context, Guarded, Stores, object_ref, stores};
+use super::gate::{self, Gate};
 use super::probe_cache::{self, ProbeCache};
-use super::{
-    BINDING_KIND, binding, driver, fanout, leader, policy, provider, service_account, settle,
-};
+use super::{binding, driver, fanout, leader, policy, provider, service_account, settle};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::config::OperatorConfig;
 use crate::exchange::MailBackend;
@@ -272,7 +272,7 @@ async fn run_every_controller(ctx: Arc<Context>, receivers: fanout::Receivers, s
     futures::join!(
         run_controller(
             ctx.stores.providers.clone(),
-            receivers.providers,
+            Entrance::Settled(receivers.providers),
             due_triggers::<EmailProvider, _>(&ctx, |c| &c.provider_probes),
             shutdown.clone(),
             provider::reconcile,
@@ -280,7 +280,7 @@ async fn run_every_controller(ctx: Arc<Context>, receivers: fanout::Receivers, s
         ),
         run_controller(
             ctx.stores.service_accounts.clone(),
-            receivers.service_accounts,
+            Entrance::Settled(receivers.service_accounts),
             due_triggers::<ExchangeServiceAccount, _>(&ctx, |c| &c.account_probes),
             shutdown.clone(),
             service_account::reconcile,
@@ -288,7 +288,7 @@ async fn run_every_controller(ctx: Arc<Context>, receivers: fanout::Receivers, s
         ),
         run_controller(
             ctx.stores.bindings.clone(),
-            receivers.bindings,
+            Entrance::Gated(receivers.bindings),
             due_triggers::<MailboxBinding, _>(&ctx, |c| &c.mailbox_probes),
             shutdown,
             binding::reconcile,
@@ -309,14 +309,22 @@ where
     probe_cache::due_keys(ctx.clone(), cache).filter_map(|key| async move { object_ref(&key) })
 }
 
+/// How the pumps' triggers enter a controller.
+pub enum Entrance<K: Resource> {
+    /// Settled: a wave of bindings attaching re-triggers a provider or account once per
+    /// binding, and its counts are written once the wave is quiet, or every
+    /// `COUNTS_MAX_WAIT` while it goes on.
+    Settled(UnboundedReceiver<ObjectRef<K>>),
+    /// Through a gate, at the pace the controller reconciles (bindings come in waves of
+    /// thousands).
+    Gated(Arc<Gate>),
+}
+
 /// Run one kind's controller over its cache, fed by the triggers the pumps send and by
-/// the objects `due` for re-verification, until `shutdown`. Providers and accounts have
-/// the pumps' triggers settled: a wave of bindings attaching re-triggers them once per
-/// binding, and the counts are written once the wave is quiet, or every
-/// `COUNTS_MAX_WAIT` while it goes on.
+/// the objects `due` for re-verification, until `shutdown`.
 pub async fn run_controller<K, F, Fut>(
     store: Store<Guarded<K>>,
-    triggers: UnboundedReceiver<ObjectRef<Guarded<K>>>,
+    entrance: Entrance<Guarded<K>>,
     due: impl Stream<Item = ObjectRef<Guarded<K>>> + Send + 'static,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     reconcile: F,
@@ -329,12 +337,7 @@ pub async fn run_controller<K, F, Fut>(
     Fut: Future<Output = Result<Action>> + Send + 'static,
 {
     let config = kube::runtime::Config::default().concurrency(16);
-    let triggers = if K::KIND == BINDING_KIND {
-        triggers.boxed()
-    } else {
-        settle::settle(triggers, COUNTS_SETTLE, COUNTS_MAX_WAIT).boxed()
-    };
-    let triggers = futures::stream::select(triggers, due);
+    let (triggers, gate) = entrance.with(due);
     Controller::for_stream(
         futures::stream::pending::<std::result::Result<_, watcher::Error>>(),
         store,
@@ -343,8 +346,65 @@ pub async fn run_controller<K, F, Fut>(
     .reconcile_on(triggers)
     .graceful_shutdown_on(shutdown)
     .run(reconcile, policy::error_policy, ctx)
-    .for_each(|r| async move { log_result(K::KIND, r) })
+    .for_each(|r| {
+        if let (Some(gate), Some(key)) = (&gate, result_key(&r)) {
+            gate.done(&key);
+        }
+        log_result(K::KIND, r);
+        futures::future::ready(())
+    })
     .await;
+}
+
+impl<K: Resource<DynamicType = ()> + Send + 'static> Entrance<K> {
+    /// All of a controller's triggers: the pumps' through this entrance, and the objects
+    /// `due` for re-verification (through the gate too, when there is one); and the gate
+    /// its results go back to.
+    fn with(
+        self,
+        due: impl Stream<Item = ObjectRef<K>> + Send + 'static,
+    ) -> (BoxStream<'static, ObjectRef<K>>, Option<Arc<Gate>>) {
+        match self {
+            Entrance::Settled(triggers) => {
+                let settled = settle::settle(triggers, COUNTS_SETTLE, COUNTS_MAX_WAIT);
+                (futures::stream::select(settled, due).boxed(), None)
+            }
+            Entrance::Gated(gate) => {
+                let through = gate.clone().stream().map(|(ns, name)| {
+                    let at = ObjectRef::new(&name);
+                    if ns.is_empty() { at } else { at.within(&ns) }
+                });
+                // Yields nothing: polled beside the gate, it offers the due objects to it.
+                let offers = gate.clone();
+                let offered = due.filter_map(move |at| {
+                    offers.offer(gate_key(&at.namespace, &at.name));
+                    futures::future::ready(None)
+                });
+                (
+                    futures::stream::select(through, offered).boxed(),
+                    Some(gate),
+                )
+            }
+        }
+    }
+}
+
+fn gate_key(namespace: &Option<String>, name: &str) -> gate::Key {
+    (namespace.clone().unwrap_or_default(), name.to_string())
+}
+
+/// The object a controller's result is about, as a gate's key.
+fn result_key<K: Resource, E, W>(
+    r: &std::result::Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E, W>>,
+) -> Option<gate::Key> {
+    use kube::runtime::controller::Error as E;
+    match r {
+        Ok((obj, _)) => Some(gate_key(&obj.namespace, &obj.name)),
+        Err(E::ObjectNotFound(obj) | E::ReconcilerFailed(_, obj)) => {
+            Some(gate_key(&obj.namespace, &obj.name))
+        }
+        Err(E::QueueError(_) | E::RunnerError(_)) => None,
+    }
 }
 
 fn log_result<K, E: std::fmt::Display, W: std::fmt::Display>(
