@@ -283,10 +283,12 @@ async fn binding_finds_its_provider_by_domain_and_is_verified() {
         event_step("team-a", "Normal", "Verified"),
     ]);
     let action = run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
-    assert!(
-        action != Action::await_change(),
-        "a Ready mailbox is re-verified periodically"
+    assert_eq!(
+        action,
+        Action::await_change(),
+        "no timer of its own: it is verified again when its remembered probe comes due"
     );
+    assert_eq!(h.ctx.mailbox_probes.len(), 1, "its probe is remembered");
     assert_eq!(h.backend.verified_addresses(), vec!["jane@contoso.com"]);
     v.done().await;
 }

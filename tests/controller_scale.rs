@@ -37,6 +37,22 @@ async fn a_binding_waits_silently_for_its_providers_first_verdict() {
     v.done().await;
 }
 
+/// Fill a cache as its initial LIST would: a controller starts once its cache is ready.
+fn listed<K>(writer: &mut Writer<Guarded<K>>, stores: &Stores, objects: Vec<Value>)
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned,
+    Guarded<K>: fanout::Watched,
+{
+    let mut events = vec![Event::Init];
+    for o in objects {
+        events.push(Event::InitApply(serde_json::from_value(o).unwrap()));
+    }
+    events.push(Event::InitDone);
+    for event in &events {
+        fanout::observe(writer, stores, event);
+    }
+}
+
 /// Answers every request 200 with the provider, recording the status bodies.
 fn provider_api(mut handle: Handle, provider: Value) -> Arc<Mutex<Vec<Value>>> {
     let writes = Arc::new(Mutex::new(Vec::new()));
@@ -70,11 +86,7 @@ fn attached_binding(i: usize) -> Value {
 async fn a_wave_of_bindings_settles_into_a_bounded_number_of_provider_writes() {
     let mut h = harness();
     let p = basic_provider("exchange", &["contoso.com"]);
-    // As after the initial LIST: the controller starts once its cache is ready.
-    let g: Guarded<EmailProvider> = serde_json::from_value(p.clone()).unwrap();
-    for event in [Event::Init, Event::InitApply(g), Event::InitDone] {
-        fanout::observe(&mut h.writers.providers, &h.ctx.stores, &event);
-    }
+    listed(&mut h.writers.providers, &h.ctx.stores, vec![p.clone()]);
     let writes = provider_api(h.handle.take().unwrap(), p);
     let (senders, receivers) = fanout::channels();
     senders.activate(&h.ctx.stores);
@@ -157,11 +169,7 @@ async fn a_healthy_binding_is_verified_again_once_per_period() {
     h.provider(basic_provider("exchange", &["contoso.com"]));
     h.secret("team-a", "jane", &[("password", "pw")]);
     let jane = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
-    // As after the initial LIST: the controller starts once its cache is ready.
-    let g: Guarded<MailboxBinding> = serde_json::from_value(jane.clone()).unwrap();
-    for event in [Event::Init, Event::InitApply(g), Event::InitDone] {
-        fanout::observe(&mut h.writers.bindings, &h.ctx.stores, &event);
-    }
+    listed(&mut h.writers.bindings, &h.ctx.stores, vec![jane.clone()]);
     let writes = echo_api(h.handle.take().unwrap(), jane);
     let (senders, receivers) = fanout::channels();
     senders.activate(&h.ctx.stores);
@@ -208,17 +216,14 @@ async fn a_wave_of_bindings_enters_at_the_controllers_pace_and_every_one_is_veri
     let mut h = harness();
     h.provider(basic_provider("exchange", &["contoso.com"]));
     let wave = 3 * fanout::BINDINGS_ROOM + 5;
-    let mut listed = vec![Event::Init];
+    let mut bindings = Vec::new();
     for i in 0..wave {
         let name = format!("b{i}");
         h.secret("team-a", &name, &[("password", "pw")]);
-        let b = own_credentials_binding("team-a", &name, &format!("{name}@contoso.com"), &name);
-        listed.push(Event::InitApply(serde_json::from_value(b).unwrap()));
+        let email = format!("{name}@contoso.com");
+        bindings.push(own_credentials_binding("team-a", &name, &email, &name));
     }
-    listed.push(Event::InitDone);
-    for event in &listed {
-        fanout::observe(&mut h.writers.bindings, &h.ctx.stores, event);
-    }
+    listed(&mut h.writers.bindings, &h.ctx.stores, bindings);
     let writes = echo_api(
         h.handle.take().unwrap(),
         own_credentials_binding("team-a", "b0", "b0@contoso.com", "b0"),

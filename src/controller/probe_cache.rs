@@ -184,6 +184,11 @@ mod tests {
 
     const HOUR: Duration = Duration::from_secs(3600);
 
+    async fn nothing_more_due(cache: &ProbeCache<()>) {
+        let more = tokio::time::timeout(10 * HOUR, cache.next_due()).await;
+        assert!(more.is_err(), "{more:?}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_probe_holds_for_the_period_and_comes_due_just_after_it() {
         let cache = Arc::new(ProbeCache::new(HOUR));
@@ -221,8 +226,7 @@ mod tests {
         cache.record("failed", 1, None);
         assert_eq!(cache.len(), 1);
         assert_eq!(&*cache.next_due().await, "kept");
-        let more = tokio::time::timeout(10 * HOUR, cache.next_due()).await;
-        assert!(more.is_err(), "{more:?}");
+        nothing_more_due(&cache).await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -234,8 +238,7 @@ mod tests {
         let start = Instant::now();
         assert_eq!(&*cache.next_due().await, "a");
         assert!(start.elapsed() >= HOUR, "{:?}", start.elapsed());
-        let more = tokio::time::timeout(10 * HOUR, cache.next_due()).await;
-        assert!(more.is_err(), "{more:?}");
+        nothing_more_due(&cache).await;
     }
 
     #[tokio::test(start_paused = true)]
