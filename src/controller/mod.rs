@@ -1,6 +1,7 @@
 //! The three controllers in one process. One module per concern: the shared context and
-//! caches, running and shutdown, the one driver every kind goes through, who uses what,
-//! status, Events, the outcome and retry policy, and one reconciler per kind.
+//! caches, running and shutdown, the triggers' ways in (settled, gated, due again), the
+//! one driver every kind goes through, who uses what, status, Events, the outcome and
+//! retry policy, and one reconciler per kind.
 
 pub mod backoff;
 pub mod binding;
