@@ -22,6 +22,7 @@ pub mod runner;
 pub mod service_account;
 pub mod settle;
 pub mod status;
+pub mod timetable;
 pub mod usage;
 
 pub use context::{Context, Guarded, Stores, Writers, object_key, stores};

@@ -3,8 +3,7 @@
 //! instead of a requeue timer per object in kube-runtime's scheduler (about 0.7 KiB each,
 //! 7 MiB at 10,000 mailboxes).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::backoff;
+use super::timetable::Timetable;
 
 /// Successful probes, so that re-reconciles caused by unrelated changes (a count, another
 /// object's status) do not call Exchange again before the re-verification period or a
@@ -26,15 +26,14 @@ pub struct ProbeCache<T> {
 
 struct Remembered<T> {
     by_key: HashMap<Arc<str>, Entry<T>>,
-    /// Earliest first. An entry whose key was since recorded again or forgotten is stale
-    /// (its `due` no longer matches) and is skipped when it comes up.
-    due: BinaryHeap<Reverse<(Instant, Arc<str>)>>,
+    /// When each remembered probe is due to be verified again; a key leaves it when it
+    /// comes due (its entry stays, stale, until probed again) or is forgotten.
+    due: Timetable<Arc<str>>,
 }
 
 struct Entry<T> {
     inputs: u64,
     at: Instant,
-    due: Instant,
     value: T,
 }
 
@@ -45,7 +44,7 @@ impl<T: Clone> ProbeCache<T> {
             ttl,
             remembered: Mutex::new(Remembered {
                 by_key: HashMap::new(),
-                due: BinaryHeap::new(),
+                due: Timetable::default(),
             }),
             sooner: Notify::new(),
         }
@@ -71,22 +70,16 @@ impl<T: Clone> ProbeCache<T> {
         let mut r = self.lock();
         let Some(value) = value else {
             r.by_key.remove(key);
+            r.due.remove(key);
             return;
         };
         let at = Instant::now();
         // Never earlier than the period, so the probe is stale by the time it comes up.
         let due = at + backoff::reverify_after(self.ttl);
         let key: Arc<str> = Arc::from(key);
-        let entry = Entry {
-            inputs,
-            at,
-            due,
-            value,
-        };
-        r.by_key.insert(key.clone(), entry);
-        let sooner = r.due.peek().is_none_or(|Reverse((first, _))| due < *first);
-        r.due.push(Reverse((due, key)));
-        r.compact();
+        r.by_key.insert(key.clone(), Entry { inputs, at, value });
+        r.due.set(key, due);
+        let sooner = r.due.next() == Some(due);
         drop(r);
         if sooner {
             self.sooner.notify_one();
@@ -98,23 +91,10 @@ impl<T: Clone> ProbeCache<T> {
         self.record(key, 0, None);
     }
 
-    /// The next key due at or before `now`, if any (stale queue entries are dropped on the
-    /// way); `Err` holds when the next one is due, `None` when nothing is remembered.
+    /// The next key due at or before `now`; else when the next one is due, if any.
     fn pop_due(&self, now: Instant) -> Result<Arc<str>, Option<Instant>> {
         let mut r = self.lock();
-        while let Some(Reverse((due, key))) = r.due.peek() {
-            let (due, live) = (*due, r.by_key.get(key).is_some_and(|e| e.due == *due));
-            if live && due > now {
-                return Err(Some(due));
-            }
-            let Some(Reverse((_, key))) = r.due.pop() else {
-                break;
-            };
-            if live {
-                return Ok(key);
-            }
-        }
-        Err(None)
+        r.due.pop_due(now).ok_or_else(|| r.due.next())
     }
 
     /// Wait for the next key whose probe is due to be verified again.
@@ -143,21 +123,6 @@ impl<T: Clone> ProbeCache<T> {
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-impl<T> Remembered<T> {
-    /// Rebuild the queue from the live entries once stale ones outnumber them, so an object
-    /// probed again and again does not grow it without bound.
-    fn compact(&mut self) {
-        if self.due.len() <= 2 * self.by_key.len() + 64 {
-            return;
-        }
-        self.due = self
-            .by_key
-            .iter()
-            .map(|(k, e)| Reverse((e.due, k.clone())))
-            .collect();
     }
 }
 
@@ -262,13 +227,12 @@ mod tests {
     }
 
     #[test]
-    fn the_queue_stays_bounded_however_often_a_key_is_probed() {
+    fn a_key_is_queued_once_however_often_it_is_probed() {
         let cache = ProbeCache::new(HOUR);
         for i in 0..10_000 {
             cache.record("a", i, Some(()));
         }
         let r = cache.lock();
-        assert_eq!(r.by_key.len(), 1);
-        assert!(r.due.len() <= 66, "{}", r.due.len());
+        assert_eq!((r.by_key.len(), r.due.len()), (1, 1));
     }
 }

@@ -6,12 +6,14 @@
 //! frozen, and a steady churn could hold it off for good. The bound on the wait keeps the
 //! writes bounded by time (at most one per key per `max_wait`) without starving anyone.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
+
+use super::timetable::Timetable;
 
 /// Triggers from `input`, each key let through `quiet` after its last trigger, but never
 /// later than `max_wait` after the first one it has not yet let through. Keys still
@@ -23,9 +25,8 @@ where
 {
     let state = Settle {
         input: Some(input),
-        pending: HashMap::new(),
-        due: BTreeMap::new(),
-        seq: 0,
+        first: HashMap::new(),
+        due: Timetable::default(),
         quiet,
         max_wait,
     };
@@ -37,11 +38,10 @@ where
 
 struct Settle<S, T> {
     input: Option<S>,
-    /// For each pending key: when its first unreleased trigger came, and its place in `due`.
-    pending: HashMap<T, (Instant, (Instant, u64))>,
+    /// For each pending key: when its first unreleased trigger came.
+    first: HashMap<T, Instant>,
     /// Pending keys by when they are due (ties broken by arrival).
-    due: BTreeMap<(Instant, u64), T>,
-    seq: u64,
+    due: Timetable<T>,
     quiet: Duration,
     max_wait: Duration,
 }
@@ -61,10 +61,11 @@ where
     async fn next(&mut self) -> Option<T> {
         loop {
             let now = Instant::now();
-            if let Some(key) = self.pop_due(now) {
+            if let Some(key) = self.due.pop_due(now) {
+                self.first.remove(&key);
                 return Some(key);
             }
-            let next_due = self.due.keys().next().map(|(at, _)| *at);
+            let next_due = self.due.next();
             let due = async {
                 match next_due {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -93,25 +94,9 @@ where
     /// A trigger for `key` at `now`: due `quiet` from now, capped by its first trigger's
     /// `max_wait`.
     fn note(&mut self, key: T, now: Instant) {
-        let first = match self.pending.remove(&key) {
-            Some((first, place)) => {
-                self.due.remove(&place);
-                first
-            }
-            None => now,
-        };
-        let at = (now + self.quiet).min(first + self.max_wait);
-        self.seq += 1;
-        let place = (at, self.seq);
-        self.due.insert(place, key.clone());
-        self.pending.insert(key, (first, place));
-    }
-
-    fn pop_due(&mut self, now: Instant) -> Option<T> {
-        let (&place, _) = self.due.iter().next().filter(|((at, _), _)| *at <= now)?;
-        let key = self.due.remove(&place)?;
-        self.pending.remove(&key);
-        Some(key)
+        let first = *self.first.entry(key.clone()).or_insert(now);
+        self.due
+            .set(key, (now + self.quiet).min(first + self.max_wait));
     }
 }
 
