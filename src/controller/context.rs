@@ -135,12 +135,17 @@ pub fn object_ref<K: Resource<DynamicType = ()>>(key: &str) -> Option<ObjectRef<
     if kind != K::kind(&()) || name.is_empty() {
         return None;
     }
+    Some(object_at(namespace, name))
+}
+
+/// An object's reference from its namespace (empty for cluster-scoped kinds) and name.
+pub fn object_at<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> ObjectRef<K> {
     let at = ObjectRef::new(name);
-    Some(if namespace.is_empty() {
+    if namespace.is_empty() {
         at
     } else {
         at.within(namespace)
-    })
+    }
 }
 
 /// Everything a reconcile needs.

@@ -16,8 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures::Stream;
 use tokio::sync::Notify;
 
-/// An object as `(namespace, name)`; the namespace is empty for cluster-scoped kinds.
-pub type Key = (String, String);
+use super::index::BindingKey as Key;
 
 /// A controller's entrance: see the module documentation.
 pub struct Gate {

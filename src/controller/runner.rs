@@ -21,8 +21,9 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource};
 use tracing::info;
 
-use super::context::{Context, Guarded, Stores, object_ref, stores};
-use super::gate::{self, Gate};
+use super::context::{Context, Guarded, Stores, object_at, object_ref, stores};
+use super::gate::Gate;
+use super::index::BindingKey;
 use super::probe_cache::{self, ProbeCache};
 use super::{binding, driver, fanout, leader, policy, provider, service_account, settle};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
@@ -347,7 +348,9 @@ pub async fn run_controller<K, F, Fut>(
     .graceful_shutdown_on(shutdown)
     .run(reconcile, policy::error_policy, ctx)
     .for_each(|r| {
-        if let (Some(gate), Some(key)) = (&gate, result_key(&r)) {
+        if let Some(gate) = &gate
+            && let Some(key) = result_key(&r)
+        {
             gate.done(&key);
         }
         log_result(K::KIND, r);
@@ -370,10 +373,10 @@ impl<K: Resource<DynamicType = ()> + Send + 'static> Entrance<K> {
                 (futures::stream::select(settled, due).boxed(), None)
             }
             Entrance::Gated(gate) => {
-                let through = gate.clone().stream().map(|(ns, name)| {
-                    let at = ObjectRef::new(&name);
-                    if ns.is_empty() { at } else { at.within(&ns) }
-                });
+                let through = gate
+                    .clone()
+                    .stream()
+                    .map(|(ns, name)| object_at(&ns, &name));
                 // Yields nothing: polled beside the gate, it offers the due objects to it.
                 let offers = gate.clone();
                 let offered = due.filter_map(move |at| {
@@ -389,14 +392,14 @@ impl<K: Resource<DynamicType = ()> + Send + 'static> Entrance<K> {
     }
 }
 
-fn gate_key(namespace: &Option<String>, name: &str) -> gate::Key {
+fn gate_key(namespace: &Option<String>, name: &str) -> BindingKey {
     (namespace.clone().unwrap_or_default(), name.to_string())
 }
 
 /// The object a controller's result is about, as a gate's key.
 fn result_key<K: Resource, E, W>(
     r: &std::result::Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E, W>>,
-) -> Option<gate::Key> {
+) -> Option<BindingKey> {
     use kube::runtime::controller::Error as E;
     match r {
         Ok((obj, _)) => Some(gate_key(&obj.namespace, &obj.name)),
