@@ -380,7 +380,7 @@ impl<K: Resource<DynamicType = ()> + Send + 'static> Entrance<K> {
                 // Yields nothing: polled beside the gate, it offers the due objects to it.
                 let offers = gate.clone();
                 let offered = due.filter_map(move |at| {
-                    offers.offer(gate_key(&at.namespace, &at.name));
+                    offers.offer(gate_key(&at));
                     futures::future::ready(None)
                 });
                 (
@@ -392,8 +392,9 @@ impl<K: Resource<DynamicType = ()> + Send + 'static> Entrance<K> {
     }
 }
 
-fn gate_key(namespace: &Option<String>, name: &str) -> BindingKey {
-    (namespace.clone().unwrap_or_default(), name.to_string())
+/// An object's key at the gate: its namespace (empty for none) and name.
+fn gate_key<K: Resource>(at: &ObjectRef<K>) -> BindingKey {
+    (at.namespace.clone().unwrap_or_default(), at.name.clone())
 }
 
 /// The object a controller's result is about, as a gate's key.
@@ -401,11 +402,10 @@ fn result_key<K: Resource, E, W>(
     r: &std::result::Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E, W>>,
 ) -> Option<BindingKey> {
     use kube::runtime::controller::Error as E;
+    // Two arms: the errors carry the object as a `DynamicObject` reference.
     match r {
-        Ok((obj, _)) => Some(gate_key(&obj.namespace, &obj.name)),
-        Err(E::ObjectNotFound(obj) | E::ReconcilerFailed(_, obj)) => {
-            Some(gate_key(&obj.namespace, &obj.name))
-        }
+        Ok((obj, _)) => Some(gate_key(obj)),
+        Err(E::ObjectNotFound(obj) | E::ReconcilerFailed(_, obj)) => Some(gate_key(obj)),
         Err(E::QueueError(_) | E::RunnerError(_)) => None,
     }
 }
