@@ -86,7 +86,7 @@ pub fn provider_endpoints(
                 reason: Reason::InsecureEndpoint,
                 message: format!(
                     "spec.endpoints.{field} uses plain http ({}); use https, or run the operator with --allow-insecure-endpoints",
-                    crate::exchange::errors::redact_url(url)
+                    crate::redact::redact_url(url)
                 ),
             });
         }

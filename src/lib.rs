@@ -14,6 +14,7 @@ pub mod health;
 pub mod http;
 pub mod kube_client;
 pub mod metrics;
+pub mod redact;
 pub mod resolve;
 pub mod status;
 pub mod telemetry;

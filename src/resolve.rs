@@ -13,7 +13,7 @@ use crate::api::{
     NamespaceSelector, SelectorOperator,
 };
 use crate::endpoints::provider_endpoints;
-use crate::exchange::errors::redact_url;
+use crate::redact::redact_url;
 use crate::{Error, Result};
 
 fn spec_error(reason: Reason, message: impl Into<String>) -> Error {

@@ -10,8 +10,9 @@ use mailops::api::MailboxBinding;
 use mailops::controller::backoff::{MAX_SERVER_DELAY, with_server_delay};
 use mailops::controller::{Guarded, fanout};
 use mailops::exchange::errors::{
-    MAX_SERVER_DELAY as CLIENT_MAX, MIN_SERVER_DELAY, clamp_server_delay, redact_url, retry_after,
+    MAX_SERVER_DELAY as CLIENT_MAX, MIN_SERVER_DELAY, clamp_server_delay, retry_after,
 };
+use mailops::redact::redact_url;
 use proptest::prelude::*;
 use serde_json::json;
 

@@ -4,7 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use mailops::api::LoginFormat;
-use mailops::exchange::errors::{ensure_allowed, redact_url};
+use mailops::exchange::errors::ensure_allowed;
+use mailops::redact::redact_url;
 use mailops::resolve::{effective_login, email_domain};
 
 fuzz_target!(|data: &[u8]| {

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use super::Failure;
-use super::errors::{redact_url, transport_failure};
+use super::errors::transport_failure;
 use crate::api::conditions::Reason;
+use crate::redact::redact_url;
 
 /// The largest response body read. The answers mailops reads (a `GetFolder`, a Graph
 /// folder, a token) are a few KiB.

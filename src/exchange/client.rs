@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use secrecy::SecretString;
 use tracing::debug;
 
-use super::errors::{RequestFailure, ensure_allowed, redact_url, transport_failure};
+use super::errors::{RequestFailure, ensure_allowed, transport_failure};
 use super::ews::{self, Auth, FolderRequest};
 use super::graph::{self, Folder};
 use super::limits::ProbeLimits;
@@ -21,6 +21,7 @@ use super::{
 use crate::api::conditions::Reason;
 use crate::config::OperatorConfig;
 use crate::metrics::Metrics;
+use crate::redact::redact_url;
 
 /// Talks to Exchange and Entra ID over HTTPS.
 pub struct ExchangeClient {

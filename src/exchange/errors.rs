@@ -11,22 +11,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::Failure;
 use crate::api::conditions::Reason;
-
-/// A URL fit for a status message: userinfo, query and fragment removed (they may carry
-/// credentials or signatures).
-pub fn redact_url(raw: &str) -> String {
-    match reqwest::Url::parse(raw) {
-        Ok(mut url) => {
-            // Both only fail for URLs that cannot have credentials, which is fine.
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.set_query(None);
-            url.set_fragment(None);
-            url.to_string()
-        }
-        Err(_) => "(an unparsable URL)".to_string(),
-    }
-}
+use crate::redact::redact_url;
 
 /// Refuse plain `http://` unless the operator was started with `--allow-insecure-endpoints`.
 /// Resolution already refuses such overrides (`endpoints::provider_endpoints`); this is the
@@ -228,13 +213,6 @@ pub fn status_failure(what: &str, status: u16, retry_after: Option<Duration>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn userinfo_and_query_never_reach_a_message() {
-        let r = redact_url("https://admin:hunter2@mail.contoso.com/EWS/Exchange.asmx?sig=abc");
-        assert_eq!(r, "https://mail.contoso.com/EWS/Exchange.asmx");
-        assert_eq!(redact_url("not a url :: x"), "(an unparsable URL)");
-    }
 
     #[test]
     fn server_text_is_cut_on_a_character_boundary() {

@@ -12,10 +12,11 @@ use secrecy::{ExposeSecret, SecretString};
 use super::Failure;
 use super::body::{body_failure, read_capped};
 use super::errors::{
-    RequestFailure, clamp_server_delay, parse_saturating, redact_url, retry_after, server_text,
-    status_failure, transport_failure,
+    RequestFailure, clamp_server_delay, parse_saturating, retry_after, server_text, status_failure,
+    transport_failure,
 };
 use crate::api::conditions::Reason;
+use crate::redact::redact_url;
 
 /// How a request authenticates.
 #[derive(Clone, Copy)]

@@ -10,10 +10,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::Failure;
 use super::body::{body_failure, read_capped};
-use super::errors::{
-    RequestFailure, redact_url, retry_after, server_text, status_failure, transport_failure,
-};
+use super::errors::{RequestFailure, retry_after, server_text, status_failure, transport_failure};
 use crate::api::conditions::Reason;
+use crate::redact::redact_url;
 
 /// The Graph resource to open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,11 +20,12 @@ use tracing::debug;
 
 use super::body::{BodyError, read_capped, too_large_failure};
 use super::entra::entra_failure;
-use super::errors::{self, redact_url, status_failure, transport_failure};
+use super::errors::{self, status_failure, transport_failure};
 use super::{Failure, OAuthApp};
 use crate::api::conditions::Reason;
 use crate::endpoints::token_url;
 use crate::metrics::Metrics;
+use crate::redact::redact_url;
 
 /// A token is renewed when less than this remains, so no probe starts with a token that
 /// expires mid-flight.
