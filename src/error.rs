@@ -10,11 +10,6 @@ pub enum Error {
     #[error("Kubernetes API error: {0}")]
     Kube(#[source] kube::Error),
 
-    /// Adding or removing the in-use finalizer failed. A failure of the reconcile that the
-    /// finalizer helper wraps is never this: it is unwrapped to its own error.
-    #[error("finalizer error: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-
     /// The object's declared state cannot work; waiting for the user to change it.
     #[error("{reason}: {message}")]
     Spec {
@@ -76,7 +71,6 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
-            Error::Finalizer(_) => "finalizer",
             Error::Spec { .. } => "spec",
             Error::Waiting { .. } => "waiting",
             Error::Exchange { .. } => "exchange",
@@ -111,17 +105,6 @@ impl Error {
         match self {
             Error::Exchange { retry_after, .. } => *retry_after,
             _ => None,
-        }
-    }
-
-    /// The error of a reconcile run under kube's finalizer helper: a failure of the
-    /// wrapped apply or cleanup is that failure itself; only adding or removing the
-    /// finalizer is a finalizer error.
-    pub fn from_finalizer(e: kube::runtime::finalizer::Error<Error>) -> Error {
-        use kube::runtime::finalizer::Error as F;
-        match e {
-            F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner,
-            other => Error::Finalizer(Box::new(other)),
         }
     }
 }
@@ -168,20 +151,5 @@ mod tests {
         assert!(!ex.is_permanent());
         assert_eq!(ex.reason(), Some(Reason::Unreachable));
         assert_eq!(ex.server_delay(), Some(std::time::Duration::from_secs(3)));
-    }
-
-    #[test]
-    fn a_failure_inside_the_finalizer_helper_is_unwrapped_once() {
-        use kube::runtime::finalizer::Error as F;
-        let inner = Error::Spec {
-            reason: Reason::SecretNotFound,
-            message: "x".into(),
-        };
-        let unwrapped = Error::from_finalizer(F::ApplyFailed(inner));
-        assert_eq!(unwrapped.category(), "spec");
-        assert_eq!(unwrapped.reason(), Some(Reason::SecretNotFound));
-        let own = Error::from_finalizer(F::UnnamedObject);
-        assert_eq!(own.category(), "finalizer");
-        assert!(!own.is_permanent());
     }
 }

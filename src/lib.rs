@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod cache;
 pub mod check;
 pub mod config;
 pub mod controller;

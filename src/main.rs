@@ -57,7 +57,7 @@ fn run() -> Result<ExitCode> {
             let config = mailops::config::OperatorConfig::from(&*args);
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(mailops::controller::run(config))?;
+            runtime.block_on(mailops::controller::run_operator(config))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => {

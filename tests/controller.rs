@@ -22,11 +22,15 @@ async fn a_remembered_probe_spares_exchange_and_the_api_server() {
         ),
         event_step("default", "Normal", "Verified"),
     ]);
-    run(provider::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_provider(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     // Re-triggered by something unrelated (a count, another object): same inputs.
     p["status"] = written.lock().unwrap().clone();
     let obj = h.provider(p);
-    run(provider::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_provider(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     assert_eq!(
         h.backend.provider_calls(),
         1,
@@ -68,7 +72,9 @@ async fn provider_gets_the_finalizer_on_first_sight() {
         ),
     ]);
     // Held and checked in the same reconcile: no round trip through the watch.
-    run(provider::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_provider(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     assert_eq!(h.backend.provider_calls(), 1);
     v.done().await;
 }
@@ -103,7 +109,7 @@ async fn provider_deletion_is_blocked_while_a_binding_uses_it() {
         ),
         event_step("default", "Warning", "DeletionBlocked"),
     ]);
-    let err = run(provider::reconcile(obj.clone(), h.ctx.clone()))
+    let err = run(controller::reconcile_provider(obj.clone(), h.ctx.clone()))
         .await
         .unwrap_err();
     assert_eq!(err.reason(), Some(Reason::InUse));
@@ -138,7 +144,9 @@ async fn provider_is_released_once_the_last_binding_is_gone() {
         },
         released,
     )]);
-    run(provider::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_provider(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     v.done().await;
 }
 
@@ -167,7 +175,9 @@ async fn an_unchanged_status_makes_no_request() {
         ),
         event_step("default", "Normal", "Verified"),
     ]);
-    run(provider::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_provider(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     v.done().await;
     assert_eq!(h.backend.provider_calls(), 1);
 
@@ -186,7 +196,9 @@ async fn an_unchanged_status_makes_no_request() {
     p["status"] = written.lock().unwrap().clone();
     let obj = h2.provider(p);
     let v = h2.verifier(vec![]);
-    run(provider::reconcile(obj, Arc::new(ctx))).await.unwrap();
+    run(controller::reconcile_provider(obj, Arc::new(ctx)))
+        .await
+        .unwrap();
     v.done().await;
     assert_eq!(
         h2.backend.provider_calls(),
@@ -238,7 +250,7 @@ async fn binding_outside_the_accounts_namespaces_is_not_authorized_and_never_pro
         ),
         event_step("team-a", "Warning", "NamespaceNotAllowed"),
     ]);
-    let err = run(binding::reconcile(obj, h.ctx.clone()))
+    let err = run(controller::reconcile_binding(obj, h.ctx.clone()))
         .await
         .unwrap_err();
     assert!(err.is_permanent(), "waits for a change, no retry storm");
@@ -282,7 +294,9 @@ async fn binding_finds_its_provider_by_domain_and_is_verified() {
         ),
         event_step("team-a", "Normal", "Verified"),
     ]);
-    let action = run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    let action = run(controller::reconcile_binding(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     assert_eq!(
         action,
         Action::await_change(),
@@ -316,7 +330,7 @@ async fn expect_binding_failure(
         ),
         event_step("team-a", "Warning", reason),
     ]);
-    let err = run(binding::reconcile(obj, h.ctx.clone()))
+    let err = run(controller::reconcile_binding(obj, h.ctx.clone()))
         .await
         .unwrap_err();
     assert!(err.is_permanent());
@@ -381,7 +395,9 @@ async fn a_rotated_refresh_token_is_written_back_to_the_secret() {
         ),
         event_step("team-a", "Normal", "Verified"),
     ]);
-    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_binding(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     v.done().await;
 }
 
@@ -407,7 +423,9 @@ async fn without_write_back_a_rotated_token_is_not_patched_into_the_secret() {
         ),
         event_step("team-a", "Normal", "Verified"),
     ]);
-    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_binding(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     v.done().await;
 }
 
@@ -434,7 +452,7 @@ async fn a_throttled_mailbox_retries_after_the_servers_delay() {
         ),
         event_step("team-a", "Warning", "Throttled"),
     ]);
-    let err = run(binding::reconcile(obj.clone(), h.ctx.clone()))
+    let err = run(controller::reconcile_binding(obj.clone(), h.ctx.clone()))
         .await
         .unwrap_err();
     assert!(!err.is_permanent());
@@ -496,7 +514,7 @@ async fn a_malformed_binding_is_reported_without_breaking_the_rest() {
     }
     let broken = Arc::new(list.items[0].clone());
     let v = h.verifier(vec![]);
-    let action = run(binding::reconcile(broken, h.ctx.clone()))
+    let action = run(controller::reconcile_binding(broken, h.ctx.clone()))
         .await
         .unwrap();
     assert_eq!(action, Action::await_change());

@@ -7,8 +7,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::runtime::watcher::Event;
 use mailops::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
+use mailops::cache::{self, Guarded, Stores, Writers};
 use mailops::controller::fanout::{self, Triggers};
-use mailops::controller::{self, Guarded, Stores, Writers};
 use serde_json::{Value, json};
 
 const API: &str = "mailops.dev/v1alpha1";
@@ -55,7 +55,7 @@ fn binding(ns: &str, name: &str, email: &str, extra: Value) -> Guarded<MailboxBi
 }
 
 fn setup() -> (Stores, Writers) {
-    let (stores, mut w) = controller::stores();
+    let (stores, mut w) = cache::stores();
     for p in [
         provider("contoso", &["contoso.com"], Some(("ops", "app"))),
         provider("fabrikam", &["fabrikam.com"], None),

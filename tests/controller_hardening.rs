@@ -56,11 +56,15 @@ async fn our_own_write_back_of_a_rotated_token_does_not_verify_again() {
         status_step(written.clone(), b.clone()),
         event_step("team-a", "Normal", "Verified"),
     ]);
-    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_binding(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     // The watch delivers our own write, and it re-triggers the binding.
     h.secret_at("team-a", "jane", &[("refreshToken", "rt-1")], "2");
     let obj = h.binding(with_status(b, &written));
-    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_binding(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     assert_eq!(
         h.backend.mailbox_calls(),
         1,
@@ -83,7 +87,9 @@ async fn a_change_of_the_secret_by_the_user_is_verified_with_the_new_token() {
         event_step("team-a", "Normal", "Verified"),
         step(Method::PATCH, JANE_SECRET, |_, _| {}, secret_answer("4")),
     ]);
-    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_binding(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     h.secret_at(
         "team-a",
         "jane",
@@ -91,7 +97,9 @@ async fn a_change_of_the_secret_by_the_user_is_verified_with_the_new_token() {
         "3",
     );
     let obj = h.binding(with_status(b, &written));
-    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_binding(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     assert_eq!(
         h.backend.presented_refresh_tokens(),
         ["old-token", "pasted-by-admin"]
@@ -133,12 +141,14 @@ async fn a_failed_write_back_keeps_the_rotated_token_and_retries_it() {
             secret_answer("2"),
         ),
     ]);
-    let err = run(binding::reconcile(obj, h.ctx.clone()))
+    let err = run(controller::reconcile_binding(obj, h.ctx.clone()))
         .await
         .unwrap_err();
     assert!(!err.is_permanent(), "a failed write-back is retried: {err}");
     let obj = h.binding(with_status(b, &written));
-    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_binding(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     assert_eq!(h.backend.presented_refresh_tokens(), ["old-token"]);
     v.done().await;
 }
@@ -170,7 +180,7 @@ async fn a_failing_mailbox_keeps_the_time_exchange_last_confirmed_it() {
         ),
         event_step("team-a", "Warning", "Unreachable"),
     ]);
-    run(binding::reconcile(obj, h.ctx.clone()))
+    run(controller::reconcile_binding(obj, h.ctx.clone()))
         .await
         .unwrap_err();
     v.done().await;
@@ -241,7 +251,9 @@ async fn a_malformed_provider_nothing_uses_is_released_from_the_finalizer() {
         },
         json!({"apiVersion": API, "kind": "EmailProvider", "metadata": {"name": "broken"}}),
     )]);
-    run(provider::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_provider(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     v.done().await;
 }
 
@@ -253,7 +265,9 @@ async fn a_malformed_provider_still_used_keeps_its_finalizer() {
     b["status"] = json!({"provider": "broken"});
     h.binding(b);
     let v = h.verifier(vec![]);
-    run(provider::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_provider(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     v.done().await;
 }
 
@@ -281,11 +295,15 @@ async fn a_remembered_verification_with_its_calendar_restates_the_same_status() 
         ),
         event_step("team-a", "Normal", "Verified"),
     ]);
-    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_binding(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     // Re-triggered with the same inputs: the remembered success yields the same status,
     // so nothing is written and Exchange is not asked again.
     let obj = h.binding(with_status(b, &written));
-    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_binding(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     assert_eq!(h.backend.mailbox_calls(), 1);
     v.done().await;
 }
@@ -303,7 +321,9 @@ async fn a_provider_beginning_its_deletion_does_not_verify_its_mailboxes_again()
         status_step(written.clone(), b.clone()),
         event_step("team-a", "Normal", "Verified"),
     ]);
-    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_binding(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     // `kubectl delete` of a provider with a finalizer bumps its generation without
     // touching its spec; the provider then judges that generation (still in use).
     let mut terminating = provider;
@@ -312,7 +332,9 @@ async fn a_provider_beginning_its_deletion_does_not_verify_its_mailboxes_again()
     terminating["status"]["conditions"][0]["observedGeneration"] = json!(2);
     h.provider(terminating);
     let obj = h.binding(with_status(b, &written));
-    run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    run(controller::reconcile_binding(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     assert_eq!(
         h.backend.mailbox_calls(),
         1,

@@ -8,7 +8,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::watcher::Event;
 use mailops::api::{EmailProvider, MailboxBinding};
-use mailops::controller::{self, Guarded, Stores, Writers, fanout};
+use mailops::cache::{self, Guarded, Stores, Writers};
+use mailops::controller::fanout;
 use mailops::metrics::Metrics;
 use serde_json::{Value, json};
 
@@ -48,7 +49,7 @@ fn keys(v: Vec<(String, String)>) -> Vec<String> {
 }
 
 fn fresh() -> (Stores, Writers) {
-    controller::stores()
+    cache::stores()
 }
 
 #[test]
@@ -151,8 +152,8 @@ fn the_objects_gauge_follows_watch_events() {
 
 #[test]
 fn cached_secrets_and_namespaces_keep_only_what_reconciles_read() {
-    use fanout::Watched;
     use k8s_openapi::api::core::v1::{Namespace, NamespaceSpec};
+    use mailops::cache::watch::Cached;
     let mut s = Secret::default();
     s.metadata.name = Some("helm-release".into());
     s.metadata.labels = Some([("owner".to_string(), "helm".to_string())].into());
@@ -189,7 +190,7 @@ fn a_providers_users_are_counted_and_the_first_ten_named_without_listing_them_al
         );
         fanout::observe(&mut w.bindings, &stores, &Event::Apply(b));
     }
-    let users = controller::usage::of_provider(&stores, "a");
+    let users = cache::usage::of_provider(&stores, "a");
     assert_eq!(users.bindings, 25);
     let named: Vec<&str> = users.first.iter().map(String::as_str).collect();
     let expected: Vec<String> = (0..10)
@@ -199,8 +200,5 @@ fn a_providers_users_are_counted_and_the_first_ten_named_without_listing_them_al
         named, expected,
         "the first ten by key, whatever the arrival order"
     );
-    assert_eq!(
-        controller::usage::of_provider(&stores, "b"),
-        Default::default()
-    );
+    assert_eq!(cache::usage::of_provider(&stores, "b"), Default::default());
 }

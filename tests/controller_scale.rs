@@ -2,15 +2,15 @@
 //! verdict yet is not written (it is written once, when the provider has one), and a
 //! wave of bindings attaching to a provider settles into a bounded number of provider
 //! status writes with exact final counts, which move while the wave goes on. The
-//! provider controller runs as in production (`runner::run_controller`, its triggers
+//! provider controller runs as in production (`kinds::reconcile_kind`, its triggers
 //! settled) on tokio's paused clock. A healthy binding is verified again once per period,
 //! by its remembered probe coming due, not by a requeue timer of its own.
 
 mod mock_api;
 use mock_api::*;
 
-use mailops::controller::runner::{
-    COUNTS_MAX_WAIT, COUNTS_SETTLE, Entrance, due_triggers, run_controller,
+use mailops::controller::kinds::{
+    COUNTS_MAX_WAIT, COUNTS_SETTLE, Entrance, due_triggers, reconcile_kind,
 };
 
 #[tokio::test]
@@ -27,7 +27,9 @@ async fn a_binding_waits_silently_for_its_providers_first_verdict() {
         "jane",
     ));
     let v = h.verifier(vec![]);
-    let action = run(binding::reconcile(obj, h.ctx.clone())).await.unwrap();
+    let action = run(controller::reconcile_binding(obj, h.ctx.clone()))
+        .await
+        .unwrap();
     assert_eq!(
         action,
         Action::await_change(),
@@ -41,7 +43,7 @@ async fn a_binding_waits_silently_for_its_providers_first_verdict() {
 fn listed<K>(writer: &mut Writer<Guarded<K>>, stores: &Stores, objects: Vec<Value>)
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned,
-    Guarded<K>: fanout::Watched,
+    Guarded<K>: fanout::Triggered,
 {
     let mut events = vec![Event::Init];
     for o in objects {
@@ -90,12 +92,12 @@ async fn a_wave_of_bindings_settles_into_a_bounded_number_of_provider_writes() {
     let writes = provider_api(h.handle.take().unwrap(), p);
     let (senders, receivers) = fanout::channels();
     senders.activate(&h.ctx.stores);
-    let controller = tokio::spawn(run_controller(
+    let controller = tokio::spawn(reconcile_kind(
         h.ctx.stores.providers.clone(),
         Entrance::Settled(receivers.providers),
         futures::stream::pending(),
         futures::future::pending(),
-        provider::reconcile,
+        controller::reconcile_provider,
         h.ctx.clone(),
     ));
     // A binding attaches every 10 ms for twice the longest wait, each re-triggering the
@@ -173,12 +175,12 @@ async fn a_healthy_binding_is_verified_again_once_per_period() {
     let writes = echo_api(h.handle.take().unwrap(), jane);
     let (senders, receivers) = fanout::channels();
     senders.activate(&h.ctx.stores);
-    let controller = tokio::spawn(run_controller(
+    let controller = tokio::spawn(reconcile_kind(
         h.ctx.stores.bindings.clone(),
         Entrance::Gated(receivers.bindings),
         due_triggers::<MailboxBinding, _>(&h.ctx, |c| &c.mailbox_probes),
         futures::future::pending(),
-        binding::reconcile,
+        controller::reconcile_binding,
         h.ctx.clone(),
     ));
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -232,12 +234,12 @@ async fn a_wave_of_bindings_enters_at_the_controllers_pace_and_every_one_is_veri
     let gate = receivers.bindings.clone();
     senders.activate(&h.ctx.stores);
     assert_eq!(gate.counts(), (wave, 0), "the wave waits at the gate");
-    let controller = tokio::spawn(run_controller(
+    let controller = tokio::spawn(reconcile_kind(
         h.ctx.stores.bindings.clone(),
         Entrance::Gated(receivers.bindings),
         futures::stream::pending(),
         futures::future::pending(),
-        binding::reconcile,
+        controller::reconcile_binding,
         h.ctx.clone(),
     ));
     tokio::time::sleep(Duration::from_secs(5)).await;

@@ -4,8 +4,8 @@
 use k8s_openapi::jiff::Timestamp;
 use mailops::api::conditions::Reason;
 use mailops::api::{AuthenticatedVia, EmailProvider, ExchangeServiceAccount, MailboxBinding};
-use mailops::controller::binding::{self, Outcome, Verified};
-use mailops::controller::usage::Users;
+use mailops::cache::usage::Users;
+use mailops::controller::binding_status::{self as binding, Outcome, Verified};
 use mailops::controller::{provider, service_account};
 use mailops::exchange::{Failure, MailboxOutcome, ProviderOutcome};
 use mailops::resolve::{EffectiveSettings, Resolution};

@@ -53,10 +53,13 @@ async fn operator_lifecycle_on_a_real_cluster() {
         identity: format!("e2e-{suffix}"),
         ..OperatorConfig::default()
     };
-    let operator = tokio::spawn(mailops::controller::run_with(
+    let operator = tokio::spawn(mailops::controller::run_controllers(
         config,
         client.clone(),
         backend.clone() as Arc<dyn MailBackend>,
+        Arc::new(mailops::metrics::Metrics::new()),
+        Arc::new(mailops::health::HealthState::default()),
+        mailops::controller::shutdown_signal(),
     ));
 
     let namespaces: Api<Namespace> = Api::all(client.clone());

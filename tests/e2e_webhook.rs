@@ -23,8 +23,8 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBind
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource};
 use mailops::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
+use mailops::cache::Stores;
 use mailops::config::{OperatorConfig, WebhookConfig};
-use mailops::controller::Stores;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -429,7 +429,7 @@ async fn attach_as_the_controller_would(client: &Client, n: &Names) {
 }
 
 async fn deletion_is_refused_while_in_use(client: &Client, n: &Names, stores: &Stores) {
-    use mailops::controller::usage::{of_account, of_provider};
+    use mailops::cache::usage::{of_account, of_provider};
     attach_as_the_controller_would(client, n).await;
     let bindings = Api::<MailboxBinding>::namespaced(client.clone(), &n.ns);
     eventually(

@@ -7,8 +7,9 @@ use std::time::Duration;
 use http::HeaderMap;
 use kube::runtime::watcher::Event;
 use mailops::api::MailboxBinding;
+use mailops::cache::Guarded;
 use mailops::controller::backoff::{MAX_SERVER_DELAY, with_server_delay};
-use mailops::controller::{Guarded, fanout};
+use mailops::controller::fanout;
 use mailops::exchange::errors::{
     MAX_SERVER_DELAY as CLIENT_MAX, MIN_SERVER_DELAY, clamp_server_delay, retry_after,
 };
@@ -116,7 +117,7 @@ proptest! {
 
     #[test]
     fn the_index_agrees_with_a_scan_of_the_cache_after_any_history(history in prop::collection::vec(change(), 0..60)) {
-        let (stores, mut w) = mailops::controller::stores();
+        let (stores, mut w) = mailops::cache::stores();
         for c in history {
             let event = match c {
                 Change::Attach { binding: b, provider } => Event::Apply(binding(b, provider)),

@@ -267,6 +267,39 @@ pub fn is_ready(conditions: &[Condition]) -> bool {
     find(conditions, READY).is_some_and(|c| c.status == "True")
 }
 
+/// The summary `Ready` condition: the first failing part decides, else all is verified.
+pub fn ready_summary(parts: &[Desired], ok_message: &str) -> Desired {
+    parts
+        .iter()
+        .find(|d| !d.status)
+        .map(|d| Desired::fail(READY, d.reason, d.message.clone()))
+        .unwrap_or_else(|| Desired::ok(READY, Reason::Verified, ok_message))
+}
+
+/// Parts plus their `Ready` summary, in a stable order (`Ready` first).
+pub fn with_ready(parts: Vec<Desired>, ok_message: &str) -> Vec<Desired> {
+    let mut all = vec![ready_summary(&parts, ok_message)];
+    all.extend(parts);
+    all
+}
+
+/// Replace (or add) one condition, keeping every other previous condition as it is.
+pub fn set_condition(
+    previous: &[Condition],
+    desired: &Desired,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let new = materialize(previous, std::slice::from_ref(desired), generation, now).remove(0);
+    let mut out: Vec<Condition> = previous
+        .iter()
+        .filter(|c| c.type_ != desired.type_)
+        .cloned()
+        .collect();
+    out.push(new);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,5 +341,44 @@ mod tests {
         );
         assert_eq!(flipped[0].last_transition_time, Time(t1));
         assert_eq!(flipped[0].reason, "Unreachable");
+    }
+
+    #[test]
+    fn ready_takes_the_first_failure() {
+        let parts = vec![
+            Desired::ok(REACHABLE, Reason::Verified, "up"),
+            Desired::fail(AUTHENTICATED, Reason::InvalidCredentials, "AADSTS7000215"),
+        ];
+        let all = with_ready(parts, "all good");
+        assert_eq!(all[0].type_, READY);
+        assert!(!all[0].status);
+        assert_eq!(all[0].reason, Reason::InvalidCredentials);
+        assert_eq!(all[0].message, "AADSTS7000215");
+    }
+
+    #[test]
+    fn ready_is_true_when_every_part_holds() {
+        let all = with_ready(
+            vec![Desired::ok(REACHABLE, Reason::Verified, "up")],
+            "all good",
+        );
+        assert!(all[0].status);
+        assert_eq!(all[0].reason, Reason::Verified);
+    }
+
+    #[test]
+    fn set_condition_keeps_the_others() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let prev = materialize(
+            &[],
+            &with_ready(vec![Desired::ok(REACHABLE, Reason::Verified, "up")], "ok"),
+            Some(1),
+            now,
+        );
+        let term = Desired::ok(TERMINATING, Reason::InUse, "used by 1");
+        let out = set_condition(&prev, &term, Some(1), now);
+        assert_eq!(out.len(), 3);
+        assert!(is_ready(&out));
+        assert_eq!(find(&out, TERMINATING).unwrap().reason, "InUse");
     }
 }

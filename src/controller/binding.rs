@@ -1,78 +1,40 @@
-//! The MailboxBinding reconciler as one pipeline: read the caches and validate
-//! (resolution, ready gates, credentials; no API call) → one probe step (remembered
-//! answer, backend, refresh-token write-back) → a pure [`build_status`] → the driver's one
-//! status write. No finalizer: a binding holds nothing, it is what others wait for.
+//! The MailboxBinding reconciler as one pipeline: [`dereference`] (the caches read once:
+//! providers, accounts, the namespace's labels, the Secrets the result references) →
+//! [`validate`] (pure: resolution, ready gates, endpoints, credentials) → [`probe`] (a
+//! remembered answer or the backend) → [`write_back`] of a rotated refresh token → the
+//! pure status ([`super::binding_status`]) → the driver's one status write. No finalizer:
+//! a binding holds nothing, it is what others wait for.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
+use secrecy::SecretString;
 
-use super::context::{
-    Context, Guarded, object_key, probe_inputs_digest, spec_digest, typed_objects, well_formed,
+use super::binding_status::{Outcome, Verified, build_status, outcome_error};
+use super::context::Context;
+use super::credentials;
+use super::probe_cache::{Confirmed, probe_inputs_digest, spec_digest};
+use super::reconciled::{Reconciled, Step, reverify_later};
+use super::write_back::{OwnSecret, adopt_rotated, write_back_refresh_token};
+use crate::api::conditions::{self, Reason};
+use crate::api::{
+    AuthenticatedVia, EmailProvider, ExchangeServiceAccount, MailboxBinding, MailboxBindingStatus,
 };
-use super::driver::{self, Reconciled, Step};
-use super::{BINDING_KIND, credentials, rotation, status};
-use crate::api::conditions::{self, AUTHORIZED, CALENDAR_CONNECTED, Desired, Reason, VERIFIED};
-use crate::api::{AuthenticatedVia, EmailProvider, MailboxBinding, MailboxBindingStatus};
-use crate::endpoints::{ProviderEndpoints, provider_endpoints};
-use crate::exchange::{MailboxOutcome, MailboxProbe, Service};
+use crate::cache::index::{secret_of_binding, secret_of_provider, secrets_of_account};
+use crate::cache::{Guarded, SecretKey, Stores, object_key, typed_objects, well_formed};
+use crate::config::OperatorConfig;
+use crate::endpoints::provider_endpoints;
+use crate::exchange::{MailboxProbe, Service};
 use crate::resolve::{Catalog, Resolution, resolve_binding};
 use crate::{Error, Result};
 
-/// A verification worth remembering: its outcome (without any token) and when it ran.
-#[derive(Clone, Debug)]
-pub struct Verified {
-    /// The outcome.
-    pub outcome: MailboxOutcome,
-    /// When Exchange answered.
-    pub at: Timestamp,
-}
-
-/// What is remembered of a verification that succeeded: that it did, whether the
-/// calendar was part of it, and when. A success needs no more to be stated again, and
-/// 10,000 of these are held.
-#[derive(Clone, Copy, Debug)]
-pub struct Confirmed {
-    calendar: bool,
-    at: Timestamp,
-}
-
-impl Confirmed {
-    /// What to remember of `v`: nothing unless Exchange confirmed the mailbox.
-    fn of(v: &Verified) -> Option<Confirmed> {
-        outcome_error(&v.outcome).is_none().then(|| Confirmed {
-            calendar: v.outcome.calendar.is_some(),
-            at: v.at,
-        })
-    }
-
-    /// The verification it stands for.
-    fn verified(self) -> Verified {
-        Verified {
-            outcome: MailboxOutcome {
-                mailbox: Ok(()),
-                calendar: self.calendar.then_some(Ok(())),
-                rotated_refresh_token: None,
-            },
-            at: self.at,
-        }
-    }
-}
-
-/// Reconcile one MailboxBinding (entry point for the controller).
-pub async fn reconcile(obj: Arc<Guarded<MailboxBinding>>, ctx: Arc<Context>) -> Result<Action> {
-    driver::reconcile(obj, ctx).await
-}
-
 impl Reconciled for MailboxBinding {
-    const KIND: &'static str = BINDING_KIND;
     type Status = MailboxBindingStatus;
 
     fn current_status(&self) -> Option<&MailboxBindingStatus> {
@@ -88,48 +50,13 @@ impl Reconciled for MailboxBinding {
     }
 }
 
-/// What a binding's reconcile came to.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Its provider or service account has no verdict on its current generation yet:
-    /// nothing to say until it has (its status write triggers this binding again), so
-    /// bindings created before their provider are written once, not twice.
-    Pending,
-    /// Resolution failed: nothing was sent to Exchange.
-    Unresolved(Error),
-    /// Resolved, but not verified: the provider or account is not Ready, a Secret is
-    /// missing, the endpoints are refused.
-    Unverified {
-        /// The resolution.
-        resolution: Resolution,
-        /// Why it was not verified.
-        error: Error,
-    },
-    /// Exchange answered (or a remembered answer).
-    Verified {
-        /// The resolution.
-        resolution: Resolution,
-        /// The answer.
-        verified: Verified,
-        /// A rotated refresh token could not be written back (it is held, and retried).
-        write_back_failed: Option<Error>,
-    },
-}
-
-/// What a binding's probe starts from.
-struct Validated {
-    resolution: Resolution,
-    service: Service,
-    /// The provider's spec, digested: its generation would also move when its deletion
-    /// begins, which changes nothing a probe depends on.
-    provider_spec: String,
-    creds: credentials::Resolved,
-    account_spec: String,
-}
-
 async fn apply(b: &MailboxBinding, ctx: &Context) -> Step<MailboxBindingStatus> {
-    let outcome = match validate(b, ctx) {
-        Ok(v) => probe(b, v, ctx).await,
+    let snapshot = dereference(b, &ctx.stores, ctx.config.allow_insecure_endpoints);
+    let outcome = match validate(b, snapshot, &ctx.config) {
+        Ok(v) => {
+            let probed = probe(b, v, ctx).await;
+            write_back(probed, ctx).await
+        }
         Err(outcome) => *outcome,
     };
     if let Outcome::Pending = outcome {
@@ -145,36 +72,94 @@ async fn apply(b: &MailboxBinding, ctx: &Context) -> Step<MailboxBindingStatus> 
             ..
         } => match outcome_error(&verified.outcome).or(write_back_failed) {
             Some(e) => Err(e),
-            None => Ok(driver::reverify_later()),
+            None => Ok(reverify_later()),
         },
     };
     Step::write(new, result)
 }
 
-/// Resolve against the caches: the provider, admission, login and service account.
-fn resolve(b: &MailboxBinding, ctx: &Context) -> Result<Resolution> {
-    let providers = well_formed(&ctx.stores.providers);
-    let accounts = well_formed(&ctx.stores.service_accounts);
-    let providers = typed_objects(&providers);
-    let accounts = typed_objects(&accounts);
-    let catalog = Catalog {
-        providers: &providers,
-        service_accounts: &accounts,
-        allow_insecure_endpoints: ctx.config.allow_insecure_endpoints,
-    };
-    let ns = b.namespace().unwrap_or_default();
-    let labels: Option<BTreeMap<String, String>> = ctx
-        .stores
-        .namespaces
-        .get(&ObjectRef::<Namespace>::new(&ns))
-        .map(|n| n.labels().clone());
-    resolve_binding(b, catalog, labels.as_ref())
+/// What a binding's reconcile reads of the caches, read once: the resolution (from every
+/// provider and account, and the namespace's labels), the provider and account it came
+/// to, and the Secrets those and the binding reference.
+pub struct Snapshot {
+    resolution: Result<Resolution>,
+    provider: Option<Arc<Guarded<EmailProvider>>>,
+    account: Option<Arc<Guarded<ExchangeServiceAccount>>>,
+    secrets: BTreeMap<SecretKey, Arc<Secret>>,
 }
 
-/// Validate from the caches, no API call: resolution, ready gates, endpoints, credentials.
-fn validate(b: &MailboxBinding, ctx: &Context) -> std::result::Result<Validated, Box<Outcome>> {
-    let resolution = resolve(b, ctx).map_err(|e| Box::new(Outcome::Unresolved(e)))?;
-    if verdict_pending(&resolution, ctx) {
+/// Read the caches for a binding: the one place its reconcile touches them.
+pub fn dereference(b: &MailboxBinding, stores: &Stores, allow_insecure: bool) -> Snapshot {
+    let providers = well_formed(&stores.providers);
+    let accounts = well_formed(&stores.service_accounts);
+    let labels = stores.namespace_labels(&b.namespace().unwrap_or_default());
+    let resolution = {
+        let (providers, accounts) = (typed_objects(&providers), typed_objects(&accounts));
+        let catalog = Catalog {
+            providers: &providers,
+            service_accounts: &accounts,
+            allow_insecure_endpoints: allow_insecure,
+        };
+        resolve_binding(b, catalog, labels.as_ref())
+    };
+    let (provider, account) = match &resolution {
+        Ok(r) => (
+            named(&providers, &r.provider),
+            r.service_account
+                .as_deref()
+                .and_then(|name| named(&accounts, name)),
+        ),
+        Err(_) => (None, None),
+    };
+    let referenced = secret_of_binding(b)
+        .into_iter()
+        .chain(typed(&provider).and_then(secret_of_provider))
+        .chain(typed(&account).map(secrets_of_account).unwrap_or_default());
+    let secrets = referenced
+        .filter_map(|(ns, name)| Some(((ns.clone(), name.clone()), stores.secret(&ns, &name)?)))
+        .collect();
+    Snapshot {
+        resolution,
+        provider,
+        account,
+        secrets,
+    }
+}
+
+fn named<K>(objects: &[Arc<Guarded<K>>], name: &str) -> Option<Arc<Guarded<K>>>
+where
+    Guarded<K>: ResourceExt,
+{
+    objects.iter().find(|g| g.name_any() == name).cloned()
+}
+
+fn typed<K>(guard: &Option<Arc<Guarded<K>>>) -> Option<&K> {
+    guard.as_ref().and_then(|g| g.0.as_ref().ok())
+}
+
+/// What a binding's probe starts from.
+pub struct Validated {
+    resolution: Resolution,
+    service: Service,
+    /// The provider's spec, digested: its generation would also move when its deletion
+    /// begins, which changes nothing a probe depends on.
+    provider_spec: String,
+    creds: credentials::Resolved,
+    account_spec: String,
+    own: Option<OwnSecret>,
+}
+
+/// Validate what was read, purely: resolution, ready gates, endpoints, credentials.
+pub fn validate(
+    b: &MailboxBinding,
+    snap: Snapshot,
+    config: &OperatorConfig,
+) -> std::result::Result<Validated, Box<Outcome>> {
+    let resolution = snap
+        .resolution
+        .map_err(|e| Box::new(Outcome::Unresolved(e)))?;
+    let (provider, account) = (typed(&snap.provider), typed(&snap.account));
+    if verdict_pending(provider, account) {
         return Err(Box::new(Outcome::Pending));
     }
     let unverified = |error| {
@@ -183,39 +168,60 @@ fn validate(b: &MailboxBinding, ctx: &Context) -> std::result::Result<Validated,
             error,
         })
     };
-    let provider = ready_gate(&resolution, ctx).map_err(unverified)?;
-    let Ok(typed) = &provider.0 else {
-        return Err(unverified(Error::Spec {
-            reason: Reason::ProviderNotFound,
-            message: format!("EmailProvider {:?} cannot be read", resolution.provider),
-        }));
-    };
+    let provider = ready_gate(&resolution, provider, account).map_err(unverified)?;
     let endpoints =
-        provider_endpoints(&typed.spec, ctx.config.allow_insecure_endpoints).map_err(unverified)?;
-    let (creds, account_spec) =
-        binding_credentials(b, &resolution, typed, &endpoints, ctx).map_err(unverified)?;
+        provider_endpoints(&provider.spec, config.allow_insecure_endpoints).map_err(unverified)?;
+    let (creds, account_spec) = match (&resolution.service_account, account) {
+        (Some(_), Some(account)) => (
+            credentials::service_account(account, provider, &endpoints, &snap.secrets),
+            spec_digest(&account.spec),
+        ),
+        (Some(name), None) => (
+            Err(Error::Spec {
+                reason: Reason::ServiceAccountNotFound,
+                message: format!("ExchangeServiceAccount {name:?} does not exist"),
+            }),
+            String::new(),
+        ),
+        (None, _) => (
+            own_credentials(b, &resolution, provider, &endpoints, &snap.secrets),
+            String::new(),
+        ),
+    };
+    let creds = creds.map_err(unverified)?;
+    let own = secret_of_binding(b)
+        .and_then(|key| snap.secrets.get(&key))
+        .and_then(|secret| OwnSecret::of(secret, &creds));
     Ok(Validated {
-        service: credentials::service(typed, &endpoints),
-        provider_spec: spec_digest(&typed.spec),
+        service: credentials::service(provider, &endpoints),
+        provider_spec: spec_digest(&provider.spec),
         resolution,
         creds,
         account_spec,
+        own,
     })
 }
 
-fn is_ready_in<K>(guard: Option<Arc<Guarded<K>>>, status: fn(&K) -> Option<&[Condition]>) -> bool {
-    guard
-        .as_ref()
-        .and_then(|g| g.0.as_ref().ok())
-        .and_then(status)
-        .is_some_and(conditions::is_ready)
+fn own_credentials(
+    b: &MailboxBinding,
+    r: &Resolution,
+    provider: &EmailProvider,
+    endpoints: &crate::endpoints::ProviderEndpoints,
+    secrets: &BTreeMap<SecretKey, Arc<Secret>>,
+) -> Result<credentials::Resolved> {
+    let Some(secret) = &b.spec.authentication.credentials_secret_ref else {
+        return Err(Error::Spec {
+            reason: Reason::SecretNotFound,
+            message: "spec.authentication names neither serviceAccountRef nor credentialsSecretRef"
+                .into(),
+        });
+    };
+    let ns = b.namespace().unwrap_or_default();
+    credentials::binding_own(&ns, &secret.name, &r.login, provider, endpoints, secrets)
 }
 
 /// Whether `Ready` is missing or about an older generation.
-fn no_verdict(
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    conds: Option<&[Condition]>,
-) -> bool {
+fn no_verdict(meta: &ObjectMeta, conds: Option<&[Condition]>) -> bool {
     conds
         .and_then(|c| conditions::find(c, conditions::READY))
         .is_none_or(|ready| ready.observed_generation != meta.generation)
@@ -223,45 +229,37 @@ fn no_verdict(
 
 /// Whether the provider or service account the binding resolved to has not yet judged
 /// its current generation (a malformed one never will: that is reported, not waited on).
-fn verdict_pending(r: &Resolution, ctx: &Context) -> bool {
-    let provider = ctx.stores.providers.get(&ObjectRef::new(&r.provider));
-    let provider_pending = provider
-        .as_ref()
-        .and_then(|g| g.0.as_ref().ok())
-        .is_some_and(|p| {
-            no_verdict(
-                &p.metadata,
-                p.status.as_ref().map(|s| s.conditions.as_slice()),
-            )
-        });
-    let account_pending = r.service_account.as_ref().is_some_and(|name| {
-        let account = ctx.stores.service_accounts.get(&ObjectRef::new(name));
-        account
-            .as_ref()
-            .and_then(|g| g.0.as_ref().ok())
-            .is_some_and(|a| {
-                no_verdict(
-                    &a.metadata,
-                    a.status.as_ref().map(|s| s.conditions.as_slice()),
-                )
-            })
+fn verdict_pending(
+    provider: Option<&EmailProvider>,
+    account: Option<&ExchangeServiceAccount>,
+) -> bool {
+    let provider_pending = provider.is_some_and(|p| {
+        no_verdict(
+            &p.metadata,
+            p.status.as_ref().map(|s| s.conditions.as_slice()),
+        )
+    });
+    let account_pending = account.is_some_and(|a| {
+        no_verdict(
+            &a.metadata,
+            a.status.as_ref().map(|s| s.conditions.as_slice()),
+        )
     });
     provider_pending || account_pending
 }
 
 /// The provider (and service account) must be Ready before the mailbox is verified.
-fn ready_gate(r: &Resolution, ctx: &Context) -> Result<Arc<Guarded<EmailProvider>>> {
-    let guard = ctx
-        .stores
-        .providers
-        .get(&ObjectRef::new(&r.provider))
-        .ok_or_else(|| Error::Spec {
-            reason: Reason::ProviderNotFound,
-            message: format!("EmailProvider {:?} does not exist", r.provider),
-        })?;
-    if !is_ready_in(Some(guard.clone()), |p: &EmailProvider| {
-        p.status.as_ref().map(|s| s.conditions.as_slice())
-    }) {
+fn ready_gate<'a>(
+    r: &Resolution,
+    provider: Option<&'a EmailProvider>,
+    account: Option<&ExchangeServiceAccount>,
+) -> Result<&'a EmailProvider> {
+    let provider = provider.ok_or_else(|| Error::Spec {
+        reason: Reason::ProviderNotFound,
+        message: format!("EmailProvider {:?} does not exist", r.provider),
+    })?;
+    let ready = |conds: Option<&[Condition]>| conds.is_some_and(conditions::is_ready);
+    if !ready(provider.status.as_ref().map(|s| s.conditions.as_slice())) {
         return Err(Error::Waiting {
             reason: Reason::ProviderNotReady,
             message: format!(
@@ -271,27 +269,33 @@ fn ready_gate(r: &Resolution, ctx: &Context) -> Result<Arc<Guarded<EmailProvider
         });
     }
     if let Some(name) = &r.service_account {
-        let account = ctx.stores.service_accounts.get(&ObjectRef::new(name));
-        if !is_ready_in(account, |a: &crate::api::ExchangeServiceAccount| {
-            a.status.as_ref().map(|s| s.conditions.as_slice())
-        }) {
+        let conds = account.and_then(|a| a.status.as_ref().map(|s| s.conditions.as_slice()));
+        if !ready(conds) {
             return Err(Error::Waiting {
                 reason: Reason::ServiceAccountNotReady,
                 message: format!("ExchangeServiceAccount {name:?} is not Ready; waiting for it"),
             });
         }
     }
-    Ok(guard)
+    Ok(provider)
 }
 
-/// The one probe step: a remembered answer while the inputs are unchanged, else the
-/// backend; a refresh token the authority rotates is held and written back.
-async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Outcome {
-    let mut own = rotation::own_refresh_secret(b, ctx, &v.creds);
-    let mut write_back_failed = None;
-    if let Some(own) = &mut own {
-        write_back_failed = rotation::adopt_rotated(ctx, own, &mut v.creds).await.err();
-    }
+/// What the probe came to, and the refresh token to store in the binding's own Secret.
+pub struct Probed {
+    resolution: Resolution,
+    verified: Verified,
+    own: Option<OwnSecret>,
+    to_write: Option<SecretString>,
+}
+
+/// A remembered answer while the inputs are unchanged, else the backend. A refresh token
+/// the authority rotated (now or earlier, and not written yet) is held for [`write_back`].
+pub async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Probed {
+    let unwritten = v
+        .own
+        .as_mut()
+        .and_then(|own| adopt_rotated(&ctx.rotated_tokens, own, &mut v.creds))
+        .filter(|_| ctx.config.secret_write_back);
     let r = &v.resolution;
     let key = object_key(b);
     let inputs = probe_inputs_digest(&[
@@ -302,225 +306,55 @@ async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Outcome {
         &v.account_spec,
         &v.creds.versions.join(","),
     ]);
-    let remembered = ctx
-        .mailbox_probes
-        .get(&key, inputs)
-        .map(Confirmed::verified);
-    let verified = match remembered {
-        Some(verified) => verified,
-        None => {
-            let probe = MailboxProbe {
-                provider: r.provider.clone(),
-                email: b.spec.email_address.clone(),
-                login: r.login.clone(),
-                service: v.service,
-                credential: v.creds.credential,
-                via_service_account: r.via == AuthenticatedVia::ServiceAccount,
-                check_calendar: r.settings.calendar,
-                check_send: r.settings.sending,
-            };
-            let mut outcome = ctx.backend.verify_mailbox(&probe).await;
-            if let (Some(token), Some(own)) = (outcome.rotated_refresh_token.take(), &own) {
-                ctx.rotated_tokens
-                    .rotated(&own.key, &own.base_version, token.clone());
-                write_back_failed = rotation::write_back_refresh_token(ctx, own, &token)
-                    .await
-                    .err();
-            }
-            let verified = Verified {
-                outcome,
-                at: Timestamp::now(),
-            };
-            ctx.mailbox_probes
-                .record(&key, inputs, Confirmed::of(&verified));
-            verified
-        }
+    if let Some(confirmed) = ctx.mailbox_probes.get(&key, inputs) {
+        let verified = Verified {
+            outcome: confirmed.outcome(),
+            at: confirmed.at,
+        };
+        return Probed {
+            resolution: v.resolution,
+            verified,
+            own: v.own,
+            to_write: unwritten,
+        };
+    }
+    let probe = MailboxProbe {
+        provider: r.provider.clone(),
+        email: b.spec.email_address.clone(),
+        login: r.login.clone(),
+        service: v.service,
+        credential: v.creds.credential,
+        via_service_account: r.via == AuthenticatedVia::ServiceAccount,
+        check_calendar: r.settings.calendar,
+        check_send: r.settings.sending,
+    };
+    let mut outcome = ctx.backend.verify_mailbox(&probe).await;
+    let rotated = outcome.rotated_refresh_token.take();
+    if let (Some(token), Some(own)) = (&rotated, &v.own) {
+        ctx.rotated_tokens
+            .rotated(&own.key, &own.base_version, token.clone());
+    }
+    let at = Timestamp::now();
+    ctx.mailbox_probes
+        .record(&key, inputs, Confirmed::of(&outcome, at));
+    Probed {
+        resolution: v.resolution,
+        verified: Verified { outcome, at },
+        own: v.own,
+        to_write: rotated.or(unwritten),
+    }
+}
+
+/// Store a rotated refresh token in the binding's own Secret; a failure is reported (the
+/// token stays held and this is tried again).
+pub async fn write_back(p: Probed, ctx: &Context) -> Outcome {
+    let write_back_failed = match (&p.to_write, &p.own) {
+        (Some(token), Some(own)) => write_back_refresh_token(ctx, own, token).await.err(),
+        _ => None,
     };
     Outcome::Verified {
-        resolution: v.resolution,
-        verified,
+        resolution: p.resolution,
+        verified: p.verified,
         write_back_failed,
-    }
-}
-
-/// The credentials a binding acts with, and the digest of its service account's spec
-/// (empty for its own credentials).
-fn binding_credentials(
-    b: &MailboxBinding,
-    r: &Resolution,
-    provider: &EmailProvider,
-    endpoints: &ProviderEndpoints,
-    ctx: &Context,
-) -> Result<(credentials::Resolved, String)> {
-    let ns = b.namespace().unwrap_or_default();
-    match (
-        &r.service_account,
-        &b.spec.authentication.credentials_secret_ref,
-    ) {
-        (Some(name), _) => {
-            let g = ctx.stores.service_accounts.get(&ObjectRef::new(name));
-            let account =
-                g.as_ref()
-                    .and_then(|g| g.0.as_ref().ok())
-                    .ok_or_else(|| Error::Spec {
-                        reason: Reason::ServiceAccountNotFound,
-                        message: format!("ExchangeServiceAccount {name:?} does not exist"),
-                    })?;
-            let creds =
-                credentials::service_account(account, provider, endpoints, &ctx.stores.secrets)?;
-            Ok((creds, spec_digest(&account.spec)))
-        }
-        (None, Some(secret)) => {
-            let creds = credentials::binding_own(
-                &ns,
-                &secret.name,
-                &r.login,
-                provider,
-                endpoints,
-                &ctx.stores.secrets,
-            )?;
-            Ok((creds, String::new()))
-        }
-        (None, None) => Err(Error::Spec {
-            reason: Reason::SecretNotFound,
-            message: "spec.authentication names neither serviceAccountRef nor credentialsSecretRef"
-                .into(),
-        }),
-    }
-}
-
-fn outcome_error(o: &MailboxOutcome) -> Option<Error> {
-    let f = o
-        .mailbox
-        .as_ref()
-        .err()
-        .or(o.calendar.as_ref().and_then(|c| c.as_ref().err()))?;
-    Some(f.clone().into())
-}
-
-fn reason_of(e: &Error) -> Reason {
-    e.reason().unwrap_or(Reason::UnexpectedResponse)
-}
-
-/// Pure: the complete status of a binding from what its reconcile came to.
-pub fn build_status(b: &MailboxBinding, outcome: &Outcome, now: Timestamp) -> MailboxBindingStatus {
-    let old = b.status.as_ref();
-    let (parts, resolution, confirmed_at) = match outcome {
-        Outcome::Pending => (Vec::new(), None, None),
-        Outcome::Unresolved(e) => (unresolved(e), None, None),
-        Outcome::Unverified { resolution, error } => {
-            (authorized_but(error), Some(resolution), None)
-        }
-        Outcome::Verified {
-            resolution,
-            verified,
-            ..
-        } => {
-            // "When Exchange last confirmed the mailbox": a failure leaves it where it was.
-            let confirmed = outcome_error(&verified.outcome)
-                .is_none()
-                .then_some(verified.at);
-            (
-                verified_conditions(resolution, &verified.outcome),
-                Some(resolution),
-                confirmed,
-            )
-        }
-    };
-    MailboxBindingStatus {
-        observed_generation: b.metadata.generation,
-        conditions: status::conditions(
-            old.map(|s| s.conditions.as_slice()).unwrap_or_default(),
-            &parts,
-            b.metadata.generation,
-            now,
-        ),
-        provider: resolution.map(|r| r.provider.clone()),
-        login: resolution.map(|r| r.login.clone()),
-        authenticated_via: resolution.map(|r| r.via),
-        service_account: resolution.and_then(|r| r.service_account.clone()),
-        endpoint: resolution.map(|r| r.endpoint.clone()),
-        last_verified_time: confirmed_at
-            .map(Time)
-            .or_else(|| old.and_then(|s| s.last_verified_time.clone())),
-    }
-}
-
-/// Pure: conditions when resolution failed (nothing was sent to Exchange).
-pub fn unresolved(e: &Error) -> Vec<Desired> {
-    status::with_ready(
-        vec![Desired::fail(AUTHORIZED, reason_of(e), e.to_string())],
-        "",
-    )
-}
-
-fn authorized() -> Desired {
-    Desired::ok(
-        AUTHORIZED,
-        Reason::Verified,
-        "the namespace may use the provider and account",
-    )
-}
-
-/// Pure: conditions when the binding is authorized but could not be verified before
-/// calling Exchange (provider not ready, Secret missing) or the call failed outright.
-pub fn authorized_but(e: &Error) -> Vec<Desired> {
-    status::with_ready(
-        vec![
-            authorized(),
-            Desired::fail(VERIFIED, reason_of(e), e.to_string()),
-        ],
-        "",
-    )
-}
-
-/// Pure: conditions from a verification outcome.
-pub fn verified_conditions(r: &Resolution, o: &MailboxOutcome) -> Vec<Desired> {
-    let verified = match &o.mailbox {
-        Ok(()) => Desired::ok(
-            VERIFIED,
-            Reason::Verified,
-            format!("Exchange confirmed {} as {}", r.endpoint, r.login),
-        ),
-        Err(f) => Desired::fail(VERIFIED, f.reason, f.message.clone()),
-    };
-    let calendar = match (&o.calendar, r.settings.calendar) {
-        (Some(Ok(())), _) => Desired::ok(
-            CALENDAR_CONNECTED,
-            Reason::Verified,
-            "the calendar is connected",
-        ),
-        (Some(Err(f)), _) => Desired::fail(CALENDAR_CONNECTED, f.reason, f.message.clone()),
-        (None, true) => Desired::fail(
-            CALENDAR_CONNECTED,
-            Reason::Reconciling,
-            "the calendar was not checked yet",
-        ),
-        (None, false) => Desired::fail(
-            CALENDAR_CONNECTED,
-            Reason::NotRequested,
-            "connectCalendar is off",
-        ),
-    };
-    let parts = vec![authorized(), verified, calendar];
-    // A calendar nobody asked for does not hold Ready back.
-    let counted: Vec<Desired> = parts
-        .iter()
-        .filter(|d| !(d.type_ == CALENDAR_CONNECTED && d.reason == Reason::NotRequested))
-        .cloned()
-        .collect();
-    let mut all = vec![status::ready_summary(
-        &counted,
-        &format!("mailbox verified{}", notes(r)),
-    )];
-    all.extend(parts);
-    all
-}
-
-fn notes(r: &Resolution) -> String {
-    if r.settings.notes.is_empty() {
-        String::new()
-    } else {
-        format!("; {}", r.settings.notes.join("; "))
     }
 }

@@ -1,9 +1,8 @@
-//! Building backend [`Credential`]s from Secrets held in the reflector store. Secret values
-//! go straight into `SecretString`; errors name the Secret and key, never a value.
+//! Building backend [`Credential`]s from Secrets (as cached, or as a reconcile read them).
+//! Secret values go straight into `SecretString`; errors name the Secret and key, never a
+//! value.
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::runtime::reflector::{ObjectRef, Store};
 use secrecy::SecretString;
 
 use crate::api::conditions::Reason;
@@ -11,6 +10,7 @@ use crate::api::{
     AuthMethod, EmailProvider, ExchangeServiceAccount, PASSWORD_KEY, REFRESH_TOKEN_KEY,
     SecretKeyRef, ServiceType, USERNAME_KEY,
 };
+use crate::cache::SecretLookup;
 use crate::endpoints::ProviderEndpoints;
 use crate::exchange::{Credential, OAuthApp, Service};
 use crate::{Error, Result};
@@ -31,21 +31,19 @@ fn spec_error(reason: Reason, message: String) -> Error {
 
 /// One key of a Secret, read from the store.
 pub fn secret_key(
-    secrets: &Store<Secret>,
+    secrets: &impl SecretLookup,
     namespace: &str,
     name: &str,
     key: &str,
     referenced_by: &str,
     versions: &mut Vec<String>,
 ) -> Result<SecretString> {
-    let secret = secrets
-        .get(&ObjectRef::new(name).within(namespace))
-        .ok_or_else(|| {
-            spec_error(
-                Reason::SecretNotFound,
-                format!("Secret {namespace}/{name} referenced by {referenced_by} does not exist"),
-            )
-        })?;
+    let secret = secrets.secret(namespace, name).ok_or_else(|| {
+        spec_error(
+            Reason::SecretNotFound,
+            format!("Secret {namespace}/{name} referenced by {referenced_by} does not exist"),
+        )
+    })?;
     versions.push(format!(
         "{namespace}/{name}@{}",
         secret.resource_version().unwrap_or_default()
@@ -89,7 +87,7 @@ pub fn service(provider: &EmailProvider, endpoints: &ProviderEndpoints) -> Servi
 pub fn provider_app(
     provider: &EmailProvider,
     endpoints: &ProviderEndpoints,
-    secrets: &Store<Secret>,
+    secrets: &impl SecretLookup,
 ) -> Result<Option<Resolved>> {
     let Some(oauth2) = provider.spec.authentication.oauth2.as_ref() else {
         return Ok(None);
@@ -117,7 +115,7 @@ pub fn provider_app(
 fn app_credentials(
     provider: &EmailProvider,
     endpoints: &ProviderEndpoints,
-    secrets: &Store<Secret>,
+    secrets: &impl SecretLookup,
     (tenant_id, client_id): (&str, &str),
     secret_ref: &SecretKeyRef,
     field: &str,
@@ -154,7 +152,7 @@ pub fn service_account(
     account: &ExchangeServiceAccount,
     provider: &EmailProvider,
     endpoints: &ProviderEndpoints,
-    secrets: &Store<Secret>,
+    secrets: &impl SecretLookup,
 ) -> Result<Resolved> {
     let name = account.name_any();
     let creds = account.spec.credentials.as_ref();
@@ -215,7 +213,7 @@ pub fn binding_own(
     login: &str,
     provider: &EmailProvider,
     endpoints: &ProviderEndpoints,
-    secrets: &Store<Secret>,
+    secrets: &impl SecretLookup,
 ) -> Result<Resolved> {
     let by = "spec.authentication.credentialsSecretRef";
     let mut versions = Vec::new();

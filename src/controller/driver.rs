@@ -6,78 +6,19 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use kube::runtime::controller::Action;
-use kube::{Api, Client, Resource, ResourceExt};
-use serde::Serialize;
+use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use super::context::{Context, Guarded};
-use super::policy::{self, Report, ReportCell};
-use super::status::{self, CountedStatus, HasConditions};
-use super::{finalizer, usage};
+use super::context::Context;
+use super::deletion::blocked_deletion;
+use super::events::Report;
+use super::reconciled::{HeldWhileUsed, Reconciled, Step};
+use super::{finalizer, policy, status_writer};
 use crate::Result;
 use crate::api::IN_USE_FINALIZER;
-
-/// A reconcile's result before the status write: the status to write (if any), what to
-/// do next, and a deletion newly blocked (reported only when the status changed).
-#[derive(Debug)]
-pub struct Step<S> {
-    /// The complete status, written unless it says what the object already says.
-    pub status: Option<S>,
-    /// What to do next.
-    pub result: Result<Action>,
-    /// The `InUse` message of a blocked deletion.
-    pub deletion_blocked: Option<String>,
-}
-
-impl<S> Step<S> {
-    /// Write `status`, then go on with `result`.
-    pub fn write(status: S, result: Result<Action>) -> Self {
-        Step {
-            status: Some(status),
-            result,
-            deletion_blocked: None,
-        }
-    }
-
-    /// Nothing to write.
-    pub fn done(result: Result<Action>) -> Self {
-        Step {
-            status: None,
-            result,
-            deletion_blocked: None,
-        }
-    }
-}
-
-/// What the driver needs of a kind.
-pub trait Reconciled:
-    Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static
-{
-    /// Metric and log label.
-    const KIND: &'static str;
-    /// The kind's status.
-    type Status: Serialize + HasConditions + Debug + Send + Sync;
-    /// The status as the object carries it.
-    fn current_status(&self) -> Option<&Self::Status>;
-    /// The API the object's status is written through; cluster-scoped unless the kind
-    /// says otherwise.
-    fn api(&self, client: Client) -> Api<Self> {
-        Api::all(client)
-    }
-    /// Read the caches, validate, probe, and build the complete status.
-    fn apply<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Step<Self::Status>>;
-}
-
-/// Kinds whose deletion waits for their users, held by the in-use finalizer.
-pub trait HeldWhileUsed: Reconciled<Status: CountedStatus> {
-    /// Who uses the object of this name (from the caches).
-    fn users(name: &str, ctx: &Context) -> usage::Users;
-    /// Forget what was remembered of the object (it is released).
-    fn forget(&self, ctx: &Context);
-}
+use crate::cache::{Guarded, kind_label};
 
 /// Reconcile a kind without a finalizer (bindings hold nothing).
 pub async fn reconcile<K: Reconciled>(obj: Arc<Guarded<K>>, ctx: Arc<Context>) -> Result<Action>
@@ -85,14 +26,13 @@ where
     Guarded<K>: Resource<DynamicType = ()>,
 {
     let Ok(typed) = &obj.0 else {
-        return report_malformed(&ctx, K::KIND, &obj, |_| true).await;
+        return report_malformed(&ctx, &obj, |_| true).await;
     };
     ctx.forget_deleted();
     let started = Instant::now();
-    let report = ReportCell::default();
     let step = typed.apply(&ctx).await;
-    let result = write_step(typed, &ctx, &report, step).await;
-    conclude(&ctx, typed, started, report, result).await
+    let (report, result) = write_step(typed, &ctx, step).await;
+    policy::publish_outcome(&ctx, typed, started, report, result).await
 }
 
 /// Reconcile a kind whose deletion waits for its users: hold the in-use finalizer and
@@ -106,77 +46,64 @@ where
     Guarded<K>: Resource<DynamicType = ()>,
 {
     let Ok(typed) = &obj.0 else {
-        let in_use = |name: &str| !K::users(name, &ctx).is_empty();
-        return report_malformed(&ctx, K::KIND, &obj, in_use).await;
+        let in_use = |name: &str| !K::users(&ctx.stores, name).is_empty();
+        return report_malformed(&ctx, &obj, in_use).await;
     };
     ctx.forget_deleted();
     let started = Instant::now();
-    let report = ReportCell::default();
-    let result = held_step(typed, &ctx, &report).await;
-    conclude(&ctx, typed, started, report, result).await
+    let (report, result) = held_step(typed, &ctx).await;
+    policy::publish_outcome(&ctx, typed, started, report, result).await
 }
 
-async fn held_step<K: HeldWhileUsed>(
-    obj: &K,
-    ctx: &Context,
-    report: &ReportCell,
-) -> Result<Action> {
+async fn held_step<K: HeldWhileUsed>(obj: &K, ctx: &Context) -> (Report, Result<Action>) {
     let api = obj.api(ctx.client.clone());
     let holds = obj.finalizers().iter().any(|f| f == IN_USE_FINALIZER);
     if obj.meta().deletion_timestamp.is_none() {
-        if !holds {
-            finalizer::hold::<K>(&api, &obj.name_any()).await?;
+        if !holds && let Err(e) = finalizer::hold::<K>(&api, &obj.name_any()).await {
+            return (Report::default(), Err(e));
         }
         let step = obj.apply(ctx).await;
-        return write_step(obj, ctx, report, step).await;
+        return write_step(obj, ctx, step).await;
     }
     if !holds {
         // Not ours to release: another finalizer keeps it, or it is on its way out.
-        return Ok(Action::await_change());
+        return (Report::default(), Ok(Action::await_change()));
     }
-    let step = usage::blocked_deletion(obj, ctx);
-    let action = write_step(obj, ctx, report, step).await?;
-    finalizer::release::<K>(&api, &obj.name_any()).await?;
-    Ok(action)
+    let step = blocked_deletion(obj, ctx);
+    let (report, result) = write_step(obj, ctx, step).await;
+    // Still used (or the write failed): the finalizer stays.
+    if result.is_err() {
+        return (report, result);
+    }
+    match finalizer::release::<K>(&api, &obj.name_any()).await {
+        Ok(()) => (report, result),
+        Err(e) => (report, Err(e)),
+    }
 }
 
-/// The one status write of every reconcile.
+/// The one status write of every reconcile, and what it is to be reported for.
 async fn write_step<K: Reconciled>(
     obj: &K,
     ctx: &Context,
-    report: &ReportCell,
     step: Step<K::Status>,
-) -> Result<Action> {
-    if let Some(new) = &step.status {
-        let api = obj.api(ctx.client.clone());
-        let written =
-            status::write_status(&api, &obj.name_any(), obj.current_status(), new, report).await?;
-        if written && step.deletion_blocked.is_some() {
-            report
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .deletion_blocked = step.deletion_blocked;
+) -> (Report, Result<Action>) {
+    let Some(new) = &step.status else {
+        return (Report::default(), step.result);
+    };
+    let api = obj.api(ctx.client.clone());
+    let written =
+        status_writer::write_status(&api, &obj.name_any(), obj.current_status(), new).await;
+    match written {
+        Ok(transition) => {
+            let deletion_blocked = step.deletion_blocked.filter(|_| transition.is_some());
+            let report = Report {
+                transition,
+                deletion_blocked,
+            };
+            (report, step.result)
         }
+        Err(e) => (Report::default(), Err(e)),
     }
-    step.result
-}
-
-async fn conclude<K: Reconciled>(
-    ctx: &Context,
-    obj: &K,
-    started: Instant,
-    report: ReportCell,
-    result: Result<Action>,
-) -> Result<Action> {
-    let report: Report = report.into_inner().unwrap_or_else(|e| e.into_inner());
-    policy::publish_outcome(ctx, K::KIND, obj, started, report, result).await
-}
-
-/// After a healthy check: nothing is scheduled here. Its probe, remembered in the kind's
-/// [`super::probe_cache::ProbeCache`], comes due after the re-verification period and
-/// triggers the object then; a requeue timer per object would cost the scheduler far more.
-pub fn reverify_later() -> Action {
-    Action::await_change()
 }
 
 /// Report an object that could not be deserialized (logged and counted) and wait for a
@@ -185,7 +112,6 @@ pub fn reverify_later() -> Action {
 /// a malformed provider or account must not be stuck in deletion until fixed.
 async fn report_malformed<K>(
     ctx: &Context,
-    kind: &'static str,
     obj: &Guarded<K>,
     in_use: impl Fn(&str) -> bool,
 ) -> Result<Action>
@@ -193,6 +119,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
     Guarded<K>: Resource<DynamicType = ()>,
 {
+    let kind = kind_label::<K>();
     if let Err(invalid) = &obj.0 {
         warn!(
             kind,

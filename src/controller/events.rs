@@ -21,8 +21,17 @@ use kube::{Api, Client};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::context::Context;
-use super::policy::Report;
+use super::status_writer::Transition;
+
+/// What a reconcile did that the outside world hears about: the `Ready` transition of
+/// the status it wrote, and a deletion it newly found blocked.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// `Ready` before and after, when the status was written.
+    pub transition: Option<Transition>,
+    /// Deletion newly blocked, with the message naming the users.
+    pub deletion_blocked: Option<String>,
+}
 
 /// Events sent at once, beside the reconciles.
 pub const EVENTS_IN_FLIGHT: usize = 16;
@@ -175,9 +184,9 @@ pub fn events_for(report: &Report) -> Vec<Event> {
 }
 
 /// Publish the Events of a report, beside the reconcile. A failure is logged, never fatal.
-pub async fn publish(ctx: &Context, reference: ObjectReference, report: &Report) {
+pub async fn publish(sink: &EventSink, reference: ObjectReference, report: &Report) {
     for event in events_for(report) {
-        ctx.events.send(&event, &reference).await;
+        sink.send(&event, &reference).await;
     }
 }
 
@@ -185,7 +194,6 @@ pub async fn publish(ctx: &Context, reference: ObjectReference, report: &Report)
 mod tests {
     use super::*;
     use crate::api::conditions::{Desired, READY, Reason, materialize};
-    use crate::controller::status::Transition;
 
     fn ready(
         ok: bool,

@@ -1,6 +1,6 @@
-//! Store-backed mappers: which objects to reconcile again when something they depend on
-//! changes, computed from the caches (never a LIST), and the pumps that feed the caches
-//! from the watches and send those triggers to the three controllers.
+//! Which objects to reconcile again when something they depend on changes, computed from
+//! the caches (never a LIST), and the channels that take those triggers to the three
+//! controllers. The cache's watch pumps tell this module of each event ([`sinks`]).
 //!
 //! Each watch event is mapped twice, for the object as it was (from the cache, before the
 //! event is applied) and as it is, so that a binding moving from provider A to B
@@ -12,24 +12,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
-use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::{WatchStreamExt, watcher as make_watcher};
-use kube::{Api, Client, Resource, ResourceExt};
-use tracing::warn;
+use kube::runtime::watcher::Event;
+use kube::{Resource, ResourceExt};
 
-use super::context::{Guarded, Stores, Writers};
-use super::driver::Reconciled;
 use super::gate::Gate;
-use super::index::Indexed;
-use super::status::HasConditions;
+use super::reconciled::Reconciled;
+use super::status_writer::HasConditions;
 use crate::api::conditions;
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
+use crate::cache::watch::{self, Cached, Sink, Sinks};
+use crate::cache::{BindingKey, Guarded, Stores};
 use crate::resolve::email_domain;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// Objects to reconcile again, per controller.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -39,7 +36,7 @@ pub struct Triggers {
     /// Service account names.
     pub service_accounts: BTreeSet<String>,
     /// Bindings as `(namespace, name)`.
-    pub bindings: BTreeSet<(String, String)>,
+    pub bindings: BTreeSet<BindingKey>,
 }
 
 impl Triggers {
@@ -50,14 +47,15 @@ impl Triggers {
     }
 
     /// Drop the object itself (it need not run again for its own status write).
-    fn remove<K: Resource<DynamicType = ()>>(&mut self, o: &K) {
+    fn remove<K: Triggered>(&mut self, o: &K) {
         let name = o.name_any();
-        match K::kind(&()).as_ref() {
-            super::PROVIDER_KIND => self.providers.remove(&name),
-            super::SERVICE_ACCOUNT_KIND => self.service_accounts.remove(&name),
-            _ => self
+        match K::KIND_OF_TRIGGER {
+            Trigger::Provider => self.providers.remove(&name),
+            Trigger::ServiceAccount => self.service_accounts.remove(&name),
+            Trigger::Binding => self
                 .bindings
                 .remove(&(o.namespace().unwrap_or_default(), name)),
+            Trigger::None => false,
         };
     }
 
@@ -243,25 +241,32 @@ pub enum Relevance {
     Everything,
 }
 
-/// A watched kind: what its changes trigger and how much an update matters.
-pub trait Watched: Resource<DynamicType = ()> + Clone + Indexed {
+/// Which controller an object of a kind is itself reconciled by, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The provider controller.
+    Provider,
+    /// The service-account controller.
+    ServiceAccount,
+    /// The binding controller.
+    Binding,
+    /// None (Secrets and Namespaces only trigger others).
+    None,
+}
+
+/// A watched kind as the controllers see it: what its changes trigger and how much an
+/// update matters.
+pub trait Triggered: Cached {
+    /// The controller that reconciles the object itself.
+    const KIND_OF_TRIGGER: Trigger;
     /// The objects to reconcile again when this one changes.
     fn triggers(&self, stores: &Stores) -> Triggers;
     /// How much an update from `old` to `new` matters.
     fn relevance(old: &Self, new: &Self) -> Relevance;
-    /// Drop what no reconcile reads before the object enters the cache: managedFields,
-    /// annotations (the last-applied one may even hold a copy of a Secret's values),
-    /// labels and owner references.
-    fn trim(&mut self) {
-        let meta = self.meta_mut();
-        meta.managed_fields = None;
-        meta.annotations = None;
-        meta.labels = None;
-        meta.owner_references = None;
-    }
 }
 
-impl Watched for Guarded<EmailProvider> {
+impl Triggered for Guarded<EmailProvider> {
+    const KIND_OF_TRIGGER: Trigger = Trigger::Provider;
     fn triggers(&self, stores: &Stores) -> Triggers {
         for_provider(self, stores)
     }
@@ -270,7 +275,8 @@ impl Watched for Guarded<EmailProvider> {
     }
 }
 
-impl Watched for Guarded<ExchangeServiceAccount> {
+impl Triggered for Guarded<ExchangeServiceAccount> {
+    const KIND_OF_TRIGGER: Trigger = Trigger::ServiceAccount;
     fn triggers(&self, stores: &Stores) -> Triggers {
         for_service_account(self, stores)
     }
@@ -279,7 +285,8 @@ impl Watched for Guarded<ExchangeServiceAccount> {
     }
 }
 
-impl Watched for Guarded<MailboxBinding> {
+impl Triggered for Guarded<MailboxBinding> {
+    const KIND_OF_TRIGGER: Trigger = Trigger::Binding;
     fn triggers(&self, stores: &Stores) -> Triggers {
         for_binding(self, stores)
     }
@@ -288,67 +295,48 @@ impl Watched for Guarded<MailboxBinding> {
     }
 }
 
-impl Watched for Secret {
+impl Triggered for Secret {
+    const KIND_OF_TRIGGER: Trigger = Trigger::None;
     fn triggers(&self, stores: &Stores) -> Triggers {
         for_secret(self, stores)
     }
     fn relevance(old: &Self, new: &Self) -> Relevance {
         secret_relevance(old, new)
     }
-    /// Every Secret of the cluster is cached (a reference may name any); keep only what
-    /// credentials are read from: `data` (never `stringData`, which the API server folds
-    /// into `data`), no labels, no annotations.
-    fn trim(&mut self) {
-        self.metadata.managed_fields = None;
-        self.metadata.annotations = None;
-        self.metadata.labels = None;
-        self.metadata.owner_references = None;
-        self.string_data = None;
-    }
 }
 
-impl Watched for Namespace {
+impl Triggered for Namespace {
+    const KIND_OF_TRIGGER: Trigger = Trigger::None;
     fn triggers(&self, stores: &Stores) -> Triggers {
         for_namespace(self, stores)
     }
     fn relevance(old: &Self, new: &Self) -> Relevance {
         namespace_relevance(old, new)
     }
-    /// Only a namespace's labels decide anything (admission by selector).
-    fn trim(&mut self) {
-        self.metadata.managed_fields = None;
-        self.metadata.annotations = None;
-        self.metadata.owner_references = None;
-        self.spec = None;
-        self.status = None;
-    }
 }
 
-/// Apply one watch event to a cache and its index, and compute the triggers it causes,
-/// from the object as it was and as it is. The pumps and the tests feed events through
-/// this one path.
-pub fn observe<K: Watched>(writer: &mut Writer<K>, stores: &Stores, event: &Event<K>) -> Triggers {
-    let reader = writer.as_reader();
-    let old = match event {
-        Event::Apply(o) | Event::Delete(o) => reader.get(&ObjectRef::from_obj(o)),
-        _ => None,
-    };
-    writer.apply_watcher_event(event);
-    match event {
-        Event::Apply(o) => o.index(&stores.index),
-        Event::Delete(o) => o.unindex(&stores.index),
-        Event::InitDone => K::reindex(&reader.state(), &stores.index),
-        Event::Init | Event::InitApply(_) => {}
-    }
+/// Apply one watch event to a cache and its index ([`watch::apply`]), and compute the
+/// triggers it causes. The tests feed events through this, as the pumps do.
+pub fn observe<K: Triggered>(
+    writer: &mut Writer<K>,
+    stores: &Stores,
+    event: &Event<K>,
+) -> Triggers {
+    let old = watch::apply(writer, &stores.index, event);
+    triggers_of(event, old.as_deref(), stores)
+}
+
+/// The triggers an event causes, from the object as it was and as it is.
+pub fn triggers_of<K: Triggered>(event: &Event<K>, old: Option<&K>, stores: &Stores) -> Triggers {
     let mut t = Triggers::default();
-    let how = match (event, old.as_deref()) {
+    let how = match (event, old) {
         (Event::Apply(o), Some(old)) => K::relevance(old, o),
         _ => Relevance::Everything,
     };
     match event {
         Event::Apply(o) | Event::Delete(o) if how != Relevance::Nothing => {
             t.merge(o.triggers(stores));
-            if let Some(old) = &old {
+            if let Some(old) = old {
                 t.merge(old.triggers(stores));
             }
             if how == Relevance::OthersOnly {
@@ -359,6 +347,21 @@ pub fn observe<K: Watched>(writer: &mut Writer<K>, stores: &Stores, event: &Even
         _ => {}
     }
     t
+}
+
+/// What the cache's pumps tell the controllers: each event's triggers, sent.
+pub fn sinks(stores: &Stores, senders: &Senders) -> Sinks {
+    fn sink<K: Triggered>(stores: &Stores, senders: &Senders) -> Sink<K> {
+        let (stores, senders) = (stores.clone(), senders.clone());
+        Box::new(move |event, old| senders.send(triggers_of(event, old.as_deref(), &stores)))
+    }
+    Sinks {
+        providers: sink(stores, senders),
+        service_accounts: sink(stores, senders),
+        bindings: sink(stores, senders),
+        secrets: sink(stores, senders),
+        namespaces: sink(stores, senders),
+    }
 }
 
 /// `Ready` as bindings see it: its verdict and the generation it is about (a binding
@@ -440,71 +443,4 @@ fn namespace_relevance(old: &Namespace, new: &Namespace) -> Relevance {
     } else {
         Relevance::Everything
     }
-}
-
-async fn pump<K: Watched>(
-    events: impl Stream<Item = Result<Event<K>, watcher::Error>>,
-    mut writer: Writer<K>,
-    stores: Stores,
-    senders: Senders,
-) {
-    let mut events = std::pin::pin!(events);
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(event) => senders.send(observe(&mut writer, &stores, &event)),
-            Err(e) => warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying"),
-        }
-    }
-}
-
-fn watch<K>(api: Api<K>) -> impl Stream<Item = Result<Event<K>, watcher::Error>>
-where
-    K: Watched + serde::de::DeserializeOwned + Debug + Send + 'static,
-{
-    make_watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(K::trim)
-}
-
-/// Watch the five kinds into the caches and send triggers until the process ends.
-pub async fn pump_all(client: Client, writers: Writers, stores: Stores, senders: Senders) {
-    let Writers {
-        providers,
-        service_accounts,
-        bindings,
-        secrets,
-        namespaces,
-    } = writers;
-    futures::join!(
-        pump(
-            watch(Api::<Guarded<EmailProvider>>::all(client.clone())),
-            providers,
-            stores.clone(),
-            senders.clone(),
-        ),
-        pump(
-            watch(Api::<Guarded<ExchangeServiceAccount>>::all(client.clone())),
-            service_accounts,
-            stores.clone(),
-            senders.clone(),
-        ),
-        pump(
-            watch(Api::<Guarded<MailboxBinding>>::all(client.clone())),
-            bindings,
-            stores.clone(),
-            senders.clone(),
-        ),
-        pump(
-            watch(Api::<Secret>::all(client.clone())),
-            secrets,
-            stores.clone(),
-            senders.clone(),
-        ),
-        pump(
-            watch(Api::<Namespace>::all(client)),
-            namespaces,
-            stores,
-            senders,
-        ),
-    );
 }

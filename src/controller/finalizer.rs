@@ -5,19 +5,21 @@
 //! object). An entry added the old way is removed by a merge patch of the fresh object
 //! the apply returns, guarded by its resourceVersion.
 
+use std::fmt::Debug;
+
 use kube::api::{Patch, PatchParams};
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::driver::Reconciled;
+use crate::Result;
 use crate::api::IN_USE_FINALIZER;
-use crate::{Error, Result};
 
 /// The field manager that owns our finalizer entry (apart from the status manager, so a
 /// status apply never touches metadata).
 pub const FINALIZER_MANAGER: &str = "mailops-finalizer";
 
-fn apply_body<K: Reconciled>(name: &str, finalizers: &[&str]) -> serde_json::Value {
+fn apply_body<K: Resource<DynamicType = ()>>(name: &str, finalizers: &[&str]) -> serde_json::Value {
     json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
@@ -25,28 +27,28 @@ fn apply_body<K: Reconciled>(name: &str, finalizers: &[&str]) -> serde_json::Val
     })
 }
 
-fn finalizer_error(e: kube::Error) -> Error {
-    Error::Finalizer(Box::new(kube::runtime::finalizer::Error::AddFinalizer(e)))
-}
-
 /// Hold the in-use finalizer.
-pub async fn hold<K: Reconciled>(api: &Api<K>, name: &str) -> Result<()> {
+pub async fn hold<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
     let params = PatchParams::apply(FINALIZER_MANAGER).force();
     let body = apply_body::<K>(name, &[IN_USE_FINALIZER]);
-    api.patch(name, &params, &Patch::Apply(&body))
-        .await
-        .map_err(finalizer_error)?;
+    api.patch(name, &params, &Patch::Apply(&body)).await?;
     Ok(())
 }
 
 /// Release the in-use finalizer. Gone already is released.
-pub async fn release<K: Reconciled>(api: &Api<K>, name: &str) -> Result<()> {
+pub async fn release<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
     let params = PatchParams::apply(FINALIZER_MANAGER).force();
     let body = apply_body::<K>(name, &[]);
     let after = match api.patch(name, &params, &Patch::Apply(&body)).await {
         Ok(after) => after,
         Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-        Err(e) => return Err(remove_error(e)),
+        Err(e) => return Err(e.into()),
     };
     if !after.finalizers().iter().any(|f| f == IN_USE_FINALIZER) {
         return Ok(());
@@ -60,7 +62,7 @@ pub async fn release<K: Reconciled>(api: &Api<K>, name: &str) -> Result<()> {
 /// typed object (a malformed one is released this way too).
 pub async fn drop_entry<K, O>(api: &Api<K>, obj: &O) -> Result<()>
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource + Clone + DeserializeOwned + Debug,
     O: ResourceExt,
 {
     let remaining: Vec<&String> = obj
@@ -81,12 +83,6 @@ where
     {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(remove_error(e)),
+        Err(e) => Err(e.into()),
     }
-}
-
-fn remove_error(e: kube::Error) -> Error {
-    Error::Finalizer(Box::new(kube::runtime::finalizer::Error::RemoveFinalizer(
-        e,
-    )))
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures::Stream;
 use tokio::sync::Notify;
 
-use super::index::BindingKey as Key;
+use crate::cache::BindingKey as Key;
 
 /// A controller's entrance: see the module documentation.
 pub struct Gate {

@@ -1,37 +1,37 @@
-//! The three controllers in one process. One module per concern: the shared context and
-//! caches, running and shutdown, the triggers' ways in (settled, gated, due again), the
-//! one driver every kind goes through, who uses what, status, Events, the outcome and
-//! retry policy, and one reconciler per kind.
+//! The three controllers in one process, on the caches of [`crate::cache`]. One module per
+//! concern, each step of a reconcile its own: the shared handles ([`context`]); the
+//! driver ([`driver`]) over what each kind gives it ([`reconciled`]); the kinds
+//! ([`provider`], [`service_account`], [`binding`] with [`binding_status`]); the in-use
+//! finalizer and the blocked deletion; the status write; Events and the retry policy;
+//! the per-object memories (probe results, back-off, rotated tokens and their write-back);
+//! the triggers and their ways in (settled, gated, due again); running it all.
 
 pub mod backoff;
 pub mod binding;
+pub mod binding_status;
 pub mod context;
 pub mod credentials;
+pub mod deletion;
 pub mod driver;
 pub mod events;
 pub mod fanout;
 pub mod finalizer;
 pub mod gate;
-pub mod index;
+pub mod kinds;
 pub mod leader;
 pub mod policy;
 pub mod probe_cache;
 pub mod provider;
+pub mod reconciled;
 pub mod rotation;
 pub mod runner;
 pub mod service_account;
 pub mod settle;
-pub mod status;
+pub mod status_writer;
 pub mod timetable;
-pub mod usage;
+pub mod write_back;
 
-pub use context::{Context, Guarded, Stores, Writers, object_key, stores};
+pub use context::Context;
+pub use kinds::{reconcile_binding, reconcile_provider, reconcile_service_account};
 pub use policy::error_policy;
-pub use runner::{check_crds, run, run_controllers, run_with, shutdown_signal};
-
-/// Metric and log label of each kind.
-pub const PROVIDER_KIND: &str = "EmailProvider";
-/// Metric and log label of each kind.
-pub const SERVICE_ACCOUNT_KIND: &str = "ExchangeServiceAccount";
-/// Metric and log label of each kind.
-pub const BINDING_KIND: &str = "MailboxBinding";
+pub use runner::{check_crds, run_controllers, run_operator, shutdown_signal};

@@ -1,35 +1,23 @@
 //! What a reconcile's outcome turns into: Events from its report, metrics, and when to
 //! run again (back-off, server delays, or waiting for a change).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use kube::Resource;
 use kube::runtime::controller::Action;
 use tracing::warn;
 
-use super::context::{Context, object_key};
-use super::{backoff, events, status};
+use super::backoff;
+use super::context::Context;
+use super::events::{self, Report};
 use crate::api::conditions::Reason;
+use crate::cache::{kind_label, object_key};
 use crate::{Error, Result};
-
-/// What a reconcile did that the outside world hears about: the `Ready` transition and a
-/// blocked deletion. Filled while reconciling, published once at the end.
-#[derive(Debug, Default)]
-pub struct Report {
-    /// `Ready` before and after, when the status was written.
-    pub transition: Option<status::Transition>,
-    /// Deletion newly blocked, with the message naming the users.
-    pub deletion_blocked: Option<String>,
-}
-
-/// Shared handle the reconcile steps write their report into.
-pub type ReportCell = Mutex<Report>;
 
 /// The end of every reconcile: Events from the report, metrics, back-off reset.
 pub async fn publish_outcome<K>(
     ctx: &Context,
-    kind: &'static str,
     obj: &K,
     started: Instant,
     report: Report,
@@ -38,12 +26,13 @@ pub async fn publish_outcome<K>(
 where
     K: Resource<DynamicType = ()>,
 {
-    events::publish(ctx, obj.object_ref(&()), &report).await;
+    events::publish(&ctx.events, obj.object_ref(&()), &report).await;
     let label = match &result {
         Ok(_) => "success",
         Err(e) => e.reason().map(Reason::as_str).unwrap_or(e.category()),
     };
-    ctx.metrics.record_reconcile(kind, label, started.elapsed());
+    ctx.metrics
+        .record_reconcile(kind_label::<K>(), label, started.elapsed());
     if result.is_ok() {
         ctx.backoff.reset(&object_key(obj));
     }

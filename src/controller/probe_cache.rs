@@ -1,18 +1,66 @@
-//! Successful probes, remembered until the re-verification period or a change of input,
-//! and the due-time queue that re-verifies them: one small entry per healthy object here
-//! instead of a requeue timer per object in kube-runtime's scheduler (about 0.7 KiB each,
-//! 7 MiB at 10,000 mailboxes).
+//! Successful probes, remembered until the re-verification period or a change of input
+//! (the digest of what a probe depends on), and the due-time queue that re-verifies them:
+//! one small entry per healthy object here instead of a requeue timer per object in
+//! kube-runtime's scheduler (about 0.7 KiB each, 7 MiB at 10,000 mailboxes).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::Stream;
+use k8s_openapi::jiff::Timestamp;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::backoff;
 use super::timetable::Timetable;
+use crate::exchange::MailboxOutcome;
+
+/// A stable digest of the inputs of a probe: specs, resolution, Secret versions.
+pub fn probe_inputs_digest(parts: &[&str]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    parts.hash(&mut h);
+    h.finish()
+}
+
+/// A digest of a spec, for probe inputs in place of the generation: the API server also
+/// bumps the generation when a deletion begins, which changes nothing a probe depends on
+/// (and would re-verify every mailbox of a provider being deleted).
+pub fn spec_digest(spec: &impl std::fmt::Debug) -> String {
+    probe_inputs_digest(&[&format!("{spec:?}")]).to_string()
+}
+
+/// What is remembered of a mailbox verification that succeeded: that it did, whether the
+/// calendar was part of it, and when. A success needs no more to be stated again, and
+/// 10,000 of these are held.
+#[derive(Clone, Copy, Debug)]
+pub struct Confirmed {
+    calendar: bool,
+    /// When Exchange answered.
+    pub at: Timestamp,
+}
+
+impl Confirmed {
+    /// What to remember of an outcome: nothing unless Exchange confirmed the mailbox (and
+    /// its calendar, when that was checked).
+    pub fn of(outcome: &MailboxOutcome, at: Timestamp) -> Option<Confirmed> {
+        let calendar_failed = outcome.calendar.as_ref().is_some_and(|c| c.is_err());
+        (outcome.mailbox.is_ok() && !calendar_failed).then(|| Confirmed {
+            calendar: outcome.calendar.is_some(),
+            at,
+        })
+    }
+
+    /// The outcome it stands for (without any token).
+    pub fn outcome(self) -> MailboxOutcome {
+        MailboxOutcome {
+            mailbox: Ok(()),
+            calendar: self.calendar.then_some(Ok(())),
+            rotated_refresh_token: None,
+        }
+    }
+}
 
 /// Successful probes, so that re-reconciles caused by unrelated changes (a count, another
 /// object's status) do not call Exchange again before the re-verification period or a

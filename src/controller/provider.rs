@@ -2,30 +2,24 @@
 //! against the backend (or a remembered answer), and build the status with the counts of
 //! what uses the provider. Its deletion waits for those users (see [`super::usage`]).
 
-use std::sync::Arc;
-
 use futures::future::BoxFuture;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::runtime::controller::Action;
 
-use super::context::{Context, Guarded, object_key, probe_inputs_digest, spec_digest};
-use super::driver::{self, HeldWhileUsed, Reconciled, Step};
-use super::usage::{self, Users};
-use super::{PROVIDER_KIND, credentials, status};
-use crate::api::conditions::{AUTHENTICATED, Desired, REACHABLE, Reason};
+use super::context::Context;
+use super::probe_cache::{probe_inputs_digest, spec_digest};
+use super::reconciled::{HeldWhileUsed, Reconciled, Step, reverify_later};
+use super::{credentials, status_writer};
+use crate::Error;
+use crate::api::conditions::{self, AUTHENTICATED, Desired, REACHABLE, Reason};
 use crate::api::{EmailProvider, EmailProviderStatus};
+use crate::cache::Stores;
+use crate::cache::object_key;
+use crate::cache::usage::{self, Users};
 use crate::endpoints::{ProviderEndpoints, provider_endpoints};
 use crate::exchange::{ProviderOutcome, ProviderProbe};
-use crate::{Error, Result};
-
-/// Reconcile one EmailProvider (entry point for the controller).
-pub async fn reconcile(obj: Arc<Guarded<EmailProvider>>, ctx: Arc<Context>) -> Result<Action> {
-    driver::reconcile_held(obj, ctx).await
-}
 
 impl Reconciled for EmailProvider {
-    const KIND: &'static str = PROVIDER_KIND;
     type Status = EmailProviderStatus;
 
     fn current_status(&self) -> Option<&EmailProviderStatus> {
@@ -38,8 +32,8 @@ impl Reconciled for EmailProvider {
 }
 
 impl HeldWhileUsed for EmailProvider {
-    fn users(name: &str, ctx: &Context) -> Users {
-        usage::of_provider(&ctx.stores, name)
+    fn users(stores: &Stores, name: &str) -> Users {
+        usage::of_provider(stores, name)
     }
 
     fn forget(&self, ctx: &Context) {
@@ -78,7 +72,7 @@ struct Validated {
 fn validate(p: &EmailProvider, ctx: &Context) -> std::result::Result<Validated, Check> {
     let endpoints = provider_endpoints(&p.spec, ctx.config.allow_insecure_endpoints)
         .map_err(Check::InvalidEndpoints)?;
-    match credentials::provider_app(p, &endpoints, &ctx.stores.secrets) {
+    match credentials::provider_app(p, &endpoints, &ctx.stores) {
         Ok(app) => Ok(Validated { endpoints, app }),
         Err(error) => Err(Check::InvalidApp {
             address: endpoints.service_address,
@@ -132,7 +126,7 @@ async fn apply(p: &EmailProvider, ctx: &Context) -> Step<EmailProviderStatus> {
         Check::InvalidEndpoints(e) | Check::InvalidApp { error: e, .. } => Err(e),
         Check::Probed { outcome, .. } => match failure(&outcome) {
             Some(f) => Err(f.clone().into()),
-            None => Ok(driver::reverify_later()),
+            None => Ok(reverify_later()),
         },
     };
     Step::write(new, result)
@@ -160,15 +154,15 @@ pub fn build_status(
     };
     EmailProviderStatus {
         observed_generation: p.metadata.generation,
-        conditions: status::conditions(
+        conditions: conditions::materialize(
             previous.unwrap_or_default(),
             &conditions(check),
             p.metadata.generation,
             now,
         ),
         service_address: address,
-        mailbox_count: status::count(users.bindings),
-        service_account_count: status::count(users.accounts),
+        mailbox_count: status_writer::count(users.bindings),
+        service_account_count: status_writer::count(users.accounts),
     }
 }
 
@@ -189,7 +183,7 @@ pub fn conditions(check: &Check) -> Vec<Desired> {
         )],
         Check::Probed { outcome, .. } => vec![reachable(outcome), authenticated(outcome)],
     };
-    status::with_ready(parts, "the provider is reachable and its credentials work")
+    conditions::with_ready(parts, "the provider is reachable and its credentials work")
 }
 
 fn reachable(o: &ProviderOutcome) -> Desired {

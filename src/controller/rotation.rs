@@ -3,25 +3,12 @@
 //! changes the Secret, and a Secret change normally means "verify again". Our own write
 //! must not count as a change of input (that was a loop of one redemption, one Secret
 //! patch and one status write per second, forever), and a failed write must not lose the
-//! rotated token.
-//!
-//! The in-memory store is pure; the functions after it read the binding's Secret from the
-//! cache and write rotated tokens back.
+//! rotated token. Pure: the write-back itself is its own step ([`super::write_back`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
-use secrecy::{ExposeSecret, SecretString};
-
-use super::context::Context;
-use super::credentials;
-use crate::Result;
-use crate::api::MailboxBinding;
-use crate::exchange::Credential;
+use secrecy::SecretString;
 
 /// A rotated refresh token of one Secret.
 #[derive(Clone, Debug)]
@@ -110,119 +97,6 @@ impl RotatedTokens {
             .unwrap_or_else(|e| e.into_inner())
             .remove(secret);
     }
-}
-
-/// The binding's own Secret when it holds a refresh token (the only credential the
-/// authority rotates).
-pub struct OwnSecret {
-    /// `namespace/name`, as in the credential versions and the rotation store.
-    pub key: String,
-    namespace: String,
-    name: String,
-    /// The cached resourceVersion.
-    version: String,
-    /// The version verifications are keyed on.
-    pub base_version: String,
-}
-
-/// The binding's own Secret as cached, when its credential is a refresh token.
-pub fn own_refresh_secret(
-    b: &MailboxBinding,
-    ctx: &Context,
-    creds: &credentials::Resolved,
-) -> Option<OwnSecret> {
-    if !matches!(creds.credential, Credential::RefreshToken { .. }) {
-        return None;
-    }
-    let name = b
-        .spec
-        .authentication
-        .credentials_secret_ref
-        .as_ref()?
-        .name
-        .clone();
-    let namespace = b.namespace().unwrap_or_default();
-    let version = ctx
-        .stores
-        .secrets
-        .get(&ObjectRef::<Secret>::new(&name).within(&namespace))?
-        .resource_version()
-        .unwrap_or_default();
-    Some(OwnSecret {
-        key: format!("{namespace}/{name}"),
-        base_version: version.clone(),
-        namespace,
-        name,
-        version,
-    })
-}
-
-/// Use a token the authority rotated instead of the cached Secret's, key the verification
-/// on the Secret as it was before our own write-back, and retry a write-back that failed.
-pub async fn adopt_rotated(
-    ctx: &Context,
-    own: &mut OwnSecret,
-    creds: &mut credentials::Resolved,
-) -> Result<()> {
-    let SecretView::Rotated {
-        base_version,
-        token,
-        unwritten,
-    } = ctx.rotated_tokens.view(&own.key, &own.version)
-    else {
-        return Ok(());
-    };
-    let cached = format!("{}@{}", own.key, own.version);
-    for v in creds.versions.iter_mut().filter(|v| **v == cached) {
-        *v = format!("{}@{base_version}", own.key);
-    }
-    own.base_version = base_version;
-    if let Credential::RefreshToken { refresh_token, .. } = &mut creds.credential {
-        *refresh_token = token.clone();
-    }
-    if unwritten && ctx.config.secret_write_back {
-        write_back_refresh_token(ctx, own, &token).await?;
-    }
-    Ok(())
-}
-
-/// Store a refresh token the authority rotated in the binding's Secret, so the next
-/// verification (and the mail client) uses the live one.
-pub async fn write_back_refresh_token(
-    ctx: &Context,
-    own: &OwnSecret,
-    token: &SecretString,
-) -> Result<()> {
-    let (ns, name) = (own.namespace.as_str(), own.name.as_str());
-    if !ctx.config.secret_write_back {
-        // Without write-back the old refresh token keeps working until it expires; say
-        // so, so the admin can rotate the Secret before it does.
-        tracing::warn!(
-            namespace = ns,
-            secret = name,
-            "the authority rotated this mailbox's refresh token, but write-back is off (--no-secret-write-back): update the Secret's refreshToken before the old one expires"
-        );
-        return Ok(());
-    }
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let patch = serde_json::json!({
-        "data": { crate::api::REFRESH_TOKEN_KEY: k8s_openapi::ByteString(token.expose_secret().as_bytes().to_vec()) }
-    });
-    let written = api
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .inspect_err(|e| {
-            tracing::warn!(namespace = ns, secret = name, error = %e,
-                "cannot store a rotated refresh token; holding it and retrying");
-        })?;
-    ctx.rotated_tokens
-        .written(&own.key, &written.resource_version().unwrap_or_default());
-    tracing::info!(
-        namespace = ns,
-        secret = name,
-        "stored a rotated refresh token"
-    );
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,35 +2,25 @@
 //! that they authenticate (or remember that they did), and build the status with the
 //! count of mailboxes using it. Its deletion waits for them (see [`super::usage`]).
 
-use std::sync::Arc;
-
 use futures::future::BoxFuture;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 
-use super::context::{Context, Guarded, object_key, probe_inputs_digest, spec_digest};
-use super::driver::{self, HeldWhileUsed, Reconciled, Step};
-use super::usage::{self, Users};
-use super::{SERVICE_ACCOUNT_KIND, credentials, status};
-use crate::api::conditions::{AUTHENTICATED, Desired, Reason};
+use super::context::Context;
+use super::probe_cache::{probe_inputs_digest, spec_digest};
+use super::reconciled::{HeldWhileUsed, Reconciled, Step, reverify_later};
+use super::{credentials, status_writer};
+use crate::api::conditions::{self, AUTHENTICATED, Desired, Reason};
 use crate::api::{ExchangeServiceAccount, ExchangeServiceAccountStatus};
+use crate::cache::Stores;
+use crate::cache::object_key;
+use crate::cache::usage::{self, Users};
 use crate::endpoints::provider_endpoints;
 use crate::exchange::Service;
 use crate::resolve::{check_account_may_attach, check_service_account_fits};
 use crate::{Error, Result};
 
-/// Reconcile one ExchangeServiceAccount (entry point for the controller).
-pub async fn reconcile(
-    obj: Arc<Guarded<ExchangeServiceAccount>>,
-    ctx: Arc<Context>,
-) -> Result<Action> {
-    driver::reconcile_held(obj, ctx).await
-}
-
 impl Reconciled for ExchangeServiceAccount {
-    const KIND: &'static str = SERVICE_ACCOUNT_KIND;
     type Status = ExchangeServiceAccountStatus;
 
     fn current_status(&self) -> Option<&ExchangeServiceAccountStatus> {
@@ -43,8 +33,8 @@ impl Reconciled for ExchangeServiceAccount {
 }
 
 impl HeldWhileUsed for ExchangeServiceAccount {
-    fn users(name: &str, ctx: &Context) -> Users {
-        usage::of_account(&ctx.stores, name)
+    fn users(stores: &Stores, name: &str) -> Users {
+        usage::of_account(stores, name)
     }
 
     fn forget(&self, ctx: &Context) {
@@ -66,8 +56,7 @@ fn validate(a: &ExchangeServiceAccount, ctx: &Context) -> Result<Validated> {
     let provider_name = &a.spec.provider_ref.name;
     let guard = ctx
         .stores
-        .providers
-        .get(&ObjectRef::new(provider_name))
+        .provider(provider_name)
         .ok_or_else(|| Error::Spec {
             reason: Reason::ProviderNotFound,
             message: format!(
@@ -88,7 +77,7 @@ fn validate(a: &ExchangeServiceAccount, ctx: &Context) -> Result<Validated> {
         provider: provider_name.clone(),
         provider_spec: spec_digest(&provider.spec),
         service: credentials::service(provider, &endpoints),
-        creds: credentials::service_account(a, provider, &endpoints, &ctx.stores.secrets)?,
+        creds: credentials::service_account(a, provider, &endpoints, &ctx.stores)?,
     })
 }
 
@@ -120,7 +109,7 @@ async fn apply(a: &ExchangeServiceAccount, ctx: &Context) -> Step<ExchangeServic
     };
     let users = usage::of_account(&ctx.stores, &a.name_any());
     let new = build_status(a, &checked, &users, Timestamp::now());
-    Step::write(new, checked.map(|()| driver::reverify_later()))
+    Step::write(new, checked.map(|()| reverify_later()))
 }
 
 /// Pure: the complete status of a service account from its check and its users.
@@ -133,13 +122,13 @@ pub fn build_status(
     let previous = a.status.as_ref().map(|s| s.conditions.as_slice());
     ExchangeServiceAccountStatus {
         observed_generation: a.metadata.generation,
-        conditions: status::conditions(
+        conditions: conditions::materialize(
             previous.unwrap_or_default(),
             &conditions(checked),
             a.metadata.generation,
             now,
         ),
-        mailbox_count: status::count(users.bindings),
+        mailbox_count: status_writer::count(users.bindings),
     }
 }
 
@@ -157,5 +146,5 @@ pub fn conditions(checked: &Result<()>) -> Vec<Desired> {
             e.to_string(),
         ),
     };
-    status::with_ready(vec![part], "the service account's credentials work")
+    conditions::with_ready(vec![part], "the service account's credentials work")
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{users, warnings};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
-use crate::controller::Stores;
+use crate::cache::Stores;
 
 /// An AdmissionRequest for any object.
 pub type Request = AdmissionRequest<DynamicObject>;
@@ -244,8 +244,8 @@ fn deletion(
         return allowed;
     }
     let users = match kind {
-        Kind::Provider => crate::controller::usage::of_provider(stores, &request.name),
-        Kind::Account => crate::controller::usage::of_account(stores, &request.name),
+        Kind::Provider => crate::cache::usage::of_provider(stores, &request.name),
+        Kind::Account => crate::cache::usage::of_account(stores, &request.name),
         Kind::Binding => return allowed,
     };
     if users.is_empty() {

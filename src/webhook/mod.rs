@@ -18,8 +18,8 @@ use std::sync::Arc;
 use kube::Client;
 use tokio::net::TcpListener;
 
+use crate::cache::Stores;
 use crate::config::OperatorConfig;
-use crate::controller::Stores;
 use crate::{Error, Result};
 
 /// Serve the webhook on the configured address until the future is dropped; never

@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::decision::{Options, decide, malformed, parse_review, use_check};
 use super::sar::AccessReviewer;
-use crate::controller::Stores;
+use crate::cache::Stores;
 
 /// The one path the webhook configuration points at.
 pub const PATH: &str = "/validate";

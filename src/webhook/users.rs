@@ -1,7 +1,7 @@
 //! The message refusing the deletion of a provider or service account while anything
-//! uses it; who does comes from the controllers' own index (`controller::usage`).
+//! uses it; who does comes from the controllers' own index (`cache::usage`).
 
-use crate::controller::usage::{Users, named_users};
+use crate::cache::usage::{Users, named_users};
 
 /// The refusal of a deletion: how many users, the first ten by name (the controllers'
 /// own count and names, from their index), and what to do.

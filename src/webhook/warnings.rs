@@ -9,8 +9,8 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding, binding_secret_key};
-use crate::controller::Stores;
-use crate::controller::context::{typed_objects, well_formed};
+use crate::cache::Stores;
+use crate::cache::{typed_objects, well_formed};
 use crate::resolve::{
     Catalog, check_account_may_attach, check_service_account_fits, resolve_binding,
 };

@@ -17,8 +17,9 @@ pub use kube::runtime::watcher::Event;
 pub use kube::{Client, Resource};
 pub use mailops::api::conditions::{Reason, find};
 pub use mailops::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
+pub use mailops::cache::{self, Guarded, Stores, Writers};
 pub use mailops::config::OperatorConfig;
-pub use mailops::controller::{self, Context, Guarded, Stores, Writers, binding, fanout, provider};
+pub use mailops::controller::{self, Context, fanout};
 pub use mailops::exchange::fake::FakeBackend;
 pub use mailops::exchange::{Failure, MailBackend};
 pub use mailops::metrics::Metrics;
@@ -171,7 +172,7 @@ pub fn harness_with(config: OperatorConfig) -> Harness {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let backend = Arc::new(FakeBackend::new());
-    let (stores, writers) = controller::stores();
+    let (stores, writers) = cache::stores();
     let ctx = Context::new(
         client,
         backend.clone() as Arc<dyn MailBackend>,
@@ -192,7 +193,7 @@ pub fn harness_with(config: OperatorConfig) -> Harness {
 pub fn stored<K>(writer: &mut Writer<Guarded<K>>, stores: &Stores, v: Value) -> Arc<Guarded<K>>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned,
-    Guarded<K>: fanout::Watched,
+    Guarded<K>: fanout::Triggered,
 {
     let g: Guarded<K> = serde_json::from_value(v).unwrap();
     fanout::observe(writer, stores, &Event::Apply(g.clone()));

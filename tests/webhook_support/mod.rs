@@ -8,7 +8,8 @@ use futures::future::BoxFuture;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::runtime::watcher::Event;
-use mailops::controller::{Guarded, Stores, Writers, fanout};
+use mailops::cache::{Guarded, Stores, Writers};
+use mailops::controller::fanout;
 use mailops::webhook::decision::{Access, Options, Request, UseCheck, parse_review};
 use mailops::webhook::sar::AccessReviewer;
 use serde_json::{Value, json};
@@ -129,7 +130,7 @@ pub struct Caches {
 
 impl Caches {
     pub fn new() -> Self {
-        let (stores, writers) = mailops::controller::stores();
+        let (stores, writers) = mailops::cache::stores();
         Caches { stores, writers }
     }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use kube::ResourceExt;
 
-use super::context::Guarded;
+use super::Guarded;
 use crate::api::conditions::{self, READY};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::metrics::Metrics;
@@ -118,7 +118,7 @@ struct Inner {
     accounts_reading: Multi<SecretKey, String>,
     /// Objects by kind (provider, account, binding) and `Ready` (True, False, Unknown).
     ready: [[i64; 3]; 3],
-    /// Object keys (as [`super::context::object_key`]) deleted since last drained; `None`
+    /// Object keys (as [`crate::cache::object_key`]) deleted since last drained; `None`
     /// until a reconciling replica drains them (a standby would only pile them up).
     deleted: Option<Vec<String>>,
 }
@@ -154,30 +154,25 @@ fn binding_entry(b: &MailboxBinding) -> BindingEntry {
         named_provider,
         attached_account: b.attached_service_account().map(str::to_string),
         named_account: (b.spec.authentication.service_account_ref.as_ref()).map(|r| r.name.clone()),
-        own_secret: (b.spec.authentication.credentials_secret_ref.as_ref())
-            .map(|r| (b.namespace().unwrap_or_default(), r.name.clone())),
+        own_secret: secret_of_binding(b),
         ready: ReadyState::of(status.map(|s| s.conditions.as_slice())),
     }
 }
 
-fn provider_entry(p: &EmailProvider) -> ProviderEntry {
-    let oauth2 = p.spec.authentication.oauth2.as_ref();
-    ProviderEntry {
-        domains: p
-            .spec
-            .domains
-            .iter()
-            .map(|d| d.to_ascii_lowercase())
-            .collect(),
-        app_secret: oauth2.map(|o| {
-            let r = &o.client_secret_ref;
-            (r.namespace.clone(), r.name.clone())
-        }),
-        ready: ReadyState::of(p.status.as_ref().map(|s| s.conditions.as_slice())),
-    }
+/// The Secret a binding reads its own credentials from, if it names one.
+pub fn secret_of_binding(b: &MailboxBinding) -> Option<SecretKey> {
+    let r = b.spec.authentication.credentials_secret_ref.as_ref()?;
+    Some((b.namespace().unwrap_or_default(), r.name.clone()))
 }
 
-fn account_entry(a: &ExchangeServiceAccount) -> AccountEntry {
+/// The Secret a provider's own app registration reads its client secret from.
+pub fn secret_of_provider(p: &EmailProvider) -> Option<SecretKey> {
+    let r = &p.spec.authentication.oauth2.as_ref()?.client_secret_ref;
+    Some((r.namespace.clone(), r.name.clone()))
+}
+
+/// The Secrets a service account reads its own credentials from.
+pub fn secrets_of_account(a: &ExchangeServiceAccount) -> Vec<SecretKey> {
     let creds = a.spec.credentials.as_ref();
     let oauth = creds.and_then(|c| c.oauth2.as_ref()).map(|o| {
         let r = &o.client_secret_ref;
@@ -187,9 +182,26 @@ fn account_entry(a: &ExchangeServiceAccount) -> AccountEntry {
         let r = &b.secret_ref;
         (r.namespace.clone(), r.name.clone())
     });
+    oauth.into_iter().chain(basic).collect()
+}
+
+fn provider_entry(p: &EmailProvider) -> ProviderEntry {
+    ProviderEntry {
+        domains: p
+            .spec
+            .domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        app_secret: secret_of_provider(p),
+        ready: ReadyState::of(p.status.as_ref().map(|s| s.conditions.as_slice())),
+    }
+}
+
+fn account_entry(a: &ExchangeServiceAccount) -> AccountEntry {
     AccountEntry {
         provider: Some(a.spec.provider_ref.name.clone()),
-        secrets: oauth.into_iter().chain(basic).collect(),
+        secrets: secrets_of_account(a),
         ready: ReadyState::of(a.status.as_ref().map(|s| s.conditions.as_slice())),
     }
 }

@@ -1,18 +1,9 @@
-//! Who uses a provider or a service account, in one place: the counts in their status,
-//! the `InUse` message, and the blocked-deletion step of the in-use finalizer.
+//! Who uses a provider or a service account, asked of the index in O(users): the counts
+//! in their status, the `InUse` message, and the webhook's refusal of an in-use deletion
+//! all come from here.
 
-use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
-use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
-
-use super::context::{Context, Stores};
-use super::driver::{HeldWhileUsed, Step};
+use super::Stores;
 use super::index::BindingKey;
-use super::status::{CountedStatus, HasConditions, set_condition};
-use crate::Error;
-use crate::api::MailboxBinding;
-use crate::api::conditions::{Desired, Reason, TERMINATING};
 use crate::resolve::check_account_may_attach;
 
 /// Shown by name in an `InUse` message; the rest are counted.
@@ -63,30 +54,17 @@ impl Users {
     }
 }
 
-/// Whether a binding is attached to (counted by, holding the deletion of) a provider.
-pub fn attached_to_provider(b: &MailboxBinding, provider: &str) -> bool {
-    b.status
-        .as_ref()
-        .is_some_and(|s| s.provider.as_deref() == Some(provider))
-}
-
-/// Whether a binding is attached to (counted by) a service account.
-pub fn attached_to_account(b: &MailboxBinding, account: &str) -> bool {
-    b.attached_service_account() == Some(account)
-}
-
 /// Users of a provider: attached bindings and its service accounts (except one refused
-/// for coming after the deletion began: it does not hold that deletion). From the index:
-/// O(users), never O(all bindings).
+/// for coming after the deletion began: it does not hold that deletion).
 pub fn of_provider(stores: &Stores, name: &str) -> Users {
-    let provider = stores.providers.get(&ObjectRef::new(name));
+    let provider = stores.provider(name);
     let provider = provider.as_ref().and_then(|p| p.0.as_ref().ok());
     let accounts: Vec<String> = stores
         .index
         .accounts_of_provider(name)
         .into_iter()
         .filter(|a| {
-            let account = stores.service_accounts.get(&ObjectRef::new(a));
+            let account = stores.service_account(a);
             match (account.as_ref().and_then(|g| g.0.as_ref().ok()), provider) {
                 (Some(a), Some(p)) => check_account_may_attach(a, p).is_ok(),
                 (Some(_), None) => true,
@@ -127,43 +105,6 @@ pub fn in_use_message(users: &Users) -> String {
         users.total(),
         named_users(users)
     )
-}
-
-/// Deletion requested: blocked (`Terminating=True`, `InUse`, waiting for the users'
-/// changes) while anything uses the object; otherwise done, and the finalizer is removed.
-/// Copes with apply never having run.
-pub fn blocked_deletion<K: HeldWhileUsed>(obj: &K, ctx: &Context) -> Step<K::Status> {
-    let users = K::users(&obj.name_any(), ctx);
-    if users.is_empty() {
-        obj.forget(ctx);
-        return Step::done(Ok(Action::await_change()));
-    }
-    let message = in_use_message(&users);
-    let terminating = Desired::ok(TERMINATING, Reason::InUse, message.clone());
-    let mut status = obj.current_status().cloned().unwrap_or_default();
-    let generation = obj.meta().generation;
-    let mut conditions = set_condition(
-        status.conditions(),
-        &terminating,
-        generation,
-        Timestamp::now(),
-    );
-    // Deletion bumps a custom resource's generation without touching its spec: the other
-    // verdicts still hold for it, and a binding waiting for a verdict on the current
-    // generation must not wait for ever.
-    for c in &mut conditions {
-        c.observed_generation = generation;
-    }
-    status.set_conditions(conditions, generation);
-    status.set_counts(&users);
-    Step {
-        status: Some(status),
-        result: Err(Error::Waiting {
-            reason: Reason::InUse,
-            message: message.clone(),
-        }),
-        deletion_blocked: Some(message),
-    }
 }
 
 #[cfg(test)]

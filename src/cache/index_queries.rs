@@ -3,13 +3,15 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::controller::{BINDING_KIND, PROVIDER_KIND, SERVICE_ACCOUNT_KIND};
+use crate::cache::keys::{key_of, kind_label};
 
-const KINDS: [(usize, &str); 3] = [
-    (PROVIDERS, PROVIDER_KIND),
-    (ACCOUNTS, SERVICE_ACCOUNT_KIND),
-    (BINDINGS, BINDING_KIND),
-];
+fn kinds() -> [(usize, &'static str); 3] {
+    [
+        (PROVIDERS, kind_label::<EmailProvider>()),
+        (ACCOUNTS, kind_label::<ExchangeServiceAccount>()),
+        (BINDINGS, kind_label::<MailboxBinding>()),
+    ]
+}
 
 const STATES: [&str; 3] = ["True", "False", "Unknown"];
 
@@ -39,7 +41,7 @@ impl Index {
         let Some(metrics) = self.gauge.get() else {
             return;
         };
-        for (i, kind) in KINDS {
+        for (i, kind) in kinds() {
             for (j, state) in STATES.iter().enumerate() {
                 metrics.set_objects(kind, state, inner.ready[i][j]);
             }
@@ -135,10 +137,6 @@ impl Index {
     }
 }
 
-fn deleted_key(kind: &str, namespace: &str, name: &str) -> String {
-    format!("{kind}/{namespace}/{name}")
-}
-
 impl Inner {
     fn note_deleted(&mut self, key: String) {
         if let Some(deleted) = self.deleted.as_mut() {
@@ -156,7 +154,7 @@ impl Indexed for Guarded<MailboxBinding> {
     fn unindex(&self, index: &Index) {
         let key = binding_key(self);
         index.change(|i| {
-            i.note_deleted(deleted_key(BINDING_KIND, &key.0, &key.1));
+            i.note_deleted(key_of::<MailboxBinding>(&key.0, &key.1));
             i.set_binding(key, None);
         });
     }
@@ -184,7 +182,7 @@ impl Indexed for Guarded<EmailProvider> {
     fn unindex(&self, index: &Index) {
         let name = self.name_any();
         index.change(|i| {
-            i.note_deleted(deleted_key(PROVIDER_KIND, "", &name));
+            i.note_deleted(key_of::<EmailProvider>("", &name));
             i.set_provider(&name, None);
         });
     }
@@ -212,7 +210,7 @@ impl Indexed for Guarded<ExchangeServiceAccount> {
     fn unindex(&self, index: &Index) {
         let name = self.name_any();
         index.change(|i| {
-            i.note_deleted(deleted_key(SERVICE_ACCOUNT_KIND, "", &name));
+            i.note_deleted(key_of::<ExchangeServiceAccount>("", &name));
             i.set_account(&name, None);
         });
     }

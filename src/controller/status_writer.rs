@@ -1,62 +1,18 @@
-//! Status: pure computation of conditions and the summary `Ready`, and the server-side
-//! apply of `.status` with the one field manager, sent only when something changed (the
-//! `Ready` transition it makes is noted for the Events).
+//! The one status write of a reconcile: server-side apply of `.status` under the one
+//! field manager, sent only when the new status says something the old one does not, and
+//! the `Ready` transition it makes (returned, for the Events).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::conditions::{self, Desired, READY, Reason};
+use crate::api::conditions::{self, READY};
+use crate::cache::usage::Users;
 
 /// The field manager of every write mailops makes.
 pub const FIELD_MANAGER: &str = "mailops";
-
-/// The summary `Ready` condition: the first failing part decides, else all is verified.
-pub fn ready_summary(parts: &[Desired], ok_message: &str) -> Desired {
-    parts
-        .iter()
-        .find(|d| !d.status)
-        .map(|d| Desired::fail(READY, d.reason, d.message.clone()))
-        .unwrap_or_else(|| Desired::ok(READY, Reason::Verified, ok_message))
-}
-
-/// Parts plus their `Ready` summary, in a stable order (`Ready` first).
-pub fn with_ready(parts: Vec<Desired>, ok_message: &str) -> Vec<Desired> {
-    let mut all = vec![ready_summary(&parts, ok_message)];
-    all.extend(parts);
-    all
-}
-
-/// Materialize desired conditions against the previous ones (keeping transition times).
-pub fn conditions(
-    previous: &[Condition],
-    desired: &[Desired],
-    generation: Option<i64>,
-    now: Timestamp,
-) -> Vec<Condition> {
-    conditions::materialize(previous, desired, generation, now)
-}
-
-/// Replace (or add) one condition, keeping every other previous condition as it is.
-pub fn set_condition(
-    previous: &[Condition],
-    desired: &Desired,
-    generation: Option<i64>,
-    now: Timestamp,
-) -> Vec<Condition> {
-    let new =
-        conditions::materialize(previous, std::slice::from_ref(desired), generation, now).remove(0);
-    let mut out: Vec<Condition> = previous
-        .iter()
-        .filter(|c| c.type_ != desired.type_)
-        .cloned()
-        .collect();
-    out.push(new);
-    out
-}
 
 /// Whether two statuses say the same thing. `lastTransitionTime` is ignored: it only moves
 /// when a condition's status flips, which the comparison sees anyway.
@@ -125,7 +81,7 @@ pub trait CountedStatus: HasConditions + Clone + Default {
     /// Set the conditions and the generation they describe.
     fn set_conditions(&mut self, conditions: Vec<Condition>, generation: Option<i64>);
     /// Set the counts from the users.
-    fn set_counts(&mut self, users: &crate::controller::usage::Users);
+    fn set_counts(&mut self, users: &Users);
 }
 
 impl CountedStatus for crate::api::EmailProviderStatus {
@@ -134,7 +90,7 @@ impl CountedStatus for crate::api::EmailProviderStatus {
         self.observed_generation = generation;
     }
 
-    fn set_counts(&mut self, users: &crate::controller::usage::Users) {
+    fn set_counts(&mut self, users: &Users) {
         self.mailbox_count = count(users.bindings);
         self.service_account_count = count(users.accounts);
     }
@@ -146,7 +102,7 @@ impl CountedStatus for crate::api::ExchangeServiceAccountStatus {
         self.observed_generation = generation;
     }
 
-    fn set_counts(&mut self, users: &crate::controller::usage::Users) {
+    fn set_counts(&mut self, users: &Users) {
         self.mailbox_count = count(users.bindings);
     }
 }
@@ -174,20 +130,21 @@ impl HasConditions for crate::api::MailboxBindingStatus {
     }
 }
 
-/// Server-side apply `status` to the status subresource of `name`, unless it says what
-/// `old` says. Returns whether a request was sent.
-async fn patch_if_changed<K, S>(
+/// Write `new` to the status subresource of `name` by server-side apply, unless it says
+/// what `old` says. Returns the `Ready` transition of a status it wrote, `None` when
+/// nothing was sent.
+pub async fn write_status<K, S>(
     api: &Api<K>,
     name: &str,
     old: Option<&S>,
     new: &S,
-) -> crate::Result<bool>
+) -> crate::Result<Option<Transition>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
-    S: Serialize,
+    S: Serialize + HasConditions,
 {
     if says_the_same(old, new) {
-        return Ok(false);
+        return Ok(None);
     }
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),
@@ -200,62 +157,19 @@ where
         &Patch::Apply(&body),
     )
     .await?;
-    Ok(true)
-}
-
-/// Write `new` unless it says what `old` says; when written, record the `Ready`
-/// transition in the report for the Events. Returns whether it was written.
-pub async fn write_status<K, S>(
-    api: &Api<K>,
-    name: &str,
-    old: Option<&S>,
-    new: &S,
-    report: &crate::controller::policy::ReportCell,
-) -> crate::Result<bool>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
-    S: Serialize + HasConditions,
-{
-    let written = patch_if_changed(api, name, old, new).await?;
-    if written {
-        let before = old.map(|s| s.conditions()).unwrap_or_default();
-        report.lock().unwrap_or_else(|e| e.into_inner()).transition =
-            Some(Transition::between(before, new.conditions()));
-    }
-    Ok(written)
+    let before = old.map(|s| s.conditions()).unwrap_or_default();
+    Ok(Some(Transition::between(before, new.conditions())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::conditions::{AUTHENTICATED, REACHABLE};
+    use crate::api::conditions::{Desired, REACHABLE, Reason, materialize, with_ready};
     use crate::api::{EmailProviderStatus, MailboxBindingStatus};
+    use k8s_openapi::jiff::Timestamp;
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn ready_takes_the_first_failure() {
-        let parts = vec![
-            Desired::ok(REACHABLE, Reason::Verified, "up"),
-            Desired::fail(AUTHENTICATED, Reason::InvalidCredentials, "AADSTS7000215"),
-        ];
-        let all = with_ready(parts, "all good");
-        assert_eq!(all[0].type_, READY);
-        assert!(!all[0].status);
-        assert_eq!(all[0].reason, Reason::InvalidCredentials);
-        assert_eq!(all[0].message, "AADSTS7000215");
-    }
-
-    #[test]
-    fn ready_is_true_when_every_part_holds() {
-        let all = with_ready(
-            vec![Desired::ok(REACHABLE, Reason::Verified, "up")],
-            "all good",
-        );
-        assert!(all[0].status);
-        assert_eq!(all[0].reason, Reason::Verified);
     }
 
     #[test]
@@ -263,12 +177,12 @@ mod tests {
         let desired = with_ready(vec![Desired::ok(REACHABLE, Reason::Verified, "up")], "ok");
         let first = EmailProviderStatus {
             observed_generation: Some(1),
-            conditions: conditions(&[], &desired, Some(1), t("2026-01-01T00:00:00Z")),
+            conditions: materialize(&[], &desired, Some(1), t("2026-01-01T00:00:00Z")),
             mailbox_count: 2,
             ..Default::default()
         };
         let again = EmailProviderStatus {
-            conditions: conditions(
+            conditions: materialize(
                 &first.conditions,
                 &desired,
                 Some(1),
@@ -290,43 +204,22 @@ mod tests {
         let desired = with_ready(vec![], "ok");
         let old = MailboxBindingStatus {
             observed_generation: Some(1),
-            conditions: conditions(&[], &desired, Some(1), t("2026-01-01T00:00:00Z")),
+            conditions: materialize(&[], &desired, Some(1), t("2026-01-01T00:00:00Z")),
             ..Default::default()
         };
         let new = MailboxBindingStatus {
             observed_generation: Some(2),
-            conditions: conditions(&[], &desired, Some(2), t("2026-01-01T00:00:00Z")),
+            conditions: materialize(&[], &desired, Some(2), t("2026-01-01T00:00:00Z")),
             ..Default::default()
         };
         assert!(!says_the_same(Some(&old), &new));
     }
 
     #[test]
-    fn set_condition_keeps_the_others() {
-        let now = t("2026-01-01T00:00:00Z");
-        let prev = conditions(
-            &[],
-            &with_ready(vec![Desired::ok(REACHABLE, Reason::Verified, "up")], "ok"),
-            Some(1),
-            now,
-        );
-        let term = Desired::ok(conditions::TERMINATING, Reason::InUse, "used by 1");
-        let out = set_condition(&prev, &term, Some(1), now);
-        assert_eq!(out.len(), 3);
-        assert!(conditions::is_ready(&out));
-        assert_eq!(
-            conditions::find(&out, conditions::TERMINATING)
-                .unwrap()
-                .reason,
-            "InUse"
-        );
-    }
-
-    #[test]
     fn transitions_name_what_to_report() {
         let now = t("2026-01-01T00:00:00Z");
-        let ok = conditions(&[], &with_ready(vec![], "ok"), Some(1), now);
-        let bad = conditions(
+        let ok = materialize(&[], &with_ready(vec![], "ok"), Some(1), now);
+        let bad = materialize(
             &[],
             &with_ready(
                 vec![Desired::fail(REACHABLE, Reason::Unreachable, "down")],

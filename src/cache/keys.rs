@@ -1,0 +1,89 @@
+//! How an object is named outside its cache: the key per-object memories (probe results,
+//! back-off) use, the reference a controller is triggered with, and its kind as a label.
+
+use std::borrow::Cow;
+
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+
+/// A kind's name as a metric or log label. Every kind mailops watches names itself with a
+/// static string (`kube-derive` and `k8s-openapi` both do); anything else is "other".
+pub fn kind_label<K: Resource<DynamicType = ()>>() -> &'static str {
+    match K::kind(&()) {
+        Cow::Borrowed(kind) => kind,
+        Cow::Owned(_) => "other",
+    }
+}
+
+/// The key back-off and probe caches use for an object: `Kind/namespace/name`.
+pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    key_of::<K>(&obj.namespace().unwrap_or_default(), &obj.name_any())
+}
+
+/// The key of an object of kind `K` at `namespace` (empty for none) and `name`.
+pub fn key_of<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> String {
+    format!("{}/{namespace}/{name}", K::kind(&()))
+}
+
+/// The object an [`object_key`] names, as its controller's trigger; `None` for a key of
+/// another kind.
+pub fn object_ref<K: Resource<DynamicType = ()>>(key: &str) -> Option<ObjectRef<K>> {
+    let mut parts = key.splitn(3, '/');
+    let (kind, namespace, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if kind != K::kind(&()) || name.is_empty() {
+        return None;
+    }
+    Some(object_at(namespace, name))
+}
+
+/// An object's reference from its namespace (empty for cluster-scoped kinds) and name.
+pub fn object_at<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> ObjectRef<K> {
+    let at = ObjectRef::new(name);
+    if namespace.is_empty() {
+        at
+    } else {
+        at.within(namespace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{EmailProvider, MailboxBinding};
+    use serde_json::json;
+
+    #[test]
+    fn an_object_key_names_its_object_again() {
+        let b: MailboxBinding = serde_json::from_value(json!({
+            "apiVersion": "mailops.dev/v1alpha1", "kind": "MailboxBinding",
+            "metadata": {"name": "a", "namespace": "team"},
+            "spec": {"emailAddress": "a@contoso.com", "authentication": {}},
+        }))
+        .unwrap();
+        let at = object_ref::<MailboxBinding>(&object_key(&b)).expect("a binding's key");
+        assert_eq!(at, ObjectRef::from_obj(&b));
+        let p: EmailProvider = serde_json::from_value(json!({
+            "apiVersion": "mailops.dev/v1alpha1", "kind": "EmailProvider",
+            "metadata": {"name": "a"},
+            "spec": {"serviceType": "Exchange", "serviceAddress": "mail.contoso.com",
+                     "authentication": {"method": "Basic"}},
+        }))
+        .unwrap();
+        let at = object_ref::<EmailProvider>(&object_key(&p)).expect("a provider's key");
+        assert_eq!(at, ObjectRef::from_obj(&p));
+        assert_eq!(at.namespace, None);
+        assert!(
+            object_ref::<EmailProvider>(&object_key(&b)).is_none(),
+            "another kind"
+        );
+        assert!(object_ref::<EmailProvider>("EmailProvider").is_none());
+        assert!(object_ref::<EmailProvider>("EmailProvider//").is_none());
+    }
+
+    #[test]
+    fn every_kind_is_its_own_label() {
+        assert_eq!(kind_label::<EmailProvider>(), "EmailProvider");
+        assert_eq!(kind_label::<MailboxBinding>(), "MailboxBinding");
+        assert_eq!(kind_label::<k8s_openapi::api::core::v1::Secret>(), "Secret");
+    }
+}

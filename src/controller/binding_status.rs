@@ -1,0 +1,185 @@
+//! A binding's status, pure: from what its reconcile came to ([`Outcome`]) to the
+//! complete status the driver writes (or not, when it says nothing new).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::Error;
+use crate::api::conditions::{self, AUTHORIZED, CALENDAR_CONNECTED, Desired, Reason, VERIFIED};
+use crate::api::{MailboxBinding, MailboxBindingStatus};
+use crate::exchange::MailboxOutcome;
+use crate::resolve::Resolution;
+
+/// A verification worth remembering: its outcome (without any token) and when it ran.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    /// The outcome.
+    pub outcome: MailboxOutcome,
+    /// When Exchange answered.
+    pub at: Timestamp,
+}
+
+/// What a binding's reconcile came to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Its provider or service account has no verdict on its current generation yet:
+    /// nothing to say until it has (its status write triggers this binding again), so
+    /// bindings created before their provider are written once, not twice.
+    Pending,
+    /// Resolution failed: nothing was sent to Exchange.
+    Unresolved(Error),
+    /// Resolved, but not verified: the provider or account is not Ready, a Secret is
+    /// missing, the endpoints are refused.
+    Unverified {
+        /// The resolution.
+        resolution: Resolution,
+        /// Why it was not verified.
+        error: Error,
+    },
+    /// Exchange answered (or a remembered answer).
+    Verified {
+        /// The resolution.
+        resolution: Resolution,
+        /// The answer.
+        verified: Verified,
+        /// A rotated refresh token could not be written back (it is held, and retried).
+        write_back_failed: Option<Error>,
+    },
+}
+
+/// The failure of a verification outcome, if any.
+pub fn outcome_error(o: &MailboxOutcome) -> Option<Error> {
+    let f = o
+        .mailbox
+        .as_ref()
+        .err()
+        .or(o.calendar.as_ref().and_then(|c| c.as_ref().err()))?;
+    Some(f.clone().into())
+}
+
+fn reason_of(e: &Error) -> Reason {
+    e.reason().unwrap_or(Reason::UnexpectedResponse)
+}
+
+/// Pure: the complete status of a binding from what its reconcile came to.
+pub fn build_status(b: &MailboxBinding, outcome: &Outcome, now: Timestamp) -> MailboxBindingStatus {
+    let old = b.status.as_ref();
+    let (parts, resolution, confirmed_at) = match outcome {
+        Outcome::Pending => (Vec::new(), None, None),
+        Outcome::Unresolved(e) => (unresolved(e), None, None),
+        Outcome::Unverified { resolution, error } => {
+            (authorized_but(error), Some(resolution), None)
+        }
+        Outcome::Verified {
+            resolution,
+            verified,
+            ..
+        } => {
+            // "When Exchange last confirmed the mailbox": a failure leaves it where it was.
+            let confirmed = outcome_error(&verified.outcome)
+                .is_none()
+                .then_some(verified.at);
+            (
+                verified_conditions(resolution, &verified.outcome),
+                Some(resolution),
+                confirmed,
+            )
+        }
+    };
+    MailboxBindingStatus {
+        observed_generation: b.metadata.generation,
+        conditions: conditions::materialize(
+            old.map(|s| s.conditions.as_slice()).unwrap_or_default(),
+            &parts,
+            b.metadata.generation,
+            now,
+        ),
+        provider: resolution.map(|r| r.provider.clone()),
+        login: resolution.map(|r| r.login.clone()),
+        authenticated_via: resolution.map(|r| r.via),
+        service_account: resolution.and_then(|r| r.service_account.clone()),
+        endpoint: resolution.map(|r| r.endpoint.clone()),
+        last_verified_time: confirmed_at
+            .map(Time)
+            .or_else(|| old.and_then(|s| s.last_verified_time.clone())),
+    }
+}
+
+/// Pure: conditions when resolution failed (nothing was sent to Exchange).
+pub fn unresolved(e: &Error) -> Vec<Desired> {
+    conditions::with_ready(
+        vec![Desired::fail(AUTHORIZED, reason_of(e), e.to_string())],
+        "",
+    )
+}
+
+fn authorized() -> Desired {
+    Desired::ok(
+        AUTHORIZED,
+        Reason::Verified,
+        "the namespace may use the provider and account",
+    )
+}
+
+/// Pure: conditions when the binding is authorized but could not be verified before
+/// calling Exchange (provider not ready, Secret missing) or the call failed outright.
+pub fn authorized_but(e: &Error) -> Vec<Desired> {
+    conditions::with_ready(
+        vec![
+            authorized(),
+            Desired::fail(VERIFIED, reason_of(e), e.to_string()),
+        ],
+        "",
+    )
+}
+
+/// Pure: conditions from a verification outcome.
+pub fn verified_conditions(r: &Resolution, o: &MailboxOutcome) -> Vec<Desired> {
+    let verified = match &o.mailbox {
+        Ok(()) => Desired::ok(
+            VERIFIED,
+            Reason::Verified,
+            format!("Exchange confirmed {} as {}", r.endpoint, r.login),
+        ),
+        Err(f) => Desired::fail(VERIFIED, f.reason, f.message.clone()),
+    };
+    let calendar = match (&o.calendar, r.settings.calendar) {
+        (Some(Ok(())), _) => Desired::ok(
+            CALENDAR_CONNECTED,
+            Reason::Verified,
+            "the calendar is connected",
+        ),
+        (Some(Err(f)), _) => Desired::fail(CALENDAR_CONNECTED, f.reason, f.message.clone()),
+        (None, true) => Desired::fail(
+            CALENDAR_CONNECTED,
+            Reason::Reconciling,
+            "the calendar was not checked yet",
+        ),
+        (None, false) => Desired::fail(
+            CALENDAR_CONNECTED,
+            Reason::NotRequested,
+            "connectCalendar is off",
+        ),
+    };
+    let parts = vec![authorized(), verified, calendar];
+    // A calendar nobody asked for does not hold Ready back.
+    let counted: Vec<Desired> = parts
+        .iter()
+        .filter(|d| !(d.type_ == CALENDAR_CONNECTED && d.reason == Reason::NotRequested))
+        .cloned()
+        .collect();
+    let mut all = vec![conditions::ready_summary(
+        &counted,
+        &format!("mailbox verified{}", notes(r)),
+    )];
+    all.extend(parts);
+    all
+}
+
+fn notes(r: &Resolution) -> String {
+    if r.settings.notes.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", r.settings.notes.join("; "))
+    }
+}
