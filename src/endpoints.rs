@@ -2,7 +2,7 @@
 //! and overrides, and whether insecure (plain http) endpoints are allowed.
 
 use crate::api::conditions::Reason;
-use crate::api::{Cloud, EmailProviderSpec, ServiceType};
+use crate::api::{Cloud, EmailProviderSpec, EndpointOverrides, ServiceType};
 use crate::{Error, Result};
 
 /// The hosts of one Microsoft cloud instance.
@@ -73,6 +73,21 @@ pub fn provider_endpoints(
 ) -> Result<ProviderEndpoints> {
     let hosts = cloud_hosts(spec.cloud);
     let overrides = spec.endpoints.clone().unwrap_or_default();
+    refuse_plain_http(&overrides, allow_insecure)?;
+    let authority = overrides
+        .authority
+        .clone()
+        .unwrap_or_else(|| format!("https://{}", hosts.login))
+        .trim_end_matches('/')
+        .to_string();
+    Ok(match spec.service_type {
+        ServiceType::Exchange => ews_endpoints(spec, &hosts, &overrides, authority),
+        ServiceType::Microsoft365 => graph_endpoints(spec, &hosts, &overrides, authority),
+    })
+}
+
+/// Plain `http://` overrides are refused unless the operator allows them.
+fn refuse_plain_http(overrides: &EndpointOverrides, allow_insecure: bool) -> Result<()> {
     for (field, url) in [
         ("authority", &overrides.authority),
         ("graph", &overrides.graph),
@@ -91,59 +106,65 @@ pub fn provider_endpoints(
             });
         }
     }
-    let authority = overrides
-        .authority
+    Ok(())
+}
+
+/// Exchange Server: EWS at the service address, unless overridden.
+fn ews_endpoints(
+    spec: &EmailProviderSpec,
+    hosts: &CloudHosts,
+    overrides: &EndpointOverrides,
+    authority: String,
+) -> ProviderEndpoints {
+    // CEL guarantees serviceAddress for Exchange; offline input may skip CEL, so fall
+    // back to the cloud's Exchange host rather than panicking.
+    let address = spec
+        .service_address
         .clone()
-        .unwrap_or_else(|| format!("https://{}", hosts.login))
+        .unwrap_or_else(|| hosts.exchange.to_string());
+    let ews = overrides
+        .ews
+        .clone()
+        .unwrap_or_else(|| format!("https://{address}/EWS/Exchange.asmx"));
+    let audience = host_of(&address);
+    ProviderEndpoints {
+        default_scope: format!("https://{audience}/.default"),
+        service_address: address,
+        authority,
+        mailbox_endpoint: ews,
+    }
+}
+
+/// Microsoft 365: Graph v1.0 of the cloud, unless overridden.
+fn graph_endpoints(
+    spec: &EmailProviderSpec,
+    hosts: &CloudHosts,
+    overrides: &EndpointOverrides,
+    authority: String,
+) -> ProviderEndpoints {
+    let graph = overrides
+        .graph
+        .clone()
+        .unwrap_or_else(|| format!("https://{}", hosts.graph))
         .trim_end_matches('/')
         .to_string();
-    let endpoints = match spec.service_type {
-        ServiceType::Exchange => {
-            // CEL guarantees serviceAddress for Exchange; offline input may skip CEL, so
-            // fall back to the cloud's Exchange host rather than panicking.
-            let address = spec
-                .service_address
-                .clone()
-                .unwrap_or_else(|| hosts.exchange.to_string());
-            let ews = overrides
-                .ews
-                .clone()
-                .unwrap_or_else(|| format!("https://{address}/EWS/Exchange.asmx"));
-            let audience = host_of(&address);
-            ProviderEndpoints {
-                default_scope: format!("https://{audience}/.default"),
-                service_address: address,
-                authority,
-                mailbox_endpoint: ews,
-            }
-        }
-        ServiceType::Microsoft365 => {
-            let graph = overrides
-                .graph
-                .clone()
-                .unwrap_or_else(|| format!("https://{}", hosts.graph))
-                .trim_end_matches('/')
-                .to_string();
-            let address = spec
-                .service_address
-                .clone()
-                .unwrap_or_else(|| hosts.graph.to_string());
-            let graph_host = graph
-                .split("://")
-                .nth(1)
-                .unwrap_or(&graph)
-                .split('/')
-                .next()
-                .unwrap_or_default();
-            ProviderEndpoints {
-                default_scope: format!("https://{}/.default", host_of(graph_host)),
-                service_address: address,
-                authority,
-                mailbox_endpoint: format!("{graph}/v1.0"),
-            }
-        }
-    };
-    Ok(endpoints)
+    let address = spec
+        .service_address
+        .clone()
+        .unwrap_or_else(|| hosts.graph.to_string());
+    let graph_host = graph
+        .split("://")
+        .nth(1)
+        .unwrap_or(&graph)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    ProviderEndpoints {
+        default_scope: format!("https://{}/.default", host_of(graph_host)),
+        service_address: address,
+        authority,
+        mailbox_endpoint: format!("{graph}/v1.0"),
+    }
 }
 
 /// `host` of a `host[:port]`.

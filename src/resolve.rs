@@ -284,29 +284,7 @@ pub fn resolve_binding(
 
     let provider = resolve_provider(spec, catalog.providers)?;
     let provider_name = provider.name_any();
-    if provider.metadata.deletion_timestamp.is_some()
-        && attached_provider != Some(provider_name.as_str())
-    {
-        return Err(spec_error(
-            Reason::ProviderTerminating,
-            format!(
-                "EmailProvider {provider_name:?} is being deleted; no new mailbox may attach to it"
-            ),
-        ));
-    }
-    if !namespace_admitted(
-        provider.spec.allowed_namespaces.as_ref(),
-        &namespace,
-        namespace_labels,
-        true,
-    ) {
-        return Err(spec_error(
-            Reason::NamespaceNotAllowed,
-            format!(
-                "namespace {namespace:?} is not admitted by EmailProvider {provider_name:?} spec.allowedNamespaces"
-            ),
-        ));
-    }
+    check_provider_may_attach(provider, attached_provider, &namespace, namespace_labels)?;
     let login = effective_login(
         provider.spec.login_format,
         &spec.email_address,
@@ -339,6 +317,41 @@ pub fn resolve_binding(
         endpoint,
         settings: effective_settings(&provider.spec, spec, via),
     })
+}
+
+/// A provider being deleted takes no new mailbox, and the binding's namespace must be
+/// one its `allowedNamespaces` admits.
+fn check_provider_may_attach(
+    provider: &EmailProvider,
+    attached_provider: Option<&str>,
+    namespace: &str,
+    namespace_labels: Option<&BTreeMap<String, String>>,
+) -> Result<()> {
+    let provider_name = provider.name_any();
+    if provider.metadata.deletion_timestamp.is_some()
+        && attached_provider != Some(provider_name.as_str())
+    {
+        return Err(spec_error(
+            Reason::ProviderTerminating,
+            format!(
+                "EmailProvider {provider_name:?} is being deleted; no new mailbox may attach to it"
+            ),
+        ));
+    }
+    if !namespace_admitted(
+        provider.spec.allowed_namespaces.as_ref(),
+        namespace,
+        namespace_labels,
+        true,
+    ) {
+        return Err(spec_error(
+            Reason::NamespaceNotAllowed,
+            format!(
+                "namespace {namespace:?} is not admitted by EmailProvider {provider_name:?} spec.allowedNamespaces"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn resolve_service_account<'a>(

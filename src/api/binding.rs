@@ -8,7 +8,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{LocalSecretRef, NameRef};
+use super::common::{LocalSecretRef, NameRef, PASSWORD_KEY, REFRESH_TOKEN_KEY};
+use super::provider::AuthMethod;
 
 /// One mailbox linked to an EmailProvider, authenticated through an
 /// ExchangeServiceAccount or its own credentials.
@@ -165,5 +166,14 @@ impl MailboxBinding {
                 .as_ref()
                 .map(|r| r.name.as_str()),
         }
+    }
+}
+
+/// The key a binding's own credentials Secret must hold for a provider authenticating
+/// with `method`: `password` for Basic, `refreshToken` for OAuth2.
+pub fn binding_secret_key(method: AuthMethod) -> &'static str {
+    match method {
+        AuthMethod::Basic => PASSWORD_KEY,
+        AuthMethod::OAuth2 => REFRESH_TOKEN_KEY,
     }
 }

@@ -124,12 +124,3 @@ pub const USERNAME_KEY: &str = "username";
 pub const PASSWORD_KEY: &str = "password";
 /// Key of a binding's OAuth2 refresh token in its credentials Secret.
 pub const REFRESH_TOKEN_KEY: &str = "refreshToken";
-
-/// The key a binding's own credentials Secret must hold for a provider authenticating
-/// with `method`: `password` for Basic, `refreshToken` for OAuth2.
-pub fn binding_secret_key(method: crate::api::AuthMethod) -> &'static str {
-    match method {
-        crate::api::AuthMethod::Basic => PASSWORD_KEY,
-        crate::api::AuthMethod::OAuth2 => REFRESH_TOKEN_KEY,
-    }
-}

@@ -12,8 +12,10 @@ pub use common::*;
 pub use provider::*;
 pub use service_account::*;
 
+use std::borrow::Cow;
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
+use kube::{CustomResourceExt, Resource};
 
 /// The API group of every mailops kind.
 pub const GROUP: &str = "mailops.dev";
@@ -41,4 +43,25 @@ pub fn crds_yaml() -> Result<String, crate::Error> {
         );
     }
     Ok(out)
+}
+
+/// A kind's name as a metric or log label. Every kind mailops watches names itself with a
+/// static string (`kube-derive` and `k8s-openapi` both do); anything else is "other".
+pub fn kind_label<K: Resource<DynamicType = ()>>() -> &'static str {
+    match K::kind(&()) {
+        Cow::Borrowed(kind) => kind,
+        Cow::Owned(_) => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_its_own_label() {
+        assert_eq!(kind_label::<EmailProvider>(), "EmailProvider");
+        assert_eq!(kind_label::<MailboxBinding>(), "MailboxBinding");
+        assert_eq!(kind_label::<k8s_openapi::api::core::v1::Secret>(), "Secret");
+    }
 }

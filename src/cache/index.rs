@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use kube::ResourceExt;
 
-use super::Guarded;
+use super::keys::Guarded;
 use crate::api::conditions::{self, READY};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::metrics::Metrics;

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::cache::keys::{key_of, kind_label};
+use crate::api::kind_label;
+use crate::cache::keys::key_of;
 
 fn kinds() -> [(usize, &'static str); 3] {
     [

@@ -1,19 +1,13 @@
-//! How an object is named outside its cache: the key per-object memories (probe results,
-//! back-off) use, the reference a controller is triggered with, and its kind as a label.
+//! How a watched object is held (typed, or what could be read of a malformed one) and
+//! named outside its cache: the key per-object memories (probe results, back-off) use,
+//! the reference a controller is triggered with, and its kind as a label.
 
-use std::borrow::Cow;
-
+use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
-/// A kind's name as a metric or log label. Every kind mailops watches names itself with a
-/// static string (`kube-derive` and `k8s-openapi` both do); anything else is "other".
-pub fn kind_label<K: Resource<DynamicType = ()>>() -> &'static str {
-    match K::kind(&()) {
-        Cow::Borrowed(kind) => kind,
-        Cow::Owned(_) => "other",
-    }
-}
+/// An object as watched: either the typed object or what could be read of a malformed one.
+pub type Guarded<K> = DeserializeGuard<K>;
 
 /// The key back-off and probe caches use for an object: `Kind/namespace/name`.
 pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
@@ -78,12 +72,5 @@ mod tests {
         );
         assert!(object_ref::<EmailProvider>("EmailProvider").is_none());
         assert!(object_ref::<EmailProvider>("EmailProvider//").is_none());
-    }
-
-    #[test]
-    fn every_kind_is_its_own_label() {
-        assert_eq!(kind_label::<EmailProvider>(), "EmailProvider");
-        assert_eq!(kind_label::<MailboxBinding>(), "MailboxBinding");
-        assert_eq!(kind_label::<k8s_openapi::api::core::v1::Secret>(), "Secret");
     }
 }

@@ -2,8 +2,8 @@
 //! in their status, the `InUse` message, and the webhook's refusal of an in-use deletion
 //! all come from here.
 
-use super::Stores;
 use super::index::BindingKey;
+use super::stores::Stores;
 use crate::resolve::check_account_may_attach;
 
 /// Shown by name in an `InUse` message; the rest are counted.

@@ -16,7 +16,8 @@ use kube::{Api, Client, Resource};
 use tracing::warn;
 
 use super::index::{Index, Indexed};
-use super::{Guarded, Writers};
+use super::keys::Guarded;
+use super::stores::Writers;
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 
 /// A watched kind: how it is trimmed before it enters the cache, and indexed there.

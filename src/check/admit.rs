@@ -3,10 +3,10 @@
 
 use serde_json::Value;
 
-use super::report::Problem;
+use super::report::{Origin, Problem};
 use super::schema::KindLookup;
 use super::secrets::read_secret;
-use super::{Document, Inventory, Origin, Schemas};
+use super::{Document, Inventory, Schemas};
 
 /// Longest name quoted in an object's description; longer ones are invalid anyway and
 /// would swamp every line that names the object.

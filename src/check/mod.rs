@@ -24,6 +24,7 @@ use crate::api::{
     binding_secret_key,
 };
 use crate::resolve::{Catalog, check_service_account_fits, resolve_binding};
+use report::Origin;
 use secrets::{SecretId, SecretKeys, missing_keys};
 
 /// Flags of `mailops check`.
@@ -50,43 +51,6 @@ pub fn run(args: &CheckArgs) -> crate::Result<bool> {
     let report = check_documents(&documents, args.allow_insecure_endpoints)?;
     print!("{}", report.render(args.output)?);
     Ok(report.problems.is_empty())
-}
-
-/// Where an object came from.
-#[derive(Clone, Debug)]
-struct Origin {
-    source: String,
-    index: usize,
-    item: Option<usize>,
-    object: String,
-}
-
-impl Origin {
-    fn of(doc: &Document, object: String) -> Self {
-        Origin {
-            source: doc.source.clone(),
-            index: doc.index,
-            item: doc.item,
-            object,
-        }
-    }
-
-    fn problem(
-        &self,
-        field: Option<&str>,
-        reason: Option<Reason>,
-        message: impl Into<String>,
-    ) -> Problem {
-        Problem {
-            source: self.source.clone(),
-            document: self.index,
-            item: self.item,
-            object: self.object.clone(),
-            field: field.map(str::to_string),
-            reason: reason.map(|r| r.as_str().to_string()),
-            message: message.into(),
-        }
-    }
 }
 
 /// Everything found in the input.

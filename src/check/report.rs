@@ -6,6 +6,46 @@ use crate::api::AuthenticatedVia;
 use crate::api::conditions::Reason;
 use crate::resolve::Resolution;
 
+use super::input::Document;
+
+/// Where an object came from: what its problems name.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    source: String,
+    index: usize,
+    item: Option<usize>,
+    /// The object, as `Kind namespace/name`.
+    pub object: String,
+}
+
+impl Origin {
+    pub fn of(doc: &Document, object: String) -> Self {
+        Origin {
+            source: doc.source.clone(),
+            index: doc.index,
+            item: doc.item,
+            object,
+        }
+    }
+
+    pub fn problem(
+        &self,
+        field: Option<&str>,
+        reason: Option<Reason>,
+        message: impl Into<String>,
+    ) -> Problem {
+        Problem {
+            source: self.source.clone(),
+            document: self.index,
+            item: self.item,
+            object: self.object.clone(),
+            field: field.map(str::to_string),
+            reason: reason.map(|r| r.as_str().to_string()),
+            message: message.into(),
+        }
+    }
+}
+
 /// Output format of `mailops check`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {

@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use super::Origin;
-use super::report::Problem;
+use super::report::{Origin, Problem};
 use crate::api::conditions::Reason;
 
 /// A Secret's (namespace, name).

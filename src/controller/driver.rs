@@ -18,7 +18,8 @@ use super::reconciled::{HeldWhileUsed, Reconciled, Step};
 use super::{finalizer, policy, status_writer};
 use crate::Result;
 use crate::api::IN_USE_FINALIZER;
-use crate::cache::{Guarded, kind_label};
+use crate::api::kind_label;
+use crate::cache::Guarded;
 
 /// Reconcile a kind without a finalizer (bindings hold nothing).
 pub async fn reconcile<K: Reconciled>(obj: Arc<Guarded<K>>, ctx: Arc<Context>) -> Result<Action>

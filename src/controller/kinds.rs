@@ -23,8 +23,9 @@ use super::probe_cache::{self, ProbeCache};
 use super::reconciled::Reconciled;
 use super::{driver, fanout, policy, settle};
 use crate::Result;
+use crate::api::kind_label;
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
-use crate::cache::{BindingKey, Guarded, kind_label, object_at, object_ref};
+use crate::cache::{BindingKey, Guarded, object_at, object_ref};
 
 /// The shutdown signal, shared by everything that stops on it.
 pub type Shutdown = Shared<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>;

@@ -12,7 +12,8 @@ use super::backoff;
 use super::context::Context;
 use super::events::{self, Report};
 use crate::api::conditions::Reason;
-use crate::cache::{kind_label, object_key};
+use crate::api::kind_label;
+use crate::cache::object_key;
 use crate::{Error, Result};
 
 /// The end of every reconcile: Events from the report, metrics, back-off reset.

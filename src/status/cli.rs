@@ -7,7 +7,8 @@ use kube::api::{Api, ListParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
-use super::{Snapshot, render, tree};
+use super::model::Snapshot;
+use super::{render, tree};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::{Error, Result};
 

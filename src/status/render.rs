@@ -3,8 +3,10 @@
 
 use std::fmt::Write;
 
+use super::model::{Entry, Ready};
 use super::tree::{AccountNode, BlockedDeletion, ProviderNode, StatusTree};
-use super::{Entry, PROVIDER, Ready, SERVICE_ACCOUNT};
+use crate::api::kind_label;
+use crate::api::{EmailProvider, ExchangeServiceAccount};
 
 const GREEN: &str = "\x1b[32m";
 const RED: &str = "\x1b[31m";
@@ -38,7 +40,7 @@ fn provider(out: &mut String, node: &ProviderNode, color: bool) {
     match (&node.provider, &node.name) {
         (Some(entry), _) => line(out, "", entry, color),
         (None, Some(name)) => {
-            let _ = writeln!(out, "{PROVIDER} {name}: not found");
+            let _ = writeln!(out, "{} {name}: not found", kind_label::<EmailProvider>());
         }
         (None, None) => out.push_str("(no provider resolved yet)\n"),
     }
@@ -66,7 +68,12 @@ fn service_account(out: &mut String, node: &AccountNode, last: bool, color: bool
     match &node.account {
         Some(entry) => line(out, branch, entry, color),
         None => {
-            let _ = writeln!(out, "{branch}{SERVICE_ACCOUNT} {}: not found", node.name);
+            let _ = writeln!(
+                out,
+                "{branch}{} {}: not found",
+                kind_label::<ExchangeServiceAccount>(),
+                node.name
+            );
         }
     }
     for (i, binding) in node.bindings.iter().enumerate() {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Entry, Ready, Snapshot};
-use crate::api::MailboxBinding;
+use super::model::{Entry, Ready, Snapshot};
+use crate::api::{ExchangeServiceAccount, MailboxBinding, kind_label};
 
 /// The whole answer of `mailops status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -210,7 +210,7 @@ fn blocked(node: &ProviderNode) -> Vec<BlockedDeletion> {
         let users = node
             .service_accounts
             .iter()
-            .map(|a| format!("{} {}", super::SERVICE_ACCOUNT, a.name))
+            .map(|a| format!("{} {}", kind_label::<ExchangeServiceAccount>(), a.name))
             .chain(node.bindings.iter().map(label))
             .collect();
         out.push(blocked_one(p, message, users));

@@ -8,14 +8,14 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use serde_json::Value;
 
 use super::{users, warnings};
-use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
+use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding, kind_label};
 use crate::cache::Stores;
 
 /// An AdmissionRequest for any object.
 pub type Request = AdmissionRequest<DynamicObject>;
 
 /// The API group of the three kinds.
-pub const GROUP: &str = "mailops.dev";
+pub use crate::api::GROUP;
 /// The verb a user needs on an ExchangeServiceAccount to link mailboxes through it.
 pub const USE_VERB: &str = "use";
 /// The resource the `use` verb is checked on.
@@ -85,19 +85,16 @@ impl Kind {
         if request.kind.group != GROUP {
             return None;
         }
-        match request.kind.kind.as_str() {
-            "EmailProvider" => Some(Kind::Provider),
-            "ExchangeServiceAccount" => Some(Kind::Account),
-            "MailboxBinding" => Some(Kind::Binding),
-            _ => None,
-        }
+        [Kind::Provider, Kind::Account, Kind::Binding]
+            .into_iter()
+            .find(|k| k.name() == request.kind.kind)
     }
 
     fn name(self) -> &'static str {
         match self {
-            Kind::Provider => "EmailProvider",
-            Kind::Account => "ExchangeServiceAccount",
-            Kind::Binding => "MailboxBinding",
+            Kind::Provider => kind_label::<EmailProvider>(),
+            Kind::Account => kind_label::<ExchangeServiceAccount>(),
+            Kind::Binding => kind_label::<MailboxBinding>(),
         }
     }
 }

@@ -1,0 +1,138 @@
+//! The watched stores: their read side (what reconciles and admission read) and write
+//! side (what the watches, or tests, feed).
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::Resource;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+
+use super::index::{Index, SecretKey};
+use super::keys::Guarded;
+use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
+
+/// Read side of every cache; reconciles and admission read these, never LIST.
+#[derive(Clone)]
+pub struct Stores {
+    /// EmailProviders.
+    pub providers: Store<Guarded<EmailProvider>>,
+    /// ExchangeServiceAccounts.
+    pub service_accounts: Store<Guarded<ExchangeServiceAccount>>,
+    /// MailboxBindings.
+    pub bindings: Store<Guarded<MailboxBinding>>,
+    /// Secrets (all namespaces; referenced ones are read for credentials).
+    pub secrets: Store<Secret>,
+    /// Namespaces (their labels decide `allowedNamespaces` selectors).
+    pub namespaces: Store<Namespace>,
+    /// Who uses, names or reads what, kept from the same watch events.
+    pub index: Arc<Index>,
+}
+
+/// Write side of the caches: fed by the watches, or by tests directly.
+pub struct Writers {
+    /// EmailProviders.
+    pub providers: reflector::store::Writer<Guarded<EmailProvider>>,
+    /// ExchangeServiceAccounts.
+    pub service_accounts: reflector::store::Writer<Guarded<ExchangeServiceAccount>>,
+    /// MailboxBindings.
+    pub bindings: reflector::store::Writer<Guarded<MailboxBinding>>,
+    /// Secrets.
+    pub secrets: reflector::store::Writer<Secret>,
+    /// Namespaces.
+    pub namespaces: reflector::store::Writer<Namespace>,
+}
+
+impl Stores {
+    /// Wait until all five caches hold their initial LIST.
+    pub async fn wait_until_ready(&self) {
+        let _ = futures::join!(
+            self.providers.wait_until_ready(),
+            self.service_accounts.wait_until_ready(),
+            self.bindings.wait_until_ready(),
+            self.secrets.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+        );
+    }
+
+    /// The provider of this name, if it is cached and could be read.
+    pub fn provider(&self, name: &str) -> Option<Arc<Guarded<EmailProvider>>> {
+        self.providers.get(&ObjectRef::new(name))
+    }
+
+    /// The service account of this name, if it is cached.
+    pub fn service_account(&self, name: &str) -> Option<Arc<Guarded<ExchangeServiceAccount>>> {
+        self.service_accounts.get(&ObjectRef::new(name))
+    }
+
+    /// The labels of a namespace, if it is cached.
+    pub fn namespace_labels(
+        &self,
+        name: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let namespace = self.namespaces.get(&ObjectRef::<Namespace>::new(name))?;
+        Some(namespace.metadata.labels.clone().unwrap_or_default())
+    }
+
+    /// A Secret as cached.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        self.secrets.get(&ObjectRef::new(name).within(namespace))
+    }
+}
+
+/// Where credentials read Secrets from: the cache itself, or what a reconcile read of it.
+pub trait SecretLookup {
+    /// The Secret `namespace/name`, if there is one.
+    fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>>;
+}
+
+impl SecretLookup for Stores {
+    fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        Stores::secret(self, namespace, name)
+    }
+}
+
+impl SecretLookup for std::collections::BTreeMap<SecretKey, Arc<Secret>> {
+    fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        self.get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+}
+
+/// Fresh, empty caches.
+pub fn stores() -> (Stores, Writers) {
+    let (providers, pw) = reflector::store();
+    let (service_accounts, sw) = reflector::store();
+    let (bindings, bw) = reflector::store();
+    let (secrets, secw) = reflector::store();
+    let (namespaces, nw) = reflector::store();
+    (
+        Stores {
+            providers,
+            service_accounts,
+            bindings,
+            secrets,
+            namespaces,
+            index: Arc::default(),
+        },
+        Writers {
+            providers: pw,
+            service_accounts: sw,
+            bindings: bw,
+            secrets: secw,
+            namespaces: nw,
+        },
+    )
+}
+
+/// The objects of a store that deserialized.
+pub fn well_formed<K: Clone>(store: &Store<Guarded<K>>) -> Vec<Arc<Guarded<K>>>
+where
+    Guarded<K>: Resource<DynamicType = ()> + Clone,
+{
+    store.state().into_iter().filter(|g| g.0.is_ok()).collect()
+}
+
+/// Borrow the typed objects out of guarded ones.
+pub fn typed_objects<K>(guards: &[Arc<Guarded<K>>]) -> Vec<&K> {
+    guards.iter().filter_map(|g| g.0.as_ref().ok()).collect()
+}
