@@ -1,3 +1,5 @@
+//! Unit tests for the webhook certificates: issuing, reading back, deciding what to renew.
+
 use super::*;
 
 fn names() -> Vec<String> {
