@@ -112,12 +112,14 @@ pub fn effective_login(format: LoginFormat, address: &str, login: Option<&str>) 
 }
 
 /// Whether a label selector matches a namespace's labels (`LabelSelector` semantics: all
-/// requirements must hold; an empty selector matches everything).
+/// requirements must hold), refusing what Kubernetes would refuse: a selector without
+/// requirements, or a requirement with the wrong `values`, matches nothing.
 pub fn selector_matches(selector: &NamespaceSelector, labels: &BTreeMap<String, String>) -> bool {
-    selector
-        .match_labels
-        .iter()
-        .all(|(k, v)| labels.get(k) == Some(v))
+    selector_is_well_formed(selector)
+        && selector
+            .match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
         && selector.match_expressions.iter().all(|req| {
             let value = labels.get(&req.key);
             match req.operator {
@@ -127,6 +129,18 @@ pub fn selector_matches(selector: &NamespaceSelector, labels: &BTreeMap<String, 
                 SelectorOperator::DoesNotExist => value.is_none(),
             }
         })
+}
+
+/// Whether a selector means what Kubernetes would accept: at least one requirement,
+/// `values` for `In`/`NotIn` and none for `Exists`/`DoesNotExist`. The CRD refuses
+/// the others; one that got in anyway (stored before the rule) matches nothing.
+pub fn selector_is_well_formed(selector: &NamespaceSelector) -> bool {
+    let requirement_ok = |r: &crate::api::SelectorRequirement| match r.operator {
+        SelectorOperator::In | SelectorOperator::NotIn => !r.values.is_empty(),
+        SelectorOperator::Exists | SelectorOperator::DoesNotExist => r.values.is_empty(),
+    };
+    (!selector.match_labels.is_empty() || !selector.match_expressions.is_empty())
+        && selector.match_expressions.iter().all(requirement_ok)
 }
 
 /// Whether a policy admits a namespace: listed by name, or its labels match the selector.

@@ -195,11 +195,23 @@ fn names_admit_and_omitted_policy_follows_the_kind() {
         !namespace_admitted(Some(&empty), "any", Some(&labels(&[("a", "b")])), true),
         "empty admits none"
     );
-    let match_all: NamespacePolicy = serde_saphyr::from_str("selector: {}").unwrap();
-    assert!(namespace_admitted(
-        Some(&match_all),
+    // Kubernetes reads an empty LabelSelector as "everything"; here it is an admin's typo
+    // (`matchLabels: null` pruned to `{}`) and admits nobody.
+    let typo: NamespacePolicy = serde_saphyr::from_str("selector: {}").unwrap();
+    assert!(!namespace_admitted(
+        Some(&typo),
         "any",
         Some(&labels(&[])),
+        false
+    ));
+    let explicit: NamespacePolicy = serde_saphyr::from_str(
+        "selector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: Exists}]}",
+    )
+    .unwrap();
+    assert!(namespace_admitted(
+        Some(&explicit),
+        "any",
+        Some(&labels(&[("kubernetes.io/metadata.name", "any")])),
         false
     ));
 }

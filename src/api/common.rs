@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -70,15 +71,21 @@ pub struct NamespacePolicy {
     #[schemars(length(max = 256), inner(length(min = 1, max = 63)))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub names: Vec<String>,
-    /// Namespaces admitted by label. An empty selector (`{}`) matches every namespace.
+    /// Namespaces admitted by label. It must hold at least one requirement: a selector
+    /// with none is refused rather than read as "every namespace" (to admit every
+    /// namespace, write `matchExpressions: [{key: kubernetes.io/metadata.name, operator:
+    /// Exists}]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<NamespaceSelector>,
 }
 
 /// A label selector over Namespaces, with the same meaning as a Kubernetes
-/// `LabelSelector` (the requirements are ANDed).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+/// `LabelSelector` (the requirements are ANDed), except that one without requirements is
+/// refused: an admin's typo (`matchLabels: null`, which the API server prunes to `{}`) must
+/// not admit every namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)").message("the selector must hold at least one requirement (matchLabels or matchExpressions); to admit every namespace write matchExpressions: [{key: kubernetes.io/metadata.name, operator: Exists}]").reason(Reason::FieldValueRequired))]
 pub struct NamespaceSelector {
     /// Labels the namespace must carry with exactly these values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -90,9 +97,11 @@ pub struct NamespaceSelector {
     pub match_expressions: Vec<SelectorRequirement>,
 }
 
-/// One set-based requirement of a [`NamespaceSelector`].
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+/// One set-based requirement of a [`NamespaceSelector`], checked as Kubernetes checks a
+/// `LabelSelectorRequirement`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)").message("values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist").field_path(".values").reason(Reason::FieldValueInvalid))]
 pub struct SelectorRequirement {
     /// The label key the requirement applies to.
     #[schemars(length(min = 1, max = 317))]
