@@ -104,7 +104,26 @@ async fn provider_deletion_is_blocked_while_a_binding_uses_it() {
             },
             p,
         ),
-        event_step("default", "Warning", "DeletionBlocked"),
+        {
+            let event = event_step("default", "Warning", "DeletionBlocked");
+            let (kind_and_reason, rest) = (
+                event.check,
+                Step {
+                    check: Box::new(|_, _| {}),
+                    ..event
+                },
+            );
+            Step {
+                check: Box::new(move |query, body| {
+                    kind_and_reason(query, body);
+                    // Events about cluster-scoped objects land in `default`: counts only.
+                    let note = body["note"].as_str().unwrap();
+                    assert!(note.contains("1 object"), "{note}");
+                    assert!(!note.contains("jane"), "{note}");
+                }),
+                ..rest
+            }
+        },
     ]);
     let err = run(controller::reconcile_provider(obj.clone(), h.ctx.clone()))
         .await

@@ -107,6 +107,19 @@ pub fn in_use_message(users: &Users) -> String {
     )
 }
 
+/// The note of a `DeletionBlocked` Event: how many users of each kind, and no names. The
+/// Events of cluster-scoped objects land in `default`, where whoever may read Events
+/// there would learn other tenants' binding names; the names stay in the object's own
+/// `Terminating` condition, readable by who may read the object.
+pub fn in_use_count_message(users: &Users) -> String {
+    format!(
+        "deletion waits for {} object(s) still using it ({} ExchangeServiceAccount(s), {} MailboxBinding(s)); its Terminating condition names them",
+        users.total(),
+        users.accounts,
+        users.bindings
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +136,11 @@ mod tests {
         );
         assert!(m.contains("ns/b09") && !m.contains("ns/b10"), "{m}");
         assert!(m.ends_with(" and 2 more"), "{m}");
+        let note = in_use_count_message(&users);
+        assert!(
+            note.starts_with("deletion waits for 12 object(s)"),
+            "{note}"
+        );
+        assert!(!note.contains("ns/"), "{note}");
     }
 }

@@ -11,7 +11,7 @@ use super::reconciled::{HeldWhileUsed, Step};
 use super::status_writer::{CountedStatus, HasConditions};
 use crate::Error;
 use crate::api::conditions::{Desired, Reason, TERMINATING, set_condition};
-use crate::cache::usage::in_use_message;
+use crate::cache::usage::{in_use_count_message, in_use_message};
 
 /// Deletion requested: blocked (`Terminating=True`, `InUse`, waiting for the users'
 /// changes) while anything uses the object; otherwise done, and the finalizer is removed.
@@ -44,8 +44,8 @@ pub fn blocked_deletion<K: HeldWhileUsed>(obj: &K, ctx: &Context) -> Step<K::Sta
         status: Some(status),
         result: Err(Error::Waiting {
             reason: Reason::InUse,
-            message: message.clone(),
+            message,
         }),
-        deletion_blocked: Some(message),
+        deletion_blocked: Some(in_use_count_message(&users)),
     }
 }

@@ -24,7 +24,7 @@ pub struct Step<S> {
     pub status: Option<S>,
     /// What to do next.
     pub result: Result<Action>,
-    /// The `InUse` message of a blocked deletion.
+    /// The Event note of a blocked deletion (counts, no names).
     pub deletion_blocked: Option<String>,
 }
 
