@@ -22,6 +22,12 @@ use super::provider::AuthMethod;
     shortname = "mbx",
     category = "mailops",
     status = "MailboxBindingStatus",
+    // `kubectl get mbx -A --field-selector status.provider=NAME`, and the quorum LIST that
+    // confirms nothing uses a provider or account before it is released.
+    selectable = ".spec.providerRef.name",
+    selectable = ".spec.authentication.serviceAccountRef.name",
+    selectable = ".status.provider",
+    selectable = ".status.serviceAccount",
     doc = "One mailbox linked to an EmailProvider, authenticated through an ExchangeServiceAccount or its own credentials.",
     printcolumn(name = "Email", type_ = "string", json_path = ".spec.emailAddress"),
     printcolumn(

@@ -21,6 +21,8 @@ use super::common::{NameRef, NamespacePolicy, SecretKeyRef, SecretRef};
     shortname = "esa",
     category = "mailops",
     status = "ExchangeServiceAccountStatus",
+    // `kubectl get esa --field-selector spec.providerRef.name=NAME`.
+    selectable = ".spec.providerRef.name",
     doc = "The organisation's Exchange service account, through which admins authorise mailboxes in the namespaces they name.",
     printcolumn(
         name = "Provider",

@@ -240,15 +240,26 @@ fn deletion(
     if !options.refuse_in_use_deletion {
         return allowed;
     }
-    let users = match kind {
-        Kind::Provider => crate::cache::usage::of_provider(stores, &request.name),
-        Kind::Account => crate::cache::usage::of_account(stores, &request.name),
+    let (users, held) = match kind {
+        Kind::Provider => (
+            crate::cache::usage::of_provider(stores, &request.name),
+            users::Held::Provider,
+        ),
+        Kind::Account => (
+            crate::cache::usage::of_account(stores, &request.name),
+            users::Held::Account,
+        ),
         Kind::Binding => return allowed,
     };
     if users.is_empty() {
         return allowed;
     }
-    allowed.deny(users::deletion_refusal(kind.name(), &request.name, &users))
+    allowed.deny(users::deletion_refusal(
+        kind.name(),
+        &request.name,
+        &users,
+        held,
+    ))
 }
 
 /// Warnings for a create or a change of spec; none for a change of metadata or status

@@ -2,13 +2,9 @@
 //! would report for the object against the cluster's current state, through the same
 //! resolver (`crate::resolve`). Never a refusal: GitOps applies objects in any order.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::ResourceExt;
-use kube::runtime::reflector::ObjectRef;
 
-use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding, binding_secret_key};
+use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::cache::Stores;
 use crate::cache::{typed_objects, well_formed};
 use crate::resolve::{
@@ -16,9 +12,11 @@ use crate::resolve::{
 };
 
 /// Warnings for a MailboxBinding: whatever resolution refuses (no or several providers
-/// for the domain, login required, namespace not admitted, ...), a service account whose
-/// credentials do not fit the provider, and an own-credentials Secret lacking the key
-/// the provider's method needs (key names only; values are never read).
+/// for the domain, login required, namespace not admitted, ...) and a service account
+/// whose credentials do not fit the provider. Nothing about Secrets: a request may come
+/// from any pod that reaches the webhook, claiming any namespace, and whether a Secret
+/// exists there or which keys it holds is not for it to learn (the binding's status
+/// says, to who may read the binding).
 pub fn for_binding(binding: &MailboxBinding, stores: &Stores, insecure: bool) -> Vec<String> {
     let providers = well_formed(&stores.providers);
     let providers = typed_objects(&providers);
@@ -30,10 +28,7 @@ pub fn for_binding(binding: &MailboxBinding, stores: &Stores, insecure: bool) ->
         allow_insecure_endpoints: insecure,
     };
     let namespace = binding.namespace().unwrap_or_default();
-    let labels: Option<BTreeMap<String, String>> = stores
-        .namespaces
-        .get(&ObjectRef::<Namespace>::new(&namespace))
-        .map(|n| n.labels().clone());
+    let labels = stores.namespace_labels(&namespace);
     let resolution = match resolve_binding(binding, catalog, labels.as_ref()) {
         Ok(resolution) => resolution,
         Err(e) => return vec![e.to_string()],
@@ -53,52 +48,14 @@ pub fn for_binding(binding: &MailboxBinding, stores: &Stores, insecure: bool) ->
     {
         found.push(e.to_string());
     }
-    if let Some(secret) = &binding.spec.authentication.credentials_secret_ref {
-        found.extend(own_secret_warning(
-            stores,
-            &namespace,
-            &secret.name,
-            provider,
-        ));
-    }
     found
-}
-
-fn own_secret_warning(
-    stores: &Stores,
-    namespace: &str,
-    name: &str,
-    provider: &EmailProvider,
-) -> Option<String> {
-    let method = provider.spec.authentication.method;
-    let key = binding_secret_key(method);
-    let field = "spec.authentication.credentialsSecretRef";
-    let Some(secret) = stores
-        .secrets
-        .get(&ObjectRef::<Secret>::new(name).within(namespace))
-    else {
-        return Some(format!(
-            "SecretNotFound: Secret {namespace}/{name} named in {field} does not exist (yet)"
-        ));
-    };
-    let has_key = secret.data.as_ref().is_some_and(|d| d.contains_key(key))
-        || secret
-            .string_data
-            .as_ref()
-            .is_some_and(|d| d.contains_key(key));
-    (!has_key).then(|| {
-        format!(
-            "AuthMethodMismatch: Secret {namespace}/{name} named in {field} has no key {key:?}, which EmailProvider {:?} ({method:?}) needs",
-            provider.name_any()
-        )
-    })
 }
 
 /// Warnings for an ExchangeServiceAccount: its provider missing, being deleted, or using
 /// another authentication method than its credentials.
 pub fn for_account(account: &ExchangeServiceAccount, stores: &Stores) -> Vec<String> {
     let wanted = &account.spec.provider_ref.name;
-    let guard = stores.providers.get(&ObjectRef::new(wanted));
+    let guard = stores.provider(wanted);
     let Some(provider) = guard.as_ref().and_then(|g| g.0.as_ref().ok()) else {
         return vec![format!(
             "ProviderNotFound: EmailProvider {wanted:?} named in spec.providerRef does not exist (yet)"
