@@ -15,6 +15,7 @@ pub mod http;
 pub mod kube_client;
 pub mod metrics;
 pub mod resolve;
+pub mod serve_limits;
 pub mod status;
 pub mod telemetry;
 pub mod webhook;
