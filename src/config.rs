@@ -192,7 +192,7 @@ pub struct WebhookArgs {
     pub webhook_max_connections: usize,
     /// PEM file of the CA that signs the API server's webhook client certificate; when
     /// set, only clients with a certificate from it are served.
-    #[arg(long, env = "MAILOPS_WEBHOOK_CLIENT_CA_FILE")]
+    #[arg(long)]
     pub webhook_client_ca_file: Option<PathBuf>,
     /// A name (subject CN or DNS SAN) the client certificate must carry (repeatable; any
     /// one of them). Only with --webhook-client-ca-file.

@@ -106,3 +106,39 @@ fn a_client_certificate_is_named_by_its_common_name() {
     let identity = signed_identity(&client_ca(), API_SERVER, ClientUsage);
     assert_eq!(client_names(&identity_certificate(&identity)), [API_SERVER]);
 }
+
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    run: mailops::config::RunArgs,
+}
+
+#[test]
+fn the_flags_reach_the_webhook_configuration() {
+    use clap::Parser;
+    let cli = Cli::try_parse_from([
+        "mailops",
+        "--webhook-client-ca-file",
+        "/etc/mailops/webhook-client-ca/ca.crt",
+        "--webhook-client-name",
+        API_SERVER,
+        "--webhook-max-connections",
+        "0",
+    ])
+    .unwrap();
+    let config = mailops::config::OperatorConfig::from(&cli.run).webhook;
+    assert_eq!(
+        config.client_ca_file.as_deref(),
+        Some(std::path::Path::new(
+            "/etc/mailops/webhook-client-ca/ca.crt"
+        ))
+    );
+    assert_eq!(config.client_names, [API_SERVER]);
+    assert_eq!(config.max_connections, 1, "never zero");
+    let defaults =
+        mailops::config::OperatorConfig::from(&Cli::try_parse_from(["mailops"]).unwrap().run);
+    assert_eq!(defaults.webhook.client_ca_file, None);
+    assert_eq!(defaults.webhook.max_connections, 16);
+    let names_alone = Cli::try_parse_from(["mailops", "--webhook-client-name", API_SERVER]);
+    assert!(names_alone.is_err(), "a client name needs the client CA");
+}
