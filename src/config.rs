@@ -1,6 +1,7 @@
 //! Settings of a running operator, filled from command-line flags by `main`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How the operator runs.
@@ -65,6 +66,14 @@ pub struct WebhookConfig {
     pub extra_hosts: Vec<String>,
     /// Timeout of one SubjectAccessReview.
     pub access_review_timeout: Duration,
+    /// Connections served at once; the next waits until one closes.
+    pub max_connections: usize,
+    /// PEM file of the CAs that sign the API server's webhook client certificate: when
+    /// set, a client without a certificate from them is refused at the TLS handshake.
+    pub client_ca_file: Option<PathBuf>,
+    /// Names (subject CN or DNS SAN) a client certificate must carry, one of; empty: any
+    /// certificate from the client CAs.
+    pub client_names: Vec<String>,
 }
 
 impl Default for WebhookConfig {
@@ -80,6 +89,9 @@ impl Default for WebhookConfig {
             service_name: "mailops-webhook".into(),
             extra_hosts: Vec::new(),
             access_review_timeout: Duration::from_secs(3),
+            max_connections: crate::webhook::server::MAX_CONNECTIONS,
+            client_ca_file: None,
+            client_names: Vec::new(),
         }
     }
 }
@@ -175,6 +187,17 @@ pub struct WebhookArgs {
     /// Another DNS name or IP address for the serving certificate (repeatable).
     #[arg(long)]
     pub webhook_extra_host: Vec<String>,
+    /// Connections the webhook serves at once; the next waits until one closes.
+    #[arg(long, default_value_t = crate::webhook::server::MAX_CONNECTIONS)]
+    pub webhook_max_connections: usize,
+    /// PEM file of the CA that signs the API server's webhook client certificate; when
+    /// set, only clients with a certificate from it are served.
+    #[arg(long)]
+    pub webhook_client_ca_file: Option<PathBuf>,
+    /// A name (subject CN or DNS SAN) the client certificate must carry (repeatable; any
+    /// one of them). Only with --webhook-client-ca-file.
+    #[arg(long, requires = "webhook_client_ca_file")]
+    pub webhook_client_name: Vec<String>,
 }
 
 impl From<&WebhookArgs> for WebhookConfig {
@@ -193,6 +216,9 @@ impl From<&WebhookArgs> for WebhookConfig {
             configuration_name: a.webhook_configuration.clone(),
             service_name: a.webhook_service.clone(),
             extra_hosts: a.webhook_extra_host.clone(),
+            max_connections: a.webhook_max_connections.max(1),
+            client_ca_file: a.webhook_client_ca_file.clone(),
+            client_names: a.webhook_client_name.clone(),
             ..WebhookConfig::default()
         }
     }

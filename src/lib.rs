@@ -17,6 +17,7 @@ pub mod kube_client;
 pub mod metrics;
 pub mod redact;
 pub mod resolve;
+pub mod serve_limits;
 pub mod status;
 pub mod telemetry;
 pub mod webhook;

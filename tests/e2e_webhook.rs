@@ -7,6 +7,11 @@
 //! ```
 //!
 //! The kubeconfig's user must be a cluster admin who may impersonate `alice` and `bob`.
+//! The client-authentication test also needs an API server started with an
+//! `AdmissionConfiguration` that gives it a webhook client certificate (see the README,
+//! "Client authentication of the API server"), and the CA that signed it:
+//! `MAILOPS_E2E_WEBHOOK_CLIENT_CA=/path/ca.crt` (and `MAILOPS_E2E_WEBHOOK_CLIENT_NAME`,
+//! the certificate's CN, if it should be checked).
 //! The webhook configuration only selects objects labelled for this run (its namespace
 //! and its cluster-scoped objects), so other tests on the cluster never reach it, and a
 //! guard deletes it, and everything else, even when a step fails. The controllers do not
@@ -25,8 +30,11 @@ use kube::{Api, Client, Resource, ResourceExt};
 use mailops::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use mailops::cache::Stores;
 use mailops::config::{OperatorConfig, WebhookConfig};
+use mailops::health::HealthState;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 const LABEL: &str = "mailops-webhook-e2e";
 const API: &str = "mailops.dev/v1alpha1";
@@ -44,10 +52,11 @@ struct Names {
 }
 
 impl Names {
-    fn new() -> Names {
+    /// Names for one run; `prefix` tells the tests' leftovers apart.
+    fn new(prefix: &str) -> Names {
         let suffix = format!("{:08x}", rand::random::<u32>());
         Names {
-            ns: format!("mailops-wh-{suffix}"),
+            ns: format!("{prefix}-{suffix}"),
             provider: format!("wh-{suffix}"),
             account: format!("wh-svc-{suffix}"),
             domain: format!("wh-{suffix}.example.com"),
@@ -264,13 +273,57 @@ fn refusal(result: kube::Result<impl std::fmt::Debug>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a cluster"]
 async fn the_webhook_guards_use_and_deletion_and_warns_on_a_real_api_server() {
+    let (client, cleanup) = prepare("mailops-wh").await;
+    let n = &cleanup.names;
+    let webhook = start_webhook(&client, n, None).await;
+    use_is_needed_only_to_link_through_the_account(n).await;
+    unresolvable_bindings_are_admitted_with_a_warning(n).await;
+    deletion_is_refused_while_in_use(&client, n, &webhook.stores).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a cluster whose API server presents a webhook client certificate"]
+async fn with_client_authentication_the_webhook_still_answers_the_api_server() {
+    let ca = std::env::var_os("MAILOPS_E2E_WEBHOOK_CLIENT_CA").map(PathBuf::from).expect(
+        "MAILOPS_E2E_WEBHOOK_CLIENT_CA: the CA that signs the API server's webhook client certificate",
+    );
+    let names: Vec<String> = std::env::var("MAILOPS_E2E_WEBHOOK_CLIENT_NAME")
+        .into_iter()
+        .collect();
+    println!("client CA {}, names {names:?}", ca.display());
+    let (client, cleanup) = prepare("mailops-whtls").await;
+    let n = &cleanup.names;
+    // start_webhook returns once the API server's own requests are answered: through
+    // TLS that required its client certificate.
+    let webhook = start_webhook(&client, n, Some((ca, names))).await;
+    assert!(
+        webhook.health.ready(),
+        "Ready once the certificate is loaded"
+    );
+    use_is_needed_only_to_link_through_the_account(n).await;
+    // Anyone else is refused at the handshake, before any AdmissionReview is read.
+    let direct = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+        .post(format!("https://127.0.0.1:{}/validate", webhook.port))
+        .body("{}")
+        .send()
+        .await;
+    println!("a client without a certificate: {direct:?}");
+    assert!(direct.is_err(), "{direct:?}");
+}
+
+/// The CRDs, a labelled namespace, RBAC and a provider and account, with a guard that
+/// removes them all.
+async fn prepare(prefix: &str) -> (Client, Cleanup) {
     let client = Client::try_default()
         .await
         .expect("a cluster in KUBECONFIG");
     e2e_support::install_crds(&client).await;
     let cleanup = Cleanup {
         client: client.clone(),
-        names: Names::new(),
+        names: Names::new(prefix),
     };
     let n = &cleanup.names;
     create(
@@ -283,14 +336,23 @@ async fn the_webhook_guards_use_and_deletion_and_warns_on_a_real_api_server() {
     .unwrap();
     setup_rbac(&client, n).await;
     setup_objects(&client, n).await;
-    let stores = start_webhook(&client, n).await;
-    use_is_needed_only_to_link_through_the_account(n).await;
-    unresolvable_bindings_are_admitted_with_a_warning(n).await;
-    deletion_is_refused_while_in_use(&client, n, &stores).await;
+    (client, cleanup)
 }
 
-/// Serve the webhook on 127.0.0.1 and register it; returns once the API server calls it.
-async fn start_webhook(client: &Client, n: &Names) -> Stores {
+/// The webhook served in-process.
+struct Webhook {
+    stores: Stores,
+    health: Arc<HealthState>,
+    port: u16,
+}
+
+/// Serve the webhook on 127.0.0.1 (requiring client certificates from `client_ca`, with
+/// one of its names, if given) and register it; returns once the API server calls it.
+async fn start_webhook(
+    client: &Client,
+    n: &Names,
+    client_ca: Option<(PathBuf, Vec<String>)>,
+) -> Webhook {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let configurations = Api::<ValidatingWebhookConfiguration>::all(client.clone());
@@ -299,20 +361,33 @@ async fn start_webhook(client: &Client, n: &Names) -> Stores {
         .unwrap();
     let caches = mailops::controller::runner::start_caches(client);
     let stores = caches.stores.clone();
+    let (client_ca_file, client_names) = client_ca.unzip();
     let config = OperatorConfig {
         webhook: WebhookConfig {
             namespace: n.ns.clone(),
             secret_name: "webhook-tls".into(),
             configuration_name: n.configuration.clone(),
             extra_hosts: vec!["127.0.0.1".into()],
+            client_ca_file,
+            client_names: client_names.unwrap_or_default(),
             ..WebhookConfig::default()
         },
         ..OperatorConfig::default()
     };
-    let (served_client, served_stores) = (client.clone(), stores.clone());
+    let health = Arc::new(HealthState::with_webhook());
+    health.set_caches_synced();
+    let (served_client, served_stores, served_health) =
+        (client.clone(), stores.clone(), health.clone());
     tokio::spawn(async move {
         let _caches = caches;
-        mailops::webhook::serve_on(listener, &config, served_client, served_stores).await
+        let served = mailops::webhook::serve_on(
+            listener,
+            &config,
+            served_client,
+            served_stores,
+            served_health,
+        );
+        served.await
     });
     // The keeper sets the caBundle; the API server then calls us (after its own cache of
     // webhook configurations follows).
@@ -336,7 +411,11 @@ async fn start_webhook(client: &Client, n: &Names) -> Stores {
                  Err(kube::Error::Api(s)) if s.message.contains("may not use"))
     })
     .await;
-    stores
+    Webhook {
+        stores,
+        health,
+        port,
+    }
 }
 
 async fn use_is_needed_only_to_link_through_the_account(n: &Names) {

@@ -1,88 +1,18 @@
 //! The webhook's HTTPS endpoint in-process on 127.0.0.1, with real AdmissionReview v1 JSON
-//! over TLS from the operator's own CA, and a certificate swapped while serving.
+//! over TLS from the operator's own CA, a certificate swapped while serving, and bodies
+//! past the bound refused without being read whole.
 
 mod webhook_support;
 
-use std::sync::Arc;
-
-use mailops::webhook::certs::{self, Material, Renewal};
-use mailops::webhook::server::{Handler, serve_tls};
-use mailops::webhook::tls::{CertSlot, server_config};
-use serde_json::{Value, json};
-use time::OffsetDateTime;
+use mailops::webhook::server::MAX_BODY;
+use mailops::webhook::tls::ClientAuth;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use webhook_support::https::*;
 use webhook_support::*;
 
-struct Served {
-    url: String,
-    slot: Arc<CertSlot>,
-    reviewer: Arc<FakeReviewer>,
-    task: tokio::task::JoinHandle<mailops::Result<()>>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn material() -> Material {
-    let hosts = certs::hosts("mailops-webhook", "mailops-system", &["127.0.0.1".into()]);
-    certs::renew(None, Renewal::All, &hosts, OffsetDateTime::now_utc()).unwrap()
-}
-
-async fn serve(material: &Material) -> Served {
-    let mut caches = Caches::new();
-    caches
-        .provider(provider("contoso", &["contoso.com"]))
-        .account(account("corp", "contoso", &["support"]))
-        .namespace("support")
-        .binding(attached(
-            account_binding("support", "helpdesk", "helpdesk@contoso.com", "corp"),
-            "contoso",
-            Some("corp"),
-        ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "https://127.0.0.1:{}",
-        listener.local_addr().unwrap().port()
-    );
-    let slot = Arc::new(CertSlot::default());
-    slot.install(material).unwrap();
-    let reviewer = reviewer(&["alice"]);
-    let handler = Arc::new(Handler::new(
-        caches.stores.clone(),
-        reviewer.clone(),
-        OPTIONS,
-    ));
-    let tls = server_config(slot.clone()).unwrap();
-    let task = tokio::spawn(serve_tls(listener, tls, handler, std::future::pending()));
-    Served {
-        url,
-        slot,
-        reviewer,
-        task,
-    }
-}
-
-fn client_trusting(ca_bundle: &str) -> reqwest::Client {
-    let ca = reqwest::Certificate::from_pem(ca_bundle.as_bytes()).unwrap();
-    reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
-        .build()
-        .unwrap()
-}
-
-async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> (u16, Value) {
-    let response = client
-        .post(format!("{url}/validate"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("an HTTPS answer");
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("JSON"))
+async fn serve(material: &mailops::webhook::certs::Material) -> Served {
+    webhook_support::https::serve(material, &ClientAuth::Anyone).await
 }
 
 #[tokio::test]
@@ -183,14 +113,6 @@ async fn garbage_gets_an_admission_answer_and_other_requests_an_http_error() {
         .await
         .unwrap();
     assert_eq!(elsewhere.status().as_u16(), 404);
-    let huge = vec![b' '; mailops::webhook::server::MAX_BODY + 1];
-    let too_big = client
-        .post(format!("{}/validate", served.url))
-        .body(huge)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(too_big.status().as_u16(), 413);
 }
 
 #[tokio::test]
@@ -231,4 +153,82 @@ async fn a_rotated_certificate_is_served_from_the_next_connection_on() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(answer["response"]["allowed"], json!(true));
+}
+
+/// The status line of the answer on a raw connection.
+async fn status_line(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n") {
+        let mut byte = [0u8];
+        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).trim().to_string()
+}
+
+#[tokio::test]
+async fn a_review_at_the_bound_is_answered() {
+    let m = material();
+    let served = serve(&m).await;
+    let mut body = serde_json::to_vec(&review(
+        "CREATE",
+        &own_binding("support", "j", "j@contoso.com", "c"),
+        None,
+        "bob",
+    ))
+    .unwrap();
+    body.resize(MAX_BODY, b' ');
+    let (status, answer) = post(&client_trusting(&m.ca_bundle), &served.url, body).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["response"]["allowed"], true);
+}
+
+#[tokio::test]
+async fn a_content_length_over_the_bound_is_answered_413_before_any_body_is_sent() {
+    let m = material();
+    let served = serve(&m).await;
+    let mut stream = tls_connect(served.port, &m.ca_bundle).await;
+    // Only the headers: a server waiting for the body would answer 408 after IO_TIMEOUT.
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        MAX_BODY + 1
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    assert_eq!(
+        status_line(&mut stream).await,
+        "HTTP/1.1 413 Payload Too Large"
+    );
+    assert!(served.reviewer.asked.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_chunked_review_that_never_ends_is_cut_at_the_bound() {
+    let m = material();
+    let served = serve(&m).await;
+    let mut stream = tls_connect(served.port, &m.ca_bundle).await;
+    let head = "POST /validate HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The bound in full chunks, one byte more, then nothing and no last chunk: a server
+    // that read to the end would never answer (408 after IO_TIMEOUT). The extra byte
+    // goes in a write of its own, so the server has read all that was sent when it
+    // answers and hangs up (unread bytes would make its close a reset).
+    let chunk = format!("4000\r\n{}\r\n", " ".repeat(0x4000));
+    for _ in 0..MAX_BODY / 0x4000 {
+        stream.write_all(chunk.as_bytes()).await.unwrap();
+    }
+    let rest = MAX_BODY % 0x4000;
+    if rest > 0 {
+        let chunk = format!("{rest:x}\r\n{}\r\n", " ".repeat(rest));
+        stream.write_all(chunk.as_bytes()).await.unwrap();
+    }
+    stream.flush().await.unwrap();
+    stream.write_all(b"1\r\n \r\n").await.unwrap();
+    stream.flush().await.unwrap();
+    assert_eq!(
+        status_line(&mut stream).await,
+        "HTTP/1.1 413 Payload Too Large"
+    );
+    assert!(served.reviewer.asked.lock().unwrap().is_empty());
 }

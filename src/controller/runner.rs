@@ -47,7 +47,10 @@ pub async fn check_crds(client: &Client) -> Result<()> {
 /// leader election and the three controllers against the real Exchange backend.
 pub async fn run_operator(config: OperatorConfig) -> Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(HealthState::default());
+    let health = Arc::new(match config.webhook.enabled {
+        true => HealthState::with_webhook(),
+        false => HealthState::default(),
+    });
     let client = crate::kube_client::build(metrics.clone()).await?;
     let backend: Arc<dyn MailBackend> = Arc::new(crate::exchange::client::ExchangeClient::new(
         &config,
@@ -58,7 +61,12 @@ pub async fn run_operator(config: OperatorConfig) -> Result<()> {
         check_crds(&client).await?;
         let caches = start_caches(&client);
         // Every replica serves the webhook from the caches, leader or not.
-        let webhook = crate::webhook::serve(config.clone(), client.clone(), caches.stores.clone());
+        let webhook = crate::webhook::serve(
+            config.clone(),
+            client.clone(),
+            caches.stores.clone(),
+            health.clone(),
+        );
         let controllers = lead_and_reconcile(
             caches,
             config,

@@ -167,6 +167,7 @@ class DefaultRenderTest(unittest.TestCase):
                 "--webhook-service", "mailops-webhook",
                 "--webhook-secret", "mailops-webhook-tls",
                 "--webhook-configuration", "mailops",
+                "--webhook-max-connections", "16",
             ],
         )
         env = {e["name"]: e for e in main["env"]}

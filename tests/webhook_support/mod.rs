@@ -1,6 +1,9 @@
 //! What the webhook tests share: AdmissionReview v1 bodies as the API server sends them,
-//! caches seeded through the same watch events the controllers see, and objects.
+//! caches seeded through the same watch events the controllers see, and objects; the
+//! webhook over HTTPS and its clients in `https`.
 #![allow(dead_code)]
+
+pub mod https;
 
 use std::sync::Arc;
 
@@ -160,6 +163,18 @@ impl Caches {
         let mut n = Namespace::default();
         n.metadata.name = Some(name.into());
         fanout::observe(&mut self.writers.namespaces, &self.stores, &Event::Apply(n));
+        self
+    }
+
+    /// Every cache holds its initial LIST (what the webhook waits for before serving).
+    pub fn listed(&mut self) -> &mut Self {
+        let stores = &self.stores;
+        let w = &mut self.writers;
+        fanout::observe(&mut w.providers, stores, &Event::InitDone);
+        fanout::observe(&mut w.service_accounts, stores, &Event::InitDone);
+        fanout::observe(&mut w.bindings, stores, &Event::InitDone);
+        fanout::observe(&mut w.secrets, stores, &Event::InitDone);
+        fanout::observe(&mut w.namespaces, stores, &Event::InitDone);
         self
     }
 
