@@ -149,7 +149,10 @@ pub struct MailboxBindingStatus {
     /// The EWS URL or Graph base URL in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// When Exchange last confirmed the mailbox.
+    /// When Exchange last confirmed the mailbox, to within a day: while the mailbox stays
+    /// verified, it moves forward at most once every 24 hours, so that a re-verification
+    /// that changes nothing writes nothing (`mailops_last_verification_timestamp_seconds`
+    /// has the time of the latest verification of each kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verified_time: Option<Time>,
 }

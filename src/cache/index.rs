@@ -18,10 +18,7 @@ use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::metrics::Metrics;
 use crate::resolve::email_domain;
 
-/// A binding as `(namespace, name)`.
-pub type BindingKey = (String, String);
-/// A Secret as `(namespace, name)`.
-pub type SecretKey = (String, String);
+pub use super::keys::{BindingKey, SecretKey};
 
 /// `Ready` of an object, for the gauge.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -132,6 +132,21 @@ impl Index {
         )
     }
 
+    /// Whether anything reads a Secret: a provider, an account or a binding.
+    pub fn is_read(&self, secret: &SecretKey) -> bool {
+        let inner = self.lock();
+        inner.providers_reading.contains_key(secret)
+            || inner.accounts_reading.contains_key(secret)
+            || inner.reading_secret.contains_key(secret)
+    }
+
+    /// The data of a Secret nobody reads was dropped: recorded with the deleted objects,
+    /// so that what was remembered of it (a rotated token) is forgotten too.
+    pub fn note_released(&self, secret: &SecretKey) {
+        let key = key_of::<k8s_openapi::api::core::v1::Secret>(&secret.0, &secret.1);
+        self.lock().note_deleted(key);
+    }
+
     /// Bindings in a namespace.
     pub fn in_namespace(&self, namespace: &str) -> Vec<BindingKey> {
         keys(self.lock().in_namespace.get(namespace))
@@ -241,6 +256,6 @@ macro_rules! not_indexed {
     )*};
 }
 not_indexed!(
-    k8s_openapi::api::core::v1::Secret,
+    crate::cache::secrets::SecretMeta,
     k8s_openapi::api::core::v1::Namespace
 );

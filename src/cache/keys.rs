@@ -6,6 +6,11 @@ use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
+/// A binding as `(namespace, name)`.
+pub type BindingKey = (String, String);
+/// A Secret as `(namespace, name)`.
+pub type SecretKey = (String, String);
+
 /// An object as watched: either the typed object or what could be read of a malformed one.
 pub type Guarded<K> = DeserializeGuard<K>;
 

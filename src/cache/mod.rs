@@ -5,10 +5,12 @@
 
 pub mod index;
 pub mod keys;
+pub mod secrets;
 pub mod stores;
 pub mod usage;
 pub mod watch;
 
 pub use index::{BindingKey, Index, SecretKey};
 pub use keys::{Guarded, object_at, object_key, object_ref};
+pub use secrets::{SecretData, SecretMeta};
 pub use stores::{SecretLookup, Stores, Writers, stores, typed_objects, well_formed};

@@ -3,12 +3,15 @@
 
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::Resource;
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
 
 use super::index::{Index, SecretKey};
 use super::keys::Guarded;
+use super::secrets::{SecretData, SecretMeta};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 
 /// Read side of every cache; reconciles and admission read these, never LIST.
@@ -20,8 +23,10 @@ pub struct Stores {
     pub service_accounts: Store<Guarded<ExchangeServiceAccount>>,
     /// MailboxBindings.
     pub bindings: Store<Guarded<MailboxBinding>>,
-    /// Secrets (all namespaces; referenced ones are read for credentials).
-    pub secrets: Store<Secret>,
+    /// Every Secret's metadata (no data: see [`super::secrets`]).
+    pub secrets: Store<SecretMeta>,
+    /// The data of the Secrets a mailops object references, read when first needed.
+    pub secret_data: Arc<SecretData>,
     /// Namespaces (their labels decide `allowedNamespaces` selectors).
     pub namespaces: Store<Namespace>,
     /// Who uses, names or reads what, kept from the same watch events.
@@ -36,8 +41,8 @@ pub struct Writers {
     pub service_accounts: reflector::store::Writer<Guarded<ExchangeServiceAccount>>,
     /// MailboxBindings.
     pub bindings: reflector::store::Writer<Guarded<MailboxBinding>>,
-    /// Secrets.
-    pub secrets: reflector::store::Writer<Secret>,
+    /// Secrets' metadata.
+    pub secrets: reflector::store::Writer<SecretMeta>,
     /// Namespaces.
     pub namespaces: reflector::store::Writer<Namespace>,
 }
@@ -73,22 +78,43 @@ impl Stores {
         Some(namespace.metadata.labels.clone().unwrap_or_default())
     }
 
-    /// A Secret as cached.
-    pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+    /// The Secrets at `keys` that exist, with their data: what is held at the version the
+    /// metadata watch shows, else one GET each. A Secret the watch does not know is absent
+    /// (the reconcile reports `SecretNotFound`; its creation triggers the readers again).
+    pub async fn read_secrets(
+        &self,
+        client: &Client,
+        keys: impl IntoIterator<Item = SecretKey>,
+    ) -> crate::Result<BTreeMap<SecretKey, Arc<Secret>>> {
+        let mut found = BTreeMap::new();
+        for key in keys {
+            let (namespace, name) = (&key.0, &key.1);
+            let Some(meta) = self.secrets.get(&ObjectRef::new(name).within(namespace)) else {
+                continue;
+            };
+            let version = meta.resource_version().unwrap_or_default();
+            if let Some(held) = self.secret_data.get(&key, &version) {
+                found.insert(key, held);
+                continue;
+            }
+            let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+            if let Some(secret) = api.get_opt(name).await? {
+                found.insert(key, self.secret_data.hold(secret));
+            }
+        }
+        Ok(found)
+    }
+
+    /// A Secret's metadata as cached.
+    pub fn secret_meta(&self, namespace: &str, name: &str) -> Option<Arc<SecretMeta>> {
         self.secrets.get(&ObjectRef::new(name).within(namespace))
     }
 }
 
-/// Where credentials read Secrets from: the cache itself, or what a reconcile read of it.
+/// Where credentials read Secrets from: what a reconcile read ([`Stores::read_secrets`]).
 pub trait SecretLookup {
     /// The Secret `namespace/name`, if there is one.
     fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>>;
-}
-
-impl SecretLookup for Stores {
-    fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
-        Stores::secret(self, namespace, name)
-    }
 }
 
 impl SecretLookup for std::collections::BTreeMap<SecretKey, Arc<Secret>> {
@@ -111,6 +137,7 @@ pub fn stores() -> (Stores, Writers) {
             service_accounts,
             bindings,
             secrets,
+            secret_data: Arc::default(),
             namespaces,
             index: Arc::default(),
         },

@@ -1,23 +1,25 @@
 //! The watches that feed the caches: each event is trimmed, applied to its store and the
 //! index, and handed with the object as it was before to the kind's [`Sink`] (the
-//! controllers' trigger mapping). The pumps and the tests feed events through one path,
-//! [`apply`].
+//! controllers' trigger mapping). Secrets are watched as metadata only; the data held of
+//! referenced ones is dropped here when a Secret changes or loses its last reader. The
+//! pumps and the tests feed events through one path, [`apply`].
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as make_watcher};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
 use tracing::warn;
 
-use super::index::{Index, Indexed};
+use super::index::{Indexed, SecretKey, secret_of_binding, secret_of_provider, secrets_of_account};
 use super::keys::Guarded;
-use super::stores::Writers;
+use super::secrets::SecretMeta;
+use super::stores::{Stores, Writers};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 
 /// A watched kind: how it is trimmed before it enters the cache, and indexed there.
@@ -32,22 +34,65 @@ pub trait Cached: Resource<DynamicType = ()> + Clone + Indexed {
         meta.labels = None;
         meta.owner_references = None;
     }
+
+    /// The Secrets the object reads (their data is held while anyone reads them).
+    fn secrets_read(&self) -> Vec<SecretKey> {
+        Vec::new()
+    }
+
+    /// After the event is in the cache: what else it means for the caches.
+    fn changed(&self, _stores: &Stores, _deleted: bool) {}
 }
 
-impl Cached for Guarded<EmailProvider> {}
-impl Cached for Guarded<ExchangeServiceAccount> {}
-impl Cached for Guarded<MailboxBinding> {}
+impl Cached for Guarded<EmailProvider> {
+    fn secrets_read(&self) -> Vec<SecretKey> {
+        self.0
+            .as_ref()
+            .ok()
+            .and_then(secret_of_provider)
+            .into_iter()
+            .collect()
+    }
+}
 
-impl Cached for Secret {
-    /// Every Secret of the cluster is cached (a reference may name any); keep only what
-    /// credentials are read from: `data` (never `stringData`, which the API server folds
-    /// into `data`), no labels, no annotations.
+impl Cached for Guarded<ExchangeServiceAccount> {
+    fn secrets_read(&self) -> Vec<SecretKey> {
+        self.0.as_ref().map(secrets_of_account).unwrap_or_default()
+    }
+}
+
+impl Cached for Guarded<MailboxBinding> {
+    fn secrets_read(&self) -> Vec<SecretKey> {
+        self.0
+            .as_ref()
+            .ok()
+            .and_then(secret_of_binding)
+            .into_iter()
+            .collect()
+    }
+}
+
+impl Cached for SecretMeta {
+    /// Every Secret's metadata is cached (a reference may name any), trimmed to its name
+    /// and version: what tells a reader that it changed.
     fn trim(&mut self) {
         self.metadata.managed_fields = None;
         self.metadata.annotations = None;
         self.metadata.labels = None;
         self.metadata.owner_references = None;
-        self.string_data = None;
+    }
+
+    /// Data held of an older version, or of a Secret now gone, is dropped.
+    fn changed(&self, stores: &Stores, deleted: bool) {
+        let key = (self.namespace().unwrap_or_default(), self.name_any());
+        if deleted {
+            stores.secret_data.release(&key);
+        } else {
+            let version = self.resource_version();
+            stores
+                .secret_data
+                .release_unless_at(&key, version.as_deref());
+        }
     }
 }
 
@@ -63,8 +108,14 @@ impl Cached for Namespace {
 }
 
 /// Apply one watch event to a cache and the index; returns the object as it was before,
-/// for an update or a deletion of a cached object.
-pub fn apply<K: Cached>(writer: &mut Writer<K>, index: &Index, event: &Event<K>) -> Option<Arc<K>> {
+/// for an update or a deletion of a cached object. The data of a Secret that the object
+/// as it was read, and that nobody reads now, is dropped.
+pub fn apply<K: Cached>(
+    writer: &mut Writer<K>,
+    stores: &Stores,
+    event: &Event<K>,
+) -> Option<Arc<K>> {
+    let index = &stores.index;
     let reader = writer.as_reader();
     let old = match event {
         Event::Apply(o) | Event::Delete(o) => reader.get(&ObjectRef::from_obj(o)),
@@ -76,6 +127,16 @@ pub fn apply<K: Cached>(writer: &mut Writer<K>, index: &Index, event: &Event<K>)
         Event::Delete(o) => o.unindex(index),
         Event::InitDone => K::reindex(&reader.state(), index),
         Event::Init | Event::InitApply(_) => {}
+    }
+    match event {
+        Event::Apply(o) => o.changed(stores, false),
+        Event::Delete(o) => o.changed(stores, true),
+        _ => {}
+    }
+    for key in old.iter().flat_map(|o| o.secrets_read()) {
+        if !index.is_read(&key) && stores.secret_data.release(&key) {
+            index.note_released(&key);
+        }
     }
     old
 }
@@ -92,8 +153,8 @@ pub struct Sinks {
     pub service_accounts: Sink<Guarded<ExchangeServiceAccount>>,
     /// MailboxBindings.
     pub bindings: Sink<Guarded<MailboxBinding>>,
-    /// Secrets.
-    pub secrets: Sink<Secret>,
+    /// Secrets' metadata.
+    pub secrets: Sink<SecretMeta>,
     /// Namespaces.
     pub namespaces: Sink<Namespace>,
 }
@@ -101,14 +162,14 @@ pub struct Sinks {
 async fn pump<K: Cached>(
     events: impl Stream<Item = Result<Event<K>, watcher::Error>>,
     mut writer: Writer<K>,
-    index: Arc<Index>,
+    stores: Stores,
     mut sink: Sink<K>,
 ) {
     let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
         match event {
             Ok(event) => {
-                let old = apply(&mut writer, &index, &event);
+                let old = apply(&mut writer, &stores, &event);
                 sink(&event, old);
             }
             Err(e) => warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying"),
@@ -125,8 +186,9 @@ where
         .modify(K::trim)
 }
 
-/// Watch the five kinds into the caches, telling each kind's sink, until the process ends.
-pub async fn pump_all(client: Client, writers: Writers, index: Arc<Index>, sinks: Sinks) {
+/// Watch the five kinds into the caches (Secrets as metadata), telling each kind's sink,
+/// until the process ends.
+pub async fn pump_all(client: Client, writers: Writers, stores: Stores, sinks: Sinks) {
     let Writers {
         providers,
         service_accounts,
@@ -138,31 +200,32 @@ pub async fn pump_all(client: Client, writers: Writers, index: Arc<Index>, sinks
         pump(
             watch(Api::<Guarded<EmailProvider>>::all(client.clone())),
             providers,
-            index.clone(),
+            stores.clone(),
             sinks.providers,
         ),
         pump(
             watch(Api::<Guarded<ExchangeServiceAccount>>::all(client.clone())),
             service_accounts,
-            index.clone(),
+            stores.clone(),
             sinks.service_accounts,
         ),
         pump(
             watch(Api::<Guarded<MailboxBinding>>::all(client.clone())),
             bindings,
-            index.clone(),
+            stores.clone(),
             sinks.bindings,
         ),
+        // `Api<PartialObjectMeta<_>>` lists and watches metadata only.
         pump(
-            watch(Api::<Secret>::all(client.clone())),
+            watch(Api::<SecretMeta>::all(client.clone())),
             secrets,
-            index.clone(),
+            stores.clone(),
             sinks.secrets,
         ),
         pump(
             watch(Api::<Namespace>::all(client)),
             namespaces,
-            index,
+            stores,
             sinks.namespaces,
         ),
     );

@@ -27,7 +27,7 @@ use crate::api::{
     AuthenticatedVia, EmailProvider, ExchangeServiceAccount, MailboxBinding, MailboxBindingStatus,
 };
 use crate::cache::index::{secret_of_binding, secret_of_provider, secrets_of_account};
-use crate::cache::{Guarded, SecretKey, Stores, object_key, typed_objects, well_formed};
+use crate::cache::{Guarded, SecretKey, object_key, typed_objects, well_formed};
 use crate::config::OperatorConfig;
 use crate::endpoints::provider_endpoints;
 use crate::exchange::{MailboxProbe, Service};
@@ -51,7 +51,10 @@ impl Reconciled for MailboxBinding {
 }
 
 async fn apply(b: &MailboxBinding, ctx: &Context) -> Step<MailboxBindingStatus> {
-    let snapshot = dereference(b, &ctx.stores, ctx.config.allow_insecure_endpoints);
+    let snapshot = match dereference(b, ctx).await {
+        Ok(snapshot) => snapshot,
+        Err(e) => return Step::done(Err(e)),
+    };
     let outcome = match validate(b, snapshot, &ctx.config) {
         Ok(v) => {
             let probed = probe(b, v, ctx).await;
@@ -88,8 +91,10 @@ pub struct Snapshot {
     secrets: BTreeMap<SecretKey, Arc<Secret>>,
 }
 
-/// Read the caches for a binding: the one place its reconcile touches them.
-pub fn dereference(b: &MailboxBinding, stores: &Stores, allow_insecure: bool) -> Snapshot {
+/// Read the caches for a binding: the one place its reconcile touches them (with a GET
+/// for a referenced Secret's data not yet held).
+pub async fn dereference(b: &MailboxBinding, ctx: &Context) -> Result<Snapshot> {
+    let (stores, allow_insecure) = (&ctx.stores, ctx.config.allow_insecure_endpoints);
     let providers = well_formed(&stores.providers);
     let accounts = well_formed(&stores.service_accounts);
     let labels = stores.namespace_labels(&b.namespace().unwrap_or_default());
@@ -115,15 +120,13 @@ pub fn dereference(b: &MailboxBinding, stores: &Stores, allow_insecure: bool) ->
         .into_iter()
         .chain(typed(&provider).and_then(secret_of_provider))
         .chain(typed(&account).map(secrets_of_account).unwrap_or_default());
-    let secrets = referenced
-        .filter_map(|(ns, name)| Some(((ns.clone(), name.clone()), stores.secret(&ns, &name)?)))
-        .collect();
-    Snapshot {
+    let secrets = stores.read_secrets(&ctx.client, referenced).await?;
+    Ok(Snapshot {
         resolution,
         provider,
         account,
         secrets,
-    }
+    })
 }
 
 fn named<K>(objects: &[Arc<Guarded<K>>], name: &str) -> Option<Arc<Guarded<K>>>
@@ -332,7 +335,7 @@ pub async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Probe
     let rotated = outcome.rotated_refresh_token.take();
     if let (Some(token), Some(own)) = (&rotated, &v.own) {
         ctx.rotated_tokens
-            .rotated(&own.key, &own.base_version, token.clone());
+            .rotated(&own.key, own.base, token.clone());
     }
     let at = Timestamp::now();
     ctx.mailbox_probes

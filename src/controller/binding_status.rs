@@ -99,9 +99,27 @@ pub fn build_status(b: &MailboxBinding, outcome: &Outcome, now: Timestamp) -> Ma
         authenticated_via: resolution.map(|r| r.via),
         service_account: resolution.and_then(|r| r.service_account.clone()),
         endpoint: resolution.map(|r| r.endpoint.clone()),
-        last_verified_time: confirmed_at
-            .map(Time)
-            .or_else(|| old.and_then(|s| s.last_verified_time.clone())),
+        last_verified_time: last_verified(
+            old.and_then(|s| s.last_verified_time.as_ref()),
+            confirmed_at,
+        ),
+    }
+}
+
+/// How often `lastVerifiedTime` may move forward while the mailbox stays verified: a
+/// re-verification that changes nothing but the time writes nothing in between.
+pub const LAST_VERIFIED_STEP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Pure: `lastVerifiedTime` after a verification confirmed at `confirmed` (if it did):
+/// the old time while it is younger than [`LAST_VERIFIED_STEP`], else the new one; a
+/// failure leaves it where it was ("when Exchange last confirmed the mailbox").
+pub fn last_verified(old: Option<&Time>, confirmed: Option<Timestamp>) -> Option<Time> {
+    let Some(at) = confirmed else {
+        return old.cloned();
+    };
+    match old {
+        Some(t) if at.duration_since(t.0).unsigned_abs() < LAST_VERIFIED_STEP => Some(t.clone()),
+        _ => Some(Time(at)),
     }
 }
 

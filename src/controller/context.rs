@@ -69,9 +69,14 @@ impl Context {
     }
 
     /// Forget what was remembered of objects deleted since the last call (probe results,
-    /// back-off), so memory follows the objects that exist.
+    /// back-off, and the rotated token of a Secret nobody reads any more), so memory
+    /// follows the objects that exist.
     pub fn forget_deleted(&self) {
         for key in self.stores.index.take_deleted() {
+            if let Some(secret) = key.strip_prefix("Secret/") {
+                self.rotated_tokens.forget(secret);
+                continue;
+            }
             self.backoff.reset(&key);
             self.provider_probes.forget(&key);
             self.account_probes.forget(&key);

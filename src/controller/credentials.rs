@@ -5,6 +5,7 @@
 use kube::ResourceExt;
 use secrecy::SecretString;
 
+use super::probe_cache::value_digest;
 use crate::api::conditions::Reason;
 use crate::api::{
     AuthMethod, EmailProvider, ExchangeServiceAccount, PASSWORD_KEY, REFRESH_TOKEN_KEY,
@@ -15,14 +16,20 @@ use crate::endpoints::ProviderEndpoints;
 use crate::exchange::{Credential, OAuthApp, Service};
 use crate::{Error, Result};
 
-/// Credentials and the resource versions of the Secrets they came from (so a Secret
-/// change is seen as a change of input).
+/// Credentials and what they were read from, so that a change of a value is seen as a
+/// change of input (and a change of a Secret's labels is not).
 #[derive(Clone, Debug)]
 pub struct Resolved {
     /// The credential for the backend.
     pub credential: Credential,
-    /// `namespace/name@resourceVersion` of every Secret read.
+    /// `namespace/name/key#digest` of every value read ([`value_entry`]).
     pub versions: Vec<String>,
+}
+
+/// How a value read from a Secret enters the probe inputs: where it came from and a
+/// digest of it (never the value).
+pub fn value_entry(namespace: &str, name: &str, key: &str, value: &[u8]) -> String {
+    format!("{namespace}/{name}/{key}#{:x}", value_digest(value))
 }
 
 fn spec_error(reason: Reason, message: String) -> Error {
@@ -44,10 +51,6 @@ pub fn secret_key(
             format!("Secret {namespace}/{name} referenced by {referenced_by} does not exist"),
         )
     })?;
-    versions.push(format!(
-        "{namespace}/{name}@{}",
-        secret.resource_version().unwrap_or_default()
-    ));
     let missing = || {
         spec_error(
             Reason::SecretKeyMissing,
@@ -61,6 +64,7 @@ pub fn secret_key(
         .as_ref()
         .and_then(|d| d.get(key))
         .ok_or_else(missing)?;
+    versions.push(value_entry(namespace, name, key, &bytes.0));
     let text = std::str::from_utf8(&bytes.0).map_err(|_| missing())?;
     // Secrets made with `kubectl create secret --from-file` often end in a newline that no
     // server accepts as part of a password or token.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
@@ -25,7 +25,7 @@ use super::status_writer::HasConditions;
 use crate::api::conditions;
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::cache::watch::{self, Cached, Sink, Sinks};
-use crate::cache::{BindingKey, Guarded, Stores};
+use crate::cache::{BindingKey, Guarded, SecretMeta, Stores};
 use crate::resolve::email_domain;
 
 /// Objects to reconcile again, per controller.
@@ -123,7 +123,7 @@ pub fn for_binding(b: &Guarded<MailboxBinding>, stores: &Stores) -> Triggers {
 
 /// A Secret changed: whatever reads it, and the bindings whose credentials come from it
 /// through their provider or service account.
-pub fn for_secret(s: &Secret, stores: &Stores) -> Triggers {
+pub fn for_secret(s: &SecretMeta, stores: &Stores) -> Triggers {
     let mut t = Triggers::default();
     let key = (s.namespace().unwrap_or_default(), s.name_any());
     let (providers, accounts, own) = stores.index.readers_of_secret(&key);
@@ -295,7 +295,7 @@ impl Triggered for Guarded<MailboxBinding> {
     }
 }
 
-impl Triggered for Secret {
+impl Triggered for SecretMeta {
     const KIND_OF_TRIGGER: Trigger = Trigger::None;
     fn triggers(&self, stores: &Stores) -> Triggers {
         for_secret(self, stores)
@@ -322,7 +322,7 @@ pub fn observe<K: Triggered>(
     stores: &Stores,
     event: &Event<K>,
 ) -> Triggers {
-    let old = watch::apply(writer, &stores.index, event);
+    let old = watch::apply(writer, stores, event);
     triggers_of(event, old.as_deref(), stores)
 }
 
@@ -427,9 +427,11 @@ pub fn binding_relevance(
     }
 }
 
-/// Only a Secret's data matters to its users; label or annotation edits re-verify nothing.
-fn secret_relevance(old: &Secret, new: &Secret) -> Relevance {
-    if old.data == new.data {
+/// Any new version of a Secret may be new data (only its metadata is watched): its readers
+/// look, and a reader whose credentials read the same as before neither probes again nor
+/// writes (its probe inputs digest the values, not the version).
+fn secret_relevance(old: &SecretMeta, new: &SecretMeta) -> Relevance {
+    if old.metadata.resource_version == new.metadata.resource_version {
         Relevance::Nothing
     } else {
         Relevance::Everything

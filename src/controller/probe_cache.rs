@@ -24,6 +24,17 @@ pub fn probe_inputs_digest(parts: &[&str]) -> u64 {
     h.finish()
 }
 
+/// A digest of a secret value, for probe inputs: keyed with a random key drawn once per
+/// process, so that it tells a changed value from an unchanged one here and means nothing
+/// anywhere else (it is never written out, and a restart draws another key).
+pub fn value_digest(bytes: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    KEY.get_or_init(std::collections::hash_map::RandomState::new)
+        .hash_one(bytes)
+}
+
 /// A digest of a spec, for probe inputs in place of the generation: the API server also
 /// bumps the generation when a deletion begins, which changes nothing a probe depends on
 /// (and would re-verify every mailbox of a provider being deleted).

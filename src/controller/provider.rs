@@ -14,8 +14,14 @@ use crate::Error;
 use crate::api::conditions::{self, AUTHENTICATED, Desired, REACHABLE, Reason};
 use crate::api::{EmailProvider, EmailProviderStatus};
 use crate::cache::Stores;
-use crate::cache::object_key;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::cache::index::secret_of_provider;
 use crate::cache::usage::{self, Users};
+use crate::cache::{SecretKey, object_key};
 use crate::endpoints::{ProviderEndpoints, provider_endpoints};
 use crate::exchange::{ProviderOutcome, ProviderProbe};
 
@@ -69,10 +75,13 @@ struct Validated {
 }
 
 /// Validate from the caches, no API call: endpoints and app credentials.
-fn validate(p: &EmailProvider, ctx: &Context) -> std::result::Result<Validated, Check> {
-    let endpoints = provider_endpoints(&p.spec, ctx.config.allow_insecure_endpoints)
-        .map_err(Check::InvalidEndpoints)?;
-    match credentials::provider_app(p, &endpoints, &ctx.stores) {
+fn validate(
+    p: &EmailProvider,
+    secrets: &BTreeMap<SecretKey, Arc<Secret>>,
+    allow_insecure: bool,
+) -> std::result::Result<Validated, Check> {
+    let endpoints = provider_endpoints(&p.spec, allow_insecure).map_err(Check::InvalidEndpoints)?;
+    match credentials::provider_app(p, &endpoints, secrets) {
         Ok(app) => Ok(Validated { endpoints, app }),
         Err(error) => Err(Check::InvalidApp {
             address: endpoints.service_address,
@@ -116,7 +125,15 @@ async fn probe(p: &EmailProvider, v: Validated, ctx: &Context) -> Check {
 }
 
 async fn apply(p: &EmailProvider, ctx: &Context) -> Step<EmailProviderStatus> {
-    let check = match validate(p, ctx) {
+    let secrets = match ctx
+        .stores
+        .read_secrets(&ctx.client, secret_of_provider(p))
+        .await
+    {
+        Ok(secrets) => secrets,
+        Err(e) => return Step::done(Err(e)),
+    };
+    let check = match validate(p, &secrets, ctx.config.allow_insecure_endpoints) {
         Ok(v) => probe(p, v, ctx).await,
         Err(check) => check,
     };

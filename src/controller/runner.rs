@@ -138,7 +138,7 @@ pub fn start_caches(client: &Client) -> Caches {
     let (stores, writers) = stores();
     let (senders, receivers) = fanout::channels();
     let sinks = fanout::sinks(&stores, &senders);
-    let pumps = watch::pump_all(client.clone(), writers, stores.index.clone(), sinks);
+    let pumps = watch::pump_all(client.clone(), writers, stores.clone(), sinks);
     Caches {
         stores,
         senders,

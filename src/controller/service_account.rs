@@ -13,8 +13,15 @@ use super::{credentials, status_writer};
 use crate::api::conditions::{self, AUTHENTICATED, Desired, Reason};
 use crate::api::{ExchangeServiceAccount, ExchangeServiceAccountStatus};
 use crate::cache::Stores;
-use crate::cache::object_key;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::api::EmailProvider;
+use crate::cache::index::{secret_of_provider, secrets_of_account};
 use crate::cache::usage::{self, Users};
+use crate::cache::{Guarded, SecretKey, object_key};
 use crate::endpoints::provider_endpoints;
 use crate::exchange::Service;
 use crate::resolve::{check_account_may_attach, check_service_account_fits};
@@ -52,17 +59,19 @@ struct Validated {
 
 /// Validate from the caches, no API call: the provider, that the account may use it and
 /// fits its method, the endpoints and the credentials.
-fn validate(a: &ExchangeServiceAccount, ctx: &Context) -> Result<Validated> {
+fn validate(
+    a: &ExchangeServiceAccount,
+    provider: Option<Arc<Guarded<EmailProvider>>>,
+    secrets: &BTreeMap<SecretKey, Arc<Secret>>,
+    allow_insecure: bool,
+) -> Result<Validated> {
     let provider_name = &a.spec.provider_ref.name;
-    let guard = ctx
-        .stores
-        .provider(provider_name)
-        .ok_or_else(|| Error::Spec {
-            reason: Reason::ProviderNotFound,
-            message: format!(
-                "EmailProvider {provider_name:?} named in spec.providerRef does not exist"
-            ),
-        })?;
+    let guard = provider.ok_or_else(|| Error::Spec {
+        reason: Reason::ProviderNotFound,
+        message: format!(
+            "EmailProvider {provider_name:?} named in spec.providerRef does not exist"
+        ),
+    })?;
     let provider = guard.0.as_ref().map_err(|e| Error::Spec {
         reason: Reason::ProviderNotFound,
         message: format!(
@@ -72,12 +81,12 @@ fn validate(a: &ExchangeServiceAccount, ctx: &Context) -> Result<Validated> {
     })?;
     check_account_may_attach(a, provider)?;
     check_service_account_fits(&a.spec, &provider.spec)?;
-    let endpoints = provider_endpoints(&provider.spec, ctx.config.allow_insecure_endpoints)?;
+    let endpoints = provider_endpoints(&provider.spec, allow_insecure)?;
     Ok(Validated {
         provider: provider_name.clone(),
         provider_spec: spec_digest(&provider.spec),
         service: credentials::service(provider, &endpoints),
-        creds: credentials::service_account(a, provider, &endpoints, &ctx.stores)?,
+        creds: credentials::service_account(a, provider, &endpoints, secrets)?,
     })
 }
 
@@ -103,7 +112,18 @@ async fn probe(a: &ExchangeServiceAccount, v: Validated, ctx: &Context) -> Resul
 }
 
 async fn apply(a: &ExchangeServiceAccount, ctx: &Context) -> Step<ExchangeServiceAccountStatus> {
-    let checked = match validate(a, ctx) {
+    // Read once: the provider, and the Secrets the account (or, falling back on it, the
+    // provider's app) reads.
+    let provider = ctx.stores.provider(&a.spec.provider_ref.name);
+    let typed = provider.as_ref().and_then(|g| g.0.as_ref().ok());
+    let keys = secrets_of_account(a)
+        .into_iter()
+        .chain(typed.and_then(secret_of_provider));
+    let secrets = match ctx.stores.read_secrets(&ctx.client, keys).await {
+        Ok(secrets) => secrets,
+        Err(e) => return Step::done(Err(e)),
+    };
+    let checked = match validate(a, provider, &secrets, ctx.config.allow_insecure_endpoints) {
         Ok(v) => probe(a, v, ctx).await,
         Err(e) => Err(e),
     };

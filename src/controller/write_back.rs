@@ -1,7 +1,9 @@
 //! The step after a binding's probe: a refresh token the authority rotated is stored in
 //! the binding's own Secret, so the next verification (and the mail client) uses the live
-//! one. Before the probe, a token rotated earlier and not yet seen in the cached Secret
-//! is used in place of the cached one ([`adopt_rotated`]).
+//! one. The write carries the resourceVersion the Secret was read at: a user's change in
+//! between wins (the API server answers 409), and is verified as the user's. Before the
+//! probe, a token rotated earlier and not yet seen in the Secret is used in place of the
+//! stored one ([`adopt_rotated`]).
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
@@ -10,8 +12,10 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::context::Context;
 use super::credentials;
+use super::probe_cache::value_digest;
 use super::rotation::{RotatedTokens, SecretView};
 use crate::Result;
+use crate::api::REFRESH_TOKEN_KEY;
 use crate::exchange::Credential;
 
 /// The binding's own Secret when it holds a refresh token (the only credential the
@@ -22,10 +26,13 @@ pub struct OwnSecret {
     pub key: String,
     namespace: String,
     name: String,
-    /// The cached resourceVersion.
+    /// The resourceVersion it was read at.
     version: String,
-    /// The version verifications are keyed on.
-    pub base_version: String,
+    /// The digest of the stored token.
+    stored: u64,
+    /// The digest verifications are keyed on: the stored token's, or the one we started
+    /// from when the stored token is our own rotation.
+    pub base: u64,
 }
 
 impl OwnSecret {
@@ -36,14 +43,24 @@ impl OwnSecret {
         }
         let namespace = secret.namespace().unwrap_or_default();
         let name = secret.name_any();
-        let version = secret.resource_version().unwrap_or_default();
+        let stored = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(REFRESH_TOKEN_KEY))
+            .map(|v| value_digest(&v.0))?;
         Some(OwnSecret {
             key: format!("{namespace}/{name}"),
-            base_version: version.clone(),
+            version: secret.resource_version().unwrap_or_default(),
+            stored,
+            base: stored,
             namespace,
             name,
-            version,
         })
+    }
+
+    /// The probe-input entry of a stored token with this digest.
+    fn entry(&self, digest: u64) -> String {
+        format!("{}/{}#{digest:x}", self.key, REFRESH_TOKEN_KEY)
     }
 }
 
@@ -56,18 +73,18 @@ pub fn adopt_rotated(
     creds: &mut credentials::Resolved,
 ) -> Option<SecretString> {
     let SecretView::Rotated {
-        base_version,
+        base,
         token,
         unwritten,
-    } = rotated.view(&own.key, &own.version)
+    } = rotated.view(&own.key, &own.version, own.stored)
     else {
         return None;
     };
-    let cached = format!("{}@{}", own.key, own.version);
-    for v in creds.versions.iter_mut().filter(|v| **v == cached) {
-        *v = format!("{}@{base_version}", own.key);
+    let stored = own.entry(own.stored);
+    for v in creds.versions.iter_mut().filter(|v| **v == stored) {
+        *v = own.entry(base);
     }
-    own.base_version = base_version;
+    own.base = base;
     if let Credential::RefreshToken { refresh_token, .. } = &mut creds.credential {
         *refresh_token = token.clone();
     }
@@ -94,16 +111,33 @@ pub async fn write_back_refresh_token(
         return Ok(());
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    // Guarded by the version the token was read at: a user's change since then wins.
     let patch = serde_json::json!({
-        "data": { crate::api::REFRESH_TOKEN_KEY: k8s_openapi::ByteString(token.expose_secret().as_bytes().to_vec()) }
+        "metadata": { "resourceVersion": own.version },
+        "data": { REFRESH_TOKEN_KEY: k8s_openapi::ByteString(token.expose_secret().as_bytes().to_vec()) }
     });
-    let written = api
+    let written = match api
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .inspect_err(|e| {
+    {
+        Ok(written) => written,
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            // The user changed the Secret since we read it: their token wins, and their
+            // change (already on its way through the watch) is verified as theirs.
+            ctx.rotated_tokens.forget(&own.key);
+            tracing::info!(
+                namespace = ns,
+                secret = name,
+                "the Secret changed before a rotated refresh token was stored; keeping the user's"
+            );
+            return Ok(());
+        }
+        Err(e) => {
             tracing::warn!(namespace = ns, secret = name, error = %e,
                 "cannot store a rotated refresh token; holding it and retrying");
-        })?;
+            return Err(e.into());
+        }
+    };
     ctx.rotated_tokens
         .written(&own.key, &written.resource_version().unwrap_or_default());
     tracing::info!(

@@ -230,14 +230,15 @@ class DefaultRenderTest(unittest.TestCase):
                 for resource in rule["resources"]:
                     granted.setdefault((group, resource), set()).update(rule["verbs"])
         expected = {}
-        # The controllers read everything from watch caches: no `get`; only providers and
-        # service accounts carry a finalizer, so bindings are not patched.
+        # The controllers read the three kinds from watch caches: no `get`; only providers
+        # and service accounts carry a finalizer, so bindings are not patched. Secrets are
+        # watched as metadata and the referenced ones read with a `get`.
         for kind in ("emailproviders", "exchangeserviceaccounts", "mailboxbindings"):
             expected[("mailops.dev", kind)] = {"list", "watch"}
             expected[("mailops.dev", f"{kind}/status")] = {"patch"}
         for kind in ("emailproviders", "exchangeserviceaccounts"):
             expected[("mailops.dev", kind)].add("patch")
-        expected[("", "secrets")] = {"list", "watch", "patch"}
+        expected[("", "secrets")] = {"get", "list", "watch", "patch"}
         expected[("", "namespaces")] = {"list", "watch"}
         expected[("events.k8s.io", "events")] = {"create", "patch"}
         self.assertEqual(granted, expected)
@@ -306,7 +307,7 @@ class ValuesTest(unittest.TestCase):
     def test_secret_write_back_off_leaves_secrets_read_only(self):
         objects, manifests = render({"rbac": {"secretWriteBack": False}})
         (rule,) = rules_for(operator_role(objects), "", "secrets")
-        self.assertEqual(rule["verbs"], ["list", "watch"])
+        self.assertEqual(rule["verbs"], ["get", "list", "watch"])
         self.assertIn("secretWriteBack=false", manifests["mailops/templates/NOTES.txt"])
         # ...and the operator is told, so it does not try a patch it may not make.
         self.assertIn("--no-secret-write-back", container(objects)["args"])
@@ -314,7 +315,7 @@ class ValuesTest(unittest.TestCase):
     def test_secret_write_back_on_adds_only_patch(self):
         objects, _ = render({"rbac": {"secretWriteBack": True}})
         (rule,) = rules_for(operator_role(objects), "", "secrets")
-        self.assertEqual(rule["verbs"], ["list", "watch", "patch"])
+        self.assertEqual(rule["verbs"], ["get", "list", "watch", "patch"])
         self.assertNotIn("--no-secret-write-back", container(objects)["args"])
 
     def test_log_settings_reach_the_container(self):

@@ -11,6 +11,7 @@ pub use http::{Method, Request, Response};
 pub use k8s_openapi::ByteString;
 pub use k8s_openapi::api::core::v1::{Namespace, Secret};
 pub use kube::client::Body;
+pub use kube::core::PartialObjectMetaExt;
 pub use kube::runtime::controller::Action;
 pub use kube::runtime::reflector::store::Writer;
 pub use kube::runtime::watcher::Event;
@@ -230,21 +231,24 @@ impl Harness {
         );
     }
 
-    /// A Secret at a given resourceVersion, as the watch delivers a change.
+    /// A Secret at a given resourceVersion: its metadata as the watch delivers a change,
+    /// and its data held as the GET of the next reconcile that reads it would return it.
     pub fn secret_at(&mut self, ns: &str, name: &str, data: &[(&str, &str)], version: &str) {
-        let mut s = Secret::default();
-        s.metadata.name = Some(name.into());
-        s.metadata.namespace = Some(ns.into());
-        s.metadata.resource_version = Some(version.into());
-        s.data = Some(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
-        );
+        let s = secret_object(ns, name, data, version);
+        self.secret_meta_at(ns, name, version);
+        self.ctx.stores.secret_data.hold(s);
+    }
+
+    /// Only the metadata of a Secret, as the watch delivers it (its data is read with a
+    /// GET when a reconcile needs it).
+    pub fn secret_meta_at(&mut self, ns: &str, name: &str, version: &str) {
+        let meta = secret_object(ns, name, &[], version)
+            .metadata
+            .into_response_partial::<Secret>();
         fanout::observe(
             &mut self.writers.secrets,
             &self.ctx.stores,
-            &Event::Apply(s),
+            &Event::Apply(meta),
         );
     }
 
@@ -263,6 +267,20 @@ impl Harness {
             &Event::Apply(n),
         );
     }
+}
+
+/// A Secret as the API server returns it.
+pub fn secret_object(ns: &str, name: &str, data: &[(&str, &str)], version: &str) -> Secret {
+    let mut s = Secret::default();
+    s.metadata.name = Some(name.into());
+    s.metadata.namespace = Some(ns.into());
+    s.metadata.resource_version = Some(version.into());
+    s.data = Some(
+        data.iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect(),
+    );
+    s
 }
 
 pub const API: &str = "mailops.dev/v1alpha1";

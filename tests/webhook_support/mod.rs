@@ -8,8 +8,8 @@ pub mod https;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::core::PartialObjectMetaExt;
 use kube::runtime::watcher::Event;
 use mailops::cache::{Guarded, Stores, Writers};
 use mailops::controller::fanout;
@@ -178,17 +178,13 @@ impl Caches {
         self
     }
 
-    /// A Secret with these keys (the values are placeholders).
-    pub fn secret(&mut self, ns: &str, name: &str, keys: &[&str]) -> &mut Self {
+    /// A Secret, as the metadata watch sees it (the webhook never reads Secrets' data).
+    pub fn secret(&mut self, ns: &str, name: &str, _keys: &[&str]) -> &mut Self {
         let mut s = Secret::default();
         s.metadata.name = Some(name.into());
         s.metadata.namespace = Some(ns.into());
-        s.data = Some(
-            keys.iter()
-                .map(|k| (k.to_string(), ByteString(b"x".to_vec())))
-                .collect(),
-        );
-        fanout::observe(&mut self.writers.secrets, &self.stores, &Event::Apply(s));
+        let meta = s.metadata.into_response_partial::<Secret>();
+        fanout::observe(&mut self.writers.secrets, &self.stores, &Event::Apply(meta));
         self
     }
 }
