@@ -96,6 +96,12 @@ impl Error {
         }
     }
 
+    /// Whether the next attempt waits a fixed, long delay ([`Retry::Slowly`]: certificate
+    /// problems) instead of the back-off.
+    pub fn retries_slowly(&self) -> bool {
+        self.reason().is_some_and(|r| r.retry() == Retry::Slowly)
+    }
+
     /// The condition reason this error maps to, when it has one.
     pub fn reason(&self) -> Option<Reason> {
         match self {

@@ -214,6 +214,33 @@ async fn a_huge_server_delay_is_capped_instead_of_panicking() {
     assert!((3600.0..=3960.0).contains(&delay), "{delay}");
 }
 
+#[tokio::test]
+async fn a_certificate_problem_is_retried_in_minutes_not_seconds() {
+    let mut h = harness();
+    let obj = h.binding(own_credentials_binding(
+        "team-a",
+        "jane",
+        "jane@contoso.com",
+        "jane",
+    ));
+    for reason in [
+        Reason::CertificateUntrusted,
+        Reason::CertificateExpired,
+        Reason::CertificateNameMismatch,
+    ] {
+        let err = mailops::Error::Exchange {
+            reason,
+            message: "the server's certificate ...".into(),
+            retry_after: None,
+        };
+        for _ in 0..3 {
+            let delay =
+                requeue_seconds(&controller::error_policy(obj.clone(), &err, h.ctx.clone()));
+            assert!((300.0..=330.0).contains(&delay), "{reason}: {delay}");
+        }
+    }
+}
+
 fn malformed_provider_being_deleted() -> Value {
     json!({
         "apiVersion": API, "kind": "EmailProvider",
