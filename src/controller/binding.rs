@@ -195,7 +195,7 @@ fn validate(b: &MailboxBinding, ctx: &Context) -> std::result::Result<Validated,
     let (creds, account_spec) =
         binding_credentials(b, &resolution, typed, &endpoints, ctx).map_err(unverified)?;
     Ok(Validated {
-        service: credentials::service(typed, &endpoints),
+        service: credentials::service(typed, &endpoints).map_err(unverified)?,
         provider_spec: spec_digest(&typed.spec),
         resolution,
         creds,
@@ -301,6 +301,7 @@ async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Outcome {
         &v.provider_spec,
         &v.account_spec,
         &v.creds.versions.join(","),
+        &v.service.trust().digest(),
     ]);
     let remembered = ctx
         .mailbox_probes

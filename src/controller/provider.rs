@@ -16,7 +16,7 @@ use super::{PROVIDER_KIND, credentials, status};
 use crate::api::conditions::{AUTHENTICATED, Desired, REACHABLE, Reason};
 use crate::api::{EmailProvider, EmailProviderStatus};
 use crate::endpoints::{ProviderEndpoints, provider_endpoints};
-use crate::exchange::{ProviderOutcome, ProviderProbe};
+use crate::exchange::{ProviderOutcome, ProviderProbe, Service};
 use crate::{Error, Result};
 
 /// Reconcile one EmailProvider (entry point for the controller).
@@ -71,6 +71,7 @@ pub enum Check {
 /// What a provider's probe starts from.
 struct Validated {
     endpoints: ProviderEndpoints,
+    service: Service,
     app: Option<credentials::Resolved>,
 }
 
@@ -78,8 +79,13 @@ struct Validated {
 fn validate(p: &EmailProvider, ctx: &Context) -> std::result::Result<Validated, Check> {
     let endpoints = provider_endpoints(&p.spec, ctx.config.allow_insecure_endpoints)
         .map_err(Check::InvalidEndpoints)?;
+    let service = credentials::service(p, &endpoints).map_err(Check::InvalidEndpoints)?;
     match credentials::provider_app(p, &endpoints, &ctx.stores.secrets) {
-        Ok(app) => Ok(Validated { endpoints, app }),
+        Ok(app) => Ok(Validated {
+            endpoints,
+            service,
+            app,
+        }),
         Err(error) => Err(Check::InvalidApp {
             address: endpoints.service_address,
             error,
@@ -98,6 +104,7 @@ async fn probe(p: &EmailProvider, v: Validated, ctx: &Context) -> Check {
         p.uid().as_deref().unwrap_or_default(),
         &spec_digest(&p.spec),
         &versions,
+        &v.service.trust().digest(),
     ]);
     let key = object_key(p);
     let outcome = match ctx.provider_probes.get(&key, inputs) {
@@ -105,7 +112,7 @@ async fn probe(p: &EmailProvider, v: Validated, ctx: &Context) -> Check {
         None => {
             let probe = ProviderProbe {
                 provider: p.name_any(),
-                service: credentials::service(p, &v.endpoints),
+                service: v.service,
                 credential: v.app.map(|a| a.credential),
             };
             let o = ctx.backend.check_provider(&probe).await;

@@ -8,6 +8,7 @@ use futures::future::BoxFuture;
 use secrecy::SecretString;
 
 use crate::api::conditions::Reason;
+pub use trust::Trust;
 
 /// An Entra ID app registration and what to ask it for. The secret is a `SecretString`,
 /// whose `Debug` is redacted.
@@ -47,18 +48,23 @@ pub enum Credential {
     },
 }
 
-/// Which protocol and where.
+/// Which protocol, where, and under which trust. The trust is the provider's: it applies
+/// to the token authority of the credentials used with this service too.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Service {
     /// Exchange Web Services at this URL (`https://host/EWS/Exchange.asmx`).
     Ews {
         /// Full EWS URL.
         url: String,
+        /// The CAs and name the provider's servers are verified against.
+        trust: Trust,
     },
     /// Microsoft Graph at this base (`https://graph.microsoft.com/v1.0`).
     Graph {
         /// Graph base URL including the version segment.
         base: String,
+        /// The CAs and name the provider's servers are verified against.
+        trust: Trust,
     },
 }
 
@@ -68,6 +74,13 @@ impl Service {
         match self {
             Service::Ews { .. } => "ews",
             Service::Graph { .. } => "graph",
+        }
+    }
+
+    /// The provider's trust, for this service and its token authority.
+    pub fn trust(&self) -> &Trust {
+        match self {
+            Service::Ews { trust, .. } | Service::Graph { trust, .. } => trust,
         }
     }
 }
@@ -162,6 +175,7 @@ pub trait MailBackend: Send + Sync + 'static {
 }
 pub mod body;
 pub mod client;
+pub mod clients;
 pub mod entra;
 pub mod errors;
 pub mod ews;
@@ -169,3 +183,5 @@ pub mod fake;
 pub mod graph;
 pub mod limits;
 pub mod token;
+pub mod trust;
+pub mod verifier;

@@ -19,9 +19,10 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::debug;
 
 use super::body::{BodyError, read_capped, too_large_failure};
+use super::clients::HttpClients;
 use super::entra::entra_failure;
 use super::errors::{self, redact_url, status_failure, transport_failure};
-use super::{Failure, OAuthApp};
+use super::{Failure, OAuthApp, Trust};
 use crate::api::conditions::Reason;
 use crate::endpoints::token_url;
 use crate::metrics::Metrics;
@@ -68,7 +69,9 @@ pub struct Token {
 }
 
 /// Cache key. The secret enters only as a keyed hash, so a rotated Secret is tried at
-/// once instead of riding on a token the old secret obtained.
+/// once instead of riding on a token the old secret obtained. The trust is part of it:
+/// a provider whose CAs do not verify the authority must not ride on a token another
+/// provider's trust obtained from the same authority.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct CacheKey {
     authority: String,
@@ -76,16 +79,18 @@ struct CacheKey {
     client_id: String,
     scopes: String,
     secret_fingerprint: u64,
+    trust: Trust,
 }
 
 impl CacheKey {
-    fn of(app: &OAuthApp) -> Self {
+    fn of(app: &OAuthApp, trust: &Trust) -> Self {
         CacheKey {
             authority: app.authority.trim_end_matches('/').to_string(),
             tenant_id: app.tenant_id.to_string(),
             client_id: app.client_id.to_string(),
             scopes: app.scopes.join(" "),
             secret_fingerprint: fingerprint(&app.client_secret),
+            trust: trust.clone(),
         }
     }
 }
@@ -103,7 +108,7 @@ struct Slot {
 
 /// Obtains and caches tokens.
 pub struct TokenSource {
-    http: reqwest::Client,
+    clients: Arc<HttpClients>,
     timeout: Duration,
     metrics: Arc<Metrics>,
     cache: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Slot>>>>,
@@ -118,10 +123,11 @@ fn fingerprint(secret: &SecretString) -> u64 {
 }
 
 impl TokenSource {
-    /// A token source sending requests through `http` (which carries the timeouts).
-    pub fn new(http: reqwest::Client, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+    /// A token source sending requests through the client of each provider's trust
+    /// (which carries the timeouts).
+    pub fn new(clients: Arc<HttpClients>, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         TokenSource {
-            http,
+            clients,
             timeout,
             metrics,
             cache: Mutex::default(),
@@ -129,9 +135,9 @@ impl TokenSource {
     }
 
     /// An app-only token by the client-credentials grant, from the cache when still fresh.
-    pub async fn app_token(&self, app: &OAuthApp) -> Result<Token, Failure> {
+    pub async fn app_token(&self, app: &OAuthApp, trust: &Trust) -> Result<Token, Failure> {
         let waiting_since = Instant::now();
-        let slot = self.slot(&CacheKey::of(app));
+        let slot = self.slot(&CacheKey::of(app, trust));
         // Holding this lock across the request is the point: one request per key in
         // flight, everybody else waits for its result.
         let mut slot = slot.lock().await;
@@ -149,7 +155,7 @@ impl TokenSource {
         {
             return Err(failure.clone());
         }
-        let result = self.request(app, None).await;
+        let result = self.request(app, trust, None).await;
         match &result {
             Ok(token) => {
                 slot.token = Some(token.clone());
@@ -168,8 +174,8 @@ impl TokenSource {
     /// Forget a cached app token a mailbox refused with HTTP 401 (revoked, or consent
     /// withdrawn since it was issued), unless it was already replaced: probes refused with
     /// the same token then share one new token instead of each evicting the last one's.
-    pub async fn evict(&self, app: &OAuthApp, refused: &Token) {
-        let slot = self.slot(&CacheKey::of(app));
+    pub async fn evict(&self, app: &OAuthApp, trust: &Trust, refused: &Token) {
+        let slot = self.slot(&CacheKey::of(app, trust));
         let mut slot = slot.lock().await;
         let same = slot.token.as_ref().is_some_and(|cached| {
             cached.access_token.expose_secret() == refused.access_token.expose_secret()
@@ -184,9 +190,10 @@ impl TokenSource {
     pub async fn delegated_token(
         &self,
         app: &OAuthApp,
+        trust: &Trust,
         refresh_token: &SecretString,
     ) -> Result<Token, Failure> {
-        self.request(app, Some(refresh_token)).await
+        self.request(app, trust, Some(refresh_token)).await
     }
 
     fn slot(&self, key: &CacheKey) -> Arc<tokio::sync::Mutex<Slot>> {
@@ -211,6 +218,7 @@ impl TokenSource {
     async fn request(
         &self,
         app: &OAuthApp,
+        trust: &Trust,
         refresh_token: Option<&SecretString>,
     ) -> Result<Token, Failure> {
         let url = token_url(&app.authority, &app.tenant_id);
@@ -226,7 +234,10 @@ impl TokenSource {
             grant,
             "requesting a token"
         );
-        let result = self.send(app, &url, refresh_token).await;
+        let result = match self.clients.get(trust) {
+            Ok(http) => self.send(http, app, &url, refresh_token).await,
+            Err(f) => Err(f),
+        };
         let label = match &result {
             Ok(_) => "success",
             Err(f) => f.reason.as_str(),
@@ -247,6 +258,7 @@ impl TokenSource {
 
     async fn send(
         &self,
+        http: reqwest::Client,
         app: &OAuthApp,
         url: &str,
         refresh_token: Option<&SecretString>,
@@ -267,7 +279,7 @@ impl TokenSource {
             .set_token_uri(token_uri);
         let scopes = app.scopes.iter().map(|s| Scope::new(s.clone()));
         let http = Recording {
-            http: self.http.clone(),
+            http,
             seen: Mutex::default(),
         };
         let result = match refresh_token {
