@@ -1,8 +1,9 @@
 //! Pure: which login, Graph and EWS URLs a provider uses, from its cloud, service address
-//! and overrides, and whether insecure (plain http) endpoints are allowed.
+//! and overrides, and whether insecure (plain http) endpoints are allowed. How their
+//! certificates are verified (`spec.tls`) is `exchange::trust`'s.
 
 use crate::api::conditions::Reason;
-use crate::api::{Cloud, EmailProviderSpec, ServiceType};
+use crate::api::{Cloud, EmailProviderSpec, EndpointOverrides, ServiceType};
 use crate::{Error, Result};
 
 /// The hosts of one Microsoft cloud instance.
@@ -73,23 +74,8 @@ pub fn provider_endpoints(
 ) -> Result<ProviderEndpoints> {
     let hosts = cloud_hosts(spec.cloud);
     let overrides = spec.endpoints.clone().unwrap_or_default();
-    for (field, url) in [
-        ("authority", &overrides.authority),
-        ("graph", &overrides.graph),
-        ("ews", &overrides.ews),
-    ] {
-        if let Some(url) = url
-            && url.to_ascii_lowercase().starts_with("http://")
-            && !allow_insecure
-        {
-            return Err(Error::Spec {
-                reason: Reason::InsecureEndpoint,
-                message: format!(
-                    "spec.endpoints.{field} uses plain http ({}); use https, or run the operator with --allow-insecure-endpoints",
-                    crate::exchange::errors::redact_url(url)
-                ),
-            });
-        }
+    if !allow_insecure {
+        refuse_plain_http(&overrides)?;
     }
     let authority = overrides
         .authority
@@ -144,6 +130,28 @@ pub fn provider_endpoints(
         }
     };
     Ok(endpoints)
+}
+
+/// `InsecureEndpoint` for the first override that uses plain http.
+fn refuse_plain_http(overrides: &EndpointOverrides) -> Result<()> {
+    for (field, url) in [
+        ("authority", &overrides.authority),
+        ("graph", &overrides.graph),
+        ("ews", &overrides.ews),
+    ] {
+        if let Some(url) = url
+            && url.to_ascii_lowercase().starts_with("http://")
+        {
+            return Err(Error::Spec {
+                reason: Reason::InsecureEndpoint,
+                message: format!(
+                    "spec.endpoints.{field} uses plain http ({}); use https, or run the operator with --allow-insecure-endpoints",
+                    crate::exchange::errors::redact_url(url)
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `host` of a `host[:port]`.

@@ -183,5 +183,6 @@ pub mod fake;
 pub mod graph;
 pub mod limits;
 pub mod token;
+mod token_http;
 pub mod trust;
 pub mod verifier;

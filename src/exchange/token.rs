@@ -4,24 +4,23 @@
 //! the binding's Secret stays the one source of truth).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
 use oauth2::{
-    AsyncHttpClient, AuthType, ClientId, ClientSecret, HttpClientError, HttpRequest, HttpResponse,
-    RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
+    AuthType, ClientId, ClientSecret, HttpClientError, RefreshToken, RequestTokenError, Scope,
+    TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 use tracing::debug;
 
-use super::body::{BodyError, read_capped, too_large_failure};
+use super::body::too_large_failure;
 use super::clients::HttpClients;
 use super::entra::entra_failure;
-use super::errors::{self, redact_url, status_failure, transport_failure};
+use super::errors::{redact_url, status_failure, transport_failure};
+use super::token_http::{Recording, Seen};
 use super::{Failure, OAuthApp, Trust};
 use crate::api::conditions::Reason;
 use crate::endpoints::token_url;
@@ -407,61 +406,6 @@ fn is_bearer_token(token: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
-
-/// What [`Recording`] saw of an answer, which oauth2's error type does not keep.
-#[derive(Clone, Copy, Debug)]
-struct Seen {
-    status: u16,
-    retry_after: Option<Duration>,
-    /// The body was over [`MAX_RESPONSE_BODY`](super::body::MAX_RESPONSE_BODY) and not read.
-    oversized: bool,
-}
-
-/// reqwest as oauth2's HTTP client, reading at most the body limit and remembering what
-/// it saw of the answer.
-struct Recording {
-    http: reqwest::Client,
-    seen: Mutex<Option<Seen>>,
-}
-
-impl Recording {
-    fn note(&self, seen: Seen) {
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(seen);
-    }
-}
-
-impl<'c> AsyncHttpClient<'c> for Recording {
-    type Error = HttpClientError<reqwest::Error>;
-    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + 'c>>;
-
-    fn call(&'c self, request: HttpRequest) -> Self::Future {
-        Box::pin(async move {
-            let request = reqwest::Request::try_from(request).map_err(Box::new)?;
-            let response = self.http.execute(request).await.map_err(Box::new)?;
-            let status = response.status();
-            let mut seen = Seen {
-                status: status.as_u16(),
-                retry_after: errors::retry_after(response.headers()),
-                oversized: false,
-            };
-            self.note(seen);
-            let mut builder = oauth2::http::Response::builder().status(status);
-            for (name, value) in response.headers() {
-                builder = builder.header(name, value);
-            }
-            match read_capped(response).await {
-                Ok(body) => builder.body(body).map_err(HttpClientError::Http),
-                Err(BodyError::Transport(e)) => Err(HttpClientError::Reqwest(Box::new(e))),
-                Err(BodyError::TooLarge) => {
-                    seen.oversized = true;
-                    self.note(seen);
-                    Err(HttpClientError::Other("the body is over the limit".into()))
-                }
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
