@@ -1,5 +1,6 @@
 //! Pure: which login, Graph and EWS URLs a provider uses, from its cloud, service address
-//! and overrides, and whether insecure (plain http) endpoints are allowed.
+//! and overrides, and whether insecure (plain http) endpoints are allowed. How their
+//! certificates are verified (`spec.tls`) is `exchange::trust`'s.
 
 use crate::api::conditions::Reason;
 use crate::api::{Cloud, EmailProviderSpec, EndpointOverrides, ServiceType};

@@ -90,6 +90,12 @@ impl Error {
         }
     }
 
+    /// Whether the next attempt waits a fixed, long delay ([`Retry::Slowly`]: certificate
+    /// problems) instead of the back-off.
+    pub fn retries_slowly(&self) -> bool {
+        self.reason().is_some_and(|r| r.retry() == Retry::Slowly)
+    }
+
     /// The condition reason this error maps to, when it has one.
     pub fn reason(&self) -> Option<Reason> {
         match self {
@@ -105,16 +111,6 @@ impl Error {
         match self {
             Error::Exchange { retry_after, .. } => *retry_after,
             _ => None,
-        }
-    }
-}
-
-impl From<crate::exchange::Failure> for Error {
-    fn from(f: crate::exchange::Failure) -> Self {
-        Error::Exchange {
-            reason: f.reason,
-            message: f.message,
-            retry_after: f.retry_after,
         }
     }
 }

@@ -11,13 +11,48 @@ use crate::metrics::Metrics;
 
 /// A client from the in-cluster config or `KUBECONFIG`, counting its requests by verb.
 pub async fn build(metrics: Arc<Metrics>) -> crate::Result<kube::Client> {
-    let config = kube::Config::infer()
+    let mut config = kube::Config::infer()
         .await
         .map_err(|e| crate::Error::Config(format!("no Kubernetes configuration found: {e}")))?;
+    config.proxy_url = api_proxy(config.proxy_url.take(), kubeconfig_proxy_url);
     let client = ClientBuilder::try_from(config)?
         .with_layer(&KubeRequestMetricsLayer::new(metrics))
         .build();
     Ok(client)
+}
+
+/// The proxy for the Kubernetes API: the kubeconfig's own `proxy-url`, and nothing else.
+///
+/// `HTTPS_PROXY` and `NO_PROXY` are the operator's settings for Exchange and Entra ID
+/// (see `exchange::clients`). kube ignores them in the cluster, but with a kubeconfig it
+/// takes `HTTPS_PROXY` for the API server too, when the cluster names no `proxy-url`, so
+/// an operator run outside the cluster with a proxy for Exchange would send its API calls
+/// there. `inferred` is what kube chose (`None` in the cluster); the kubeconfig is only
+/// read when kube chose a proxy.
+fn api_proxy(
+    inferred: Option<http::Uri>,
+    kubeconfig: impl FnOnce() -> Option<http::Uri>,
+) -> Option<http::Uri> {
+    inferred.and_then(|_| kubeconfig())
+}
+
+/// The `proxy-url` of the current context's cluster in the kubeconfig, if any.
+fn kubeconfig_proxy_url() -> Option<http::Uri> {
+    let kubeconfig = kube::config::Kubeconfig::read().ok()?;
+    let current = kubeconfig.current_context.as_ref()?;
+    let context = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| &c.name == current)?
+        .context
+        .as_ref()?;
+    let cluster = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == context.cluster)?
+        .cluster
+        .as_ref()?;
+    cluster.proxy_url.as_deref()?.parse().ok()
 }
 
 /// The Kubernetes verb of a request, as RBAC and the API server's audit log name it.

@@ -1,5 +1,6 @@
 //! When a failed reconcile runs again: the server's delay honoured, transient failures
-//! backing off exponentially, no hot loop for `Retry-After: 0`, a huge delay capped.
+//! backing off exponentially, no hot loop for `Retry-After: 0`, a huge delay capped, a
+//! certificate problem retried in minutes.
 
 mod mock_api;
 use mock_api::*;
@@ -101,4 +102,31 @@ async fn a_huge_server_delay_is_capped_instead_of_panicking() {
     let err = throttled(Duration::from_secs(u64::MAX));
     let delay = requeue_seconds(&controller::error_policy(obj, &err, h.ctx.clone()));
     assert!((3600.0..=3960.0).contains(&delay), "{delay}");
+}
+
+#[tokio::test]
+async fn a_certificate_problem_is_retried_in_minutes_not_seconds() {
+    let mut h = harness();
+    let obj = h.binding(own_credentials_binding(
+        "team-a",
+        "jane",
+        "jane@contoso.com",
+        "jane",
+    ));
+    for reason in [
+        Reason::CertificateUntrusted,
+        Reason::CertificateExpired,
+        Reason::CertificateNameMismatch,
+    ] {
+        let err = mailops::Error::Exchange {
+            reason,
+            message: "the server's certificate ...".into(),
+            retry_after: None,
+        };
+        for _ in 0..3 {
+            let delay =
+                requeue_seconds(&controller::error_policy(obj.clone(), &err, h.ctx.clone()));
+            assert!((300.0..=330.0).contains(&delay), "{reason}: {delay}");
+        }
+    }
 }

@@ -27,7 +27,8 @@ use e2e_support::throttle::GraphThrottle;
 use e2e_support::world::{Env, Via, exchange_config};
 use e2e_support::*;
 use exchange_fake::harness::{APP, SECRET};
-use exchange_fake::{Behaviour, FakeExchange};
+use exchange_fake::tls::TestCa;
+use exchange_fake::{Behaviour, FAKE_NAMES, FakeExchange};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{DeleteParams, ListParams};
@@ -416,11 +417,12 @@ async fn a_30s_token_endpoint_outage_is_unreachable_retried_with_backoff_and_hea
     )
     .await;
     let authority = TcpProxy::start(fake.addr).await;
+    // The TCP proxy passes TLS through: the fake's certificate names 127.0.0.1.
     env.m365_provider_and_account(
         (APP, SECRET),
         &env.domain("p"),
-        &authority.url("http"),
-        &fake.base(),
+        (&authority.url("https"), &fake.base()),
+        json!({"caBundle": fake.ca_pem()}),
     )
     .await;
     env.binding("alice", &alice, Via::Account).await;
@@ -501,9 +503,15 @@ async fn graph_429s_are_waited_out_per_mailbox_without_a_hot_loop_or_a_panic() {
     let domain = env.domain("p");
     let email = |who: &str| format!("{who}@{domain}");
     let (zero, huge) = (email("zero"), email("huge"));
-    let (fake, graph) = throttled_graph(&env, &zero, &huge).await;
-    env.m365_provider_and_account((APP, SECRET), &domain, &fake.base(), &graph.base())
-        .await;
+    let (fake, graph, front_ca) = throttled_graph(&env, &zero, &huge).await;
+    let bundle = format!("{}{}", fake.ca_pem(), front_ca.pem);
+    env.m365_provider_and_account(
+        (APP, SECRET),
+        &domain,
+        (&fake.base(), &graph.base()),
+        json!({"caBundle": bundle}),
+    )
+    .await;
     for who in ["zero", "huge", "calm-1", "calm-2"] {
         env.binding(who, &email(who), Via::Account).await;
     }
@@ -539,8 +547,13 @@ async fn graph_429s_are_waited_out_per_mailbox_without_a_hot_loop_or_a_panic() {
 }
 
 /// The fake Graph behind a front throttling `zero` (`Retry-After: 0`) and `huge`
-/// (`Retry-After: u64::MAX`); the fake knows those and the calm mailboxes.
-async fn throttled_graph(env: &Env, zero: &str, huge: &str) -> (FakeExchange, GraphThrottle) {
+/// (`Retry-After: u64::MAX`); the fake knows those and the calm mailboxes. The front
+/// serves a certificate of a CA of its own, returned with them.
+async fn throttled_graph(
+    env: &Env,
+    zero: &str,
+    huge: &str,
+) -> (FakeExchange, GraphThrottle, TestCa) {
     let domain = env.domain("p");
     let email = |who: &str| format!("{who}@{domain}");
     let all: Vec<String> = ["zero", "huge", "calm-1", "calm-2", "late"]
@@ -553,9 +566,14 @@ async fn throttled_graph(env: &Env, zero: &str, huge: &str) -> (FakeExchange, Gr
             .mailboxes(&all),
     )
     .await;
-    let graph =
-        GraphThrottle::start(fake.base(), &[(zero, "0"), (huge, "18446744073709551615")]).await;
-    (fake, graph)
+    let front_ca = TestCa::new("Graph Front Test CA");
+    let graph = GraphThrottle::start(
+        (fake.base(), fake.ca_pem()),
+        front_ca.server(FAKE_NAMES).acceptor(),
+        &[(zero, "0"), (huge, "18446744073709551615")],
+    )
+    .await;
+    (fake, graph, front_ca)
 }
 
 /// Requests for each throttled mailbox in [`THROTTLE_WINDOW`] from its first: more than

@@ -376,7 +376,7 @@ async fn a_hanging_graph_times_out_as_unreachable() {
     );
     assert!(
         f.message
-            .starts_with("Microsoft Graph at http://127.0.0.1:"),
+            .starts_with("Microsoft Graph at https://127.0.0.1:"),
         "{}",
         f.message
     );

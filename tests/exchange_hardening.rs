@@ -24,9 +24,13 @@ async fn the_fake_ews_refuses_an_unquoted_soap_action() {
     .await;
     let url = format!("{}/EWS/Exchange.asmx", h.fake.base());
     let action = "http://schemas.microsoft.com/exchange/services/2006/messages/GetFolder";
+    let ca = reqwest::Certificate::from_pem(h.fake.ca_pem().as_bytes()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
     let send = |soap_action: String| {
-        reqwest::Client::new()
-            .post(&url)
+        http.post(&url)
             .basic_auth(ALICE, Some("pw"))
             .header("SOAPAction", soap_action)
             .body(mailops::exchange::ews::get_folder_envelope("inbox", None))
@@ -69,7 +73,7 @@ async fn an_oversized_graph_answer_is_an_unexpected_response() {
     assert!(f.message.contains(OVER_THE_LIMIT), "{}", f.message);
     assert!(
         f.message
-            .starts_with("Microsoft Graph at http://127.0.0.1:"),
+            .starts_with("Microsoft Graph at https://127.0.0.1:"),
         "{}",
         f.message
     );
@@ -85,7 +89,7 @@ async fn an_oversized_ews_answer_is_an_unexpected_response() {
     assert_eq!(f.reason, Reason::UnexpectedResponse);
     assert!(f.message.contains(OVER_THE_LIMIT), "{}", f.message);
     assert!(
-        f.message.starts_with("EWS at http://127.0.0.1:"),
+        f.message.starts_with("EWS at https://127.0.0.1:"),
         "{}",
         f.message
     );
@@ -105,7 +109,7 @@ async fn an_oversized_token_answer_is_an_unexpected_response() {
     assert!(f.message.contains(OVER_THE_LIMIT), "{}", f.message);
     assert!(
         f.message
-            .starts_with("the token endpoint at http://127.0.0.1:"),
+            .starts_with("the token endpoint at https://127.0.0.1:"),
         "{}",
         f.message
     );

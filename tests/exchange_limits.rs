@@ -11,7 +11,9 @@ use exchange_fake::harness::*;
 use exchange_fake::{Behaviour, FakeExchange, Grant};
 use mailops::api::conditions::Reason;
 use mailops::exchange::client::ExchangeClient;
-use mailops::exchange::{Credential, MailBackend, MailboxProbe, OAuthApp, ProviderProbe, Service};
+use mailops::exchange::{
+    Credential, MailBackend, MailboxProbe, OAuthApp, ProviderProbe, Service, Trust,
+};
 use mailops::metrics::Metrics;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
@@ -298,7 +300,8 @@ async fn a_closed_port_is_unreachable() {
         .check_provider(&ProviderProbe {
             provider: "p".into(),
             service: Service::Ews {
-                url: format!("http://svc:hunter2@127.0.0.1:{port}/EWS/Exchange.asmx"),
+                url: format!("https://svc:hunter2@127.0.0.1:{port}/EWS/Exchange.asmx"),
+                trust: Trust::default(),
             },
             credential: None,
         })
@@ -307,7 +310,7 @@ async fn a_closed_port_is_unreachable() {
     assert_eq!(f.reason, Reason::Unreachable);
     assert!(
         f.message.starts_with(&format!(
-            "EWS at http://127.0.0.1:{port}/EWS/Exchange.asmx is unreachable:"
+            "EWS at https://127.0.0.1:{port}/EWS/Exchange.asmx is unreachable:"
         )),
         "{}",
         f.message
@@ -315,10 +318,14 @@ async fn a_closed_port_is_unreachable() {
     assert!(!f.message.contains("hunter2"), "{}", f.message);
 }
 
+/// The one test of `--allow-insecure-endpoints`: every other test speaks HTTPS.
 #[tokio::test]
 async fn plain_http_is_refused_without_the_flag_and_nothing_is_sent() {
-    let fake = FakeExchange::start(graph_behaviour(&["Mail.Read"])).await;
-    let endpoints = endpoints_for(&fake, "Microsoft365");
+    let fake = FakeExchange::start_plain(graph_behaviour(&["Mail.Read"])).await;
+    let provider = provider_at(&fake.base(), "Microsoft365", serde_json::json!({}));
+    let refused = mailops::endpoints::provider_endpoints(&provider.spec, false).unwrap_err();
+    assert_eq!(refused.reason(), Some(Reason::InsecureEndpoint));
+    let endpoints = mailops::endpoints::provider_endpoints(&provider.spec, true).unwrap();
     let mut config = config(Duration::from_secs(5), 8);
     config.allow_insecure_endpoints = false;
     let client = ExchangeClient::new(&config, Arc::new(Metrics::new())).unwrap();
@@ -328,6 +335,7 @@ async fn plain_http_is_refused_without_the_flag_and_nothing_is_sent() {
         login: ALICE.into(),
         service: Service::Graph {
             base: endpoints.mailbox_endpoint.clone(),
+            trust: Trust::default(),
         },
         credential: Credential::ClientCredentials(OAuthApp {
             authority: endpoints.authority.clone(),
@@ -343,6 +351,12 @@ async fn plain_http_is_refused_without_the_flag_and_nothing_is_sent() {
     let outcome = client.verify_mailbox(&probe).await;
     assert_eq!(failure(&outcome).reason, Reason::InsecureEndpoint);
     assert!(fake.recorded().is_empty());
+
+    config.allow_insecure_endpoints = true;
+    let client = ExchangeClient::new(&config, Arc::new(Metrics::new())).unwrap();
+    let outcome = client.verify_mailbox(&probe).await;
+    assert_eq!(outcome.mailbox, Ok(()));
+    assert_eq!(fake.token_requests(), 1);
 }
 
 #[tokio::test]

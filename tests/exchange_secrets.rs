@@ -88,17 +88,20 @@ async fn no_secret_reaches_logs_messages_or_debug_output() {
     );
     let fake = FakeExchange::start(behaviour).await;
     let config = OperatorConfig {
-        allow_insecure_endpoints: true,
+        allow_insecure_endpoints: false,
         request_timeout: Duration::from_secs(2),
         ..OperatorConfig::default()
     };
     let client = ExchangeClient::new(&config, Arc::new(Metrics::new())).unwrap();
     let authority = fake.base();
+    let trust = exchange_fake::harness::trust_for(&fake);
     let graph = Service::Graph {
         base: format!("{}/v1.0", fake.base()),
+        trust: trust.clone(),
     };
     let ews = Service::Ews {
         url: format!("{}/EWS/Exchange.asmx", fake.base()),
+        trust,
     };
     let app = |secret: &str| {
         Credential::ClientCredentials(OAuthApp {

@@ -69,6 +69,21 @@ proptest! {
     }
 
     #[test]
+    fn a_ca_bundle_of_any_text_is_read_or_refused_without_being_quoted(
+        body in "[A-Za-z0-9+/=\\n-]{0,200}",
+        wrapped in any::<bool>(),
+    ) {
+        let text = if wrapped {
+            format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n")
+        } else {
+            body.clone()
+        };
+        if let Err(e) = mailops::exchange::trust::parse_bundle(&text) {
+            prop_assert!(body.len() < 12 || !e.contains(&body), "{e}");
+        }
+    }
+
+    #[test]
     fn check_never_panics_on_any_text(text in "\\PC{0,300}") {
         if let Ok(docs) = mailops::check::parse_documents("prop.yaml", &text) {
             let _ = mailops::check::check_documents(&docs, false);

@@ -1,6 +1,8 @@
 //! A stand-in for Entra ID and Microsoft Graph on 127.0.0.1, just enough for mailops to
 //! verify mailboxes: client-credentials and refresh-token grants, and Graph folder reads.
-//! It counts what it is asked, so the benchmark can report token requests.
+//! It serves HTTPS with a certificate from a CA generated at start-up (the providers
+//! carry that CA in `spec.tls.caBundle`, so the operator runs as in production), and
+//! counts what it is asked, so the benchmark can report token requests.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,6 +14,9 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::TlsAcceptor;
 
 /// What the fake was asked.
 #[derive(Default)]
@@ -28,6 +33,35 @@ pub struct Fake {
     pub addr: SocketAddr,
     /// What it was asked.
     pub counts: Arc<Counts>,
+    /// The PEM of the CA its certificate comes from.
+    pub ca_pem: String,
+}
+
+fn tls_error(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("the fake's certificate: {e}"))
+}
+
+/// A CA generated now, and a TLS acceptor serving a certificate it issued for 127.0.0.1.
+fn tls() -> std::io::Result<(String, TlsAcceptor)> {
+    let ca_key = KeyPair::generate().map_err(tls_error)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).map_err(tls_error)?.pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().map_err(tls_error)?;
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .and_then(|p| p.signed_by(&key, &issuer))
+        .map_err(tls_error)?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let chain = vec![CertificateDer::from(leaf.der().to_vec())];
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(tls_error)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(tls_error)?;
+    Ok((ca_pem, TlsAcceptor::from(Arc::new(config))))
 }
 
 fn token_body() -> String {
@@ -65,12 +99,17 @@ impl Fake {
     pub async fn start() -> std::io::Result<Fake> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let (ca_pem, acceptor) = tls()?;
         let counts = Arc::new(Counts::default());
         let served = counts.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let counts = served.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
                     let service = hyper::service::service_fn(move |r| answer(r, counts.clone()));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -78,11 +117,15 @@ impl Fake {
                 });
             }
         });
-        Ok(Fake { addr, counts })
+        Ok(Fake {
+            addr,
+            counts,
+            ca_pem,
+        })
     }
 
     /// The base URL of the fake.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
     }
 }

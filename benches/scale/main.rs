@@ -74,7 +74,7 @@ async fn run() -> Result<serde_json::Value, String> {
         setting("MAILOPS_BENCH_N", 1000),
         setting("MAILOPS_BENCH_PROVIDERS", 10),
         setting("MAILOPS_BENCH_NAMESPACES", 100),
-        fake.url(),
+        (fake.url(), fake.ca_pem.clone()),
     );
     let quiet = Duration::from_secs(setting("MAILOPS_BENCH_QUIET_SECONDS", 60) as u64);
     let result = measure(&client, &plan, &fake, quiet).await;

@@ -28,6 +28,8 @@ pub struct Plan {
     /// The run's name, in every object's name and label.
     pub run: String,
     fake: String,
+    /// The PEM of the fake's CA, the providers' `spec.tls.caBundle`.
+    fake_ca: String,
 }
 
 fn err(what: &str) -> impl Fn(kube::Error) -> String + '_ {
@@ -59,7 +61,12 @@ async fn api_status(client: &Client, ns: &str, name: &str, body: &Value) -> Resu
 
 impl Plan {
     /// A plan with a fresh run name.
-    pub fn new(n: usize, providers: usize, namespaces: usize, fake: String) -> Plan {
+    pub fn new(
+        n: usize,
+        providers: usize,
+        namespaces: usize,
+        (fake, fake_ca): (String, String),
+    ) -> Plan {
         let run = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         Plan {
             n,
@@ -67,6 +74,7 @@ impl Plan {
             namespaces: namespaces.max(1),
             run,
             fake,
+            fake_ca,
         }
     }
 
@@ -141,6 +149,7 @@ impl Plan {
             "metadata": {"name": name, "labels": {LABEL: self.run}},
             "spec": {"serviceType": "Microsoft365", "domains": [domain],
                 "endpoints": {"authority": self.fake, "graph": format!("{}/v1.0", self.fake)},
+                "tls": {"caBundle": self.fake_ca},
                 "authentication": {"method": "OAuth2", "oauth2": {"clientId": name, "tenantId": "bench",
                     "clientSecretRef": {"namespace": self.namespace(0), "name": "app"}}}},
         })

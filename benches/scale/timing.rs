@@ -24,17 +24,12 @@ const PATIENCE: Duration = Duration::from_secs(1800);
 pub struct Operator(Child);
 
 impl Operator {
-    /// Start it against the cluster in `KUBECONFIG`, trusting the fake's plain http.
+    /// Start it against the cluster in `KUBECONFIG`; the providers trust the fake's CA.
     pub fn start(run: &str) -> Result<Operator, String> {
         let log_path = std::env::temp_dir().join(format!("mailops-bench-{run}.log"));
         let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         let child = Command::new(env!("CARGO_BIN_EXE_mailops"))
-            .args([
-                "run",
-                "--no-leader-election",
-                "--no-webhook",
-                "--allow-insecure-endpoints",
-            ])
+            .args(["run", "--no-leader-election", "--no-webhook"])
             .args(["--http-addr", "127.0.0.1:0"])
             .env(
                 "RUST_LOG",

@@ -65,8 +65,19 @@ pub enum Reason {
     OutOfScope,
     /// The app token lacks a permission the settings need (e.g. `Mail.Send`).
     MissingPermission,
-    /// The server could not be reached (DNS, TCP, TLS, timeout, 5xx).
+    /// The server could not be reached (DNS, TCP, a TLS handshake that failed for another
+    /// reason than the certificate, timeout, 5xx).
     Unreachable,
+    /// The server's certificate does not lead to a CA this provider trusts.
+    CertificateUntrusted,
+    /// The server's certificate has expired (or is not valid yet).
+    CertificateExpired,
+    /// The server's certificate is not valid for the name it was reached by (or
+    /// `spec.tls.serverName`).
+    CertificateNameMismatch,
+    /// The provider's CA bundle (inline or from its ConfigMap or Secret) is not PEM
+    /// certificates.
+    InvalidCABundle,
     /// Exchange asked us to slow down (HTTP 429 / ErrorServerBusy).
     Throttled,
     /// Exchange answered something mailops could not interpret.
@@ -102,6 +113,10 @@ impl Reason {
         Reason::OutOfScope,
         Reason::MissingPermission,
         Reason::Unreachable,
+        Reason::CertificateUntrusted,
+        Reason::CertificateExpired,
+        Reason::CertificateNameMismatch,
+        Reason::InvalidCABundle,
         Reason::Throttled,
         Reason::UnexpectedResponse,
         Reason::InUse,
@@ -133,6 +148,10 @@ impl Reason {
             Reason::OutOfScope => "OutOfScope",
             Reason::MissingPermission => "MissingPermission",
             Reason::Unreachable => "Unreachable",
+            Reason::CertificateUntrusted => "CertificateUntrusted",
+            Reason::CertificateExpired => "CertificateExpired",
+            Reason::CertificateNameMismatch => "CertificateNameMismatch",
+            Reason::InvalidCABundle => "InvalidCABundle",
             Reason::Throttled => "Throttled",
             Reason::UnexpectedResponse => "UnexpectedResponse",
             Reason::InUse => "InUse",
@@ -144,7 +163,7 @@ impl Reason {
     /// of retry policy. A problem in declared state (fix the YAML or a Secret) or a wait
     /// for another object (a provider to become Ready, users to go) is retried when a
     /// watch event says something changed; Exchange and the network are retried on a
-    /// timer with back-off.
+    /// timer with back-off. A certificate problem is neither: see [`Retry::Slowly`].
     pub fn retry(self) -> Retry {
         match self {
             Reason::ProviderNotFound
@@ -161,6 +180,7 @@ impl Reason {
             | Reason::LoginRequired
             | Reason::AuthMethodMismatch
             | Reason::InsecureEndpoint
+            | Reason::InvalidCABundle
             | Reason::InUse
             | Reason::Deleting => Retry::AwaitChange,
             Reason::Verified
@@ -173,9 +193,16 @@ impl Reason {
             | Reason::Unreachable
             | Reason::Throttled
             | Reason::UnexpectedResponse => Retry::BackOff,
+            Reason::CertificateUntrusted
+            | Reason::CertificateExpired
+            | Reason::CertificateNameMismatch => Retry::Slowly,
         }
     }
 }
+
+/// How long [`Retry::Slowly`] waits: the back-off's cap, so a certificate problem is
+/// tried again as often as the most patient transient failure, and no more.
+pub const SLOW_RETRY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// When to try again after a failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,6 +211,13 @@ pub enum Retry {
     AwaitChange,
     /// It may pass by itself: try again after a back-off (or the server's delay).
     BackOff,
+    /// Retrying soon cannot help, and a change mailops watches may not come either: a
+    /// server's certificate is renewed or replaced on the server, outside the cluster, and
+    /// that takes minutes at least. So: no quick retries (5 s, 10 s, ... of `BackOff` would
+    /// only repeat the same handshake), but a try at the back-off's cap (5 minutes), and
+    /// at once on a change of the provider or its CA bundle. Nothing is sent but a TLS
+    /// handshake, which fails before any credential leaves.
+    Slowly,
 }
 
 impl std::fmt::Display for Reason {
@@ -314,6 +348,19 @@ mod tests {
             assert_eq!(format!("{r:?}"), s, "as_str must match the variant name");
             assert!(seen.insert(s), "duplicate {s}");
         }
+    }
+
+    #[test]
+    fn certificate_problems_wait_minutes_and_a_bad_bundle_waits_for_a_change() {
+        for r in [
+            Reason::CertificateUntrusted,
+            Reason::CertificateExpired,
+            Reason::CertificateNameMismatch,
+        ] {
+            assert_eq!(r.retry(), Retry::Slowly, "{r}");
+        }
+        assert_eq!(Reason::InvalidCABundle.retry(), Retry::AwaitChange);
+        assert_eq!(SLOW_RETRY, std::time::Duration::from_secs(300));
     }
 
     #[test]

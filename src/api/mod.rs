@@ -6,11 +6,13 @@ pub mod common;
 pub mod conditions;
 pub mod provider;
 pub mod service_account;
+pub mod tls;
 
 pub use binding::*;
 pub use common::*;
 pub use provider::*;
 pub use service_account::*;
+pub use tls::*;
 
 use std::borrow::Cow;
 

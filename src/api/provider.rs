@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{NamespacePolicy, SecretKeyRef};
+use super::tls::TlsSpec;
 
 /// An email server that mailboxes connect to: an on-premises Exchange Server reached over
 /// EWS, or Exchange Online reached through Microsoft Graph.
@@ -110,6 +111,12 @@ pub struct EmailProviderSpec {
     /// Namespaces whose MailboxBindings may use this provider. Omitted: all namespaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_namespaces: Option<NamespacePolicy>,
+
+    /// Which certificate authorities this provider's servers (EWS, Graph and the token
+    /// authority) are verified against, e.g. the organisation's own CA. Omitted: the
+    /// public web PKI roots. Certificates are always verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
 }
 
 /// `host` or `host:port` with a port of 1-65535; hostnames are DNS labels (any case), so

@@ -161,6 +161,13 @@ fn check_provider(
     {
         problems.push(origin.problem(Some("spec.endpoints"), e.reason(), message_of(&e)));
     }
+    // CEL admits any text shaped like PEM; the controller would also refuse base64 that is
+    // not a certificate. (A `caBundleFrom` names an object `check` does not read.)
+    if let Some(tls) = provider.spec.tls.as_ref().filter(|t| t.ca_bundle.is_some())
+        && let Err(e) = crate::exchange::trust::provider_trust(Some(tls), None)
+    {
+        problems.push(origin.problem(Some("spec.tls.caBundle"), e.reason(), message_of(&e)));
+    }
     if let Some(oauth2) = &provider.spec.authentication.oauth2 {
         let r = &oauth2.client_secret_ref;
         problems.extend(missing_keys(

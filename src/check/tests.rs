@@ -22,6 +22,31 @@ fn a_binding_resolved_by_domain_gets_a_row() {
 }
 
 #[test]
+fn a_ca_bundle_that_is_not_pem_certificates_is_refused_naming_the_field() {
+    let tls =
+        |bundle: &str| check(&format!("{PROVIDER}  tls:\n    caBundle: \"{bundle}\"\n")).problems;
+    // Not PEM at all: the CRD's CEL rule refuses it, as the API server would.
+    let problems = tls("MIIB5jCCAYugAwIBAgIU");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].field.as_deref(), Some("spec.tls.caBundle"));
+    assert!(
+        problems[0].message.contains("PEM CERTIFICATE"),
+        "{problems:?}"
+    );
+    // Shaped like PEM, but not a certificate inside: the controller's own parse refuses it.
+    let problems = tls("-----BEGIN CERTIFICATE-----\\naGVsbG8=\\n-----END CERTIFICATE-----\\n");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].field.as_deref(), Some("spec.tls.caBundle"));
+    assert_eq!(problems[0].reason.as_deref(), Some("InvalidCABundle"));
+    assert!(
+        problems[0]
+            .message
+            .contains("not a valid X.509 certificate"),
+        "{problems:?}"
+    );
+}
+
+#[test]
 fn schema_errors_name_document_and_field() {
     let r = check(&format!(
         "{PROVIDER}---\napiVersion: mailops.dev/v1alpha1\nkind: MailboxBinding\nmetadata: {{name: jane}}\nspec:\n  emailAddress: not-an-address\n  authentication: {{credentialsSecretRef: {{name: jane}}}}\n"

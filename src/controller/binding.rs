@@ -196,7 +196,7 @@ pub fn validate(
         .and_then(|key| snap.secrets.get(&key))
         .and_then(|secret| OwnSecret::of(secret, &creds));
     Ok(Validated {
-        service: credentials::service(provider, &endpoints),
+        service: credentials::service(provider, &endpoints).map_err(unverified)?,
         provider_spec: spec_digest(&provider.spec),
         resolution,
         creds,
@@ -308,6 +308,7 @@ pub async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Probe
         &v.provider_spec,
         &v.account_spec,
         &v.creds.versions.join(","),
+        &v.service.trust().digest(),
     ]);
     if let Some(confirmed) = ctx.mailbox_probes.get(&key, inputs) {
         let verified = Verified {

@@ -13,7 +13,7 @@ use crate::api::{
 };
 use crate::cache::SecretLookup;
 use crate::endpoints::ProviderEndpoints;
-use crate::exchange::{Credential, OAuthApp, Service};
+use crate::exchange::{Credential, OAuthApp, Service, Trust};
 use crate::{Error, Result};
 
 /// Credentials and what they were read from, so that a change of a value is seen as a
@@ -75,16 +75,26 @@ pub fn secret_key(
     Ok(SecretString::from(text.to_string()))
 }
 
-/// The service mailboxes of a provider are verified against.
-pub fn service(provider: &EmailProvider, endpoints: &ProviderEndpoints) -> Service {
-    match provider.spec.service_type {
+/// The CAs and name a provider's servers are verified against (`spec.tls`). The text of
+/// a `caBundleFrom` ConfigMap or Secret is not read here yet (`None`): such a provider
+/// reports `InvalidCABundle` until the cache supplies it.
+pub fn trust(provider: &EmailProvider) -> Result<Trust> {
+    crate::exchange::trust::provider_trust(provider.spec.tls.as_ref(), None)
+}
+
+/// The service mailboxes of a provider are verified against, under the provider's trust.
+pub fn service(provider: &EmailProvider, endpoints: &ProviderEndpoints) -> Result<Service> {
+    let trust = trust(provider)?;
+    Ok(match provider.spec.service_type {
         ServiceType::Exchange => Service::Ews {
             url: endpoints.mailbox_endpoint.clone(),
+            trust,
         },
         ServiceType::Microsoft365 => Service::Graph {
             base: endpoints.mailbox_endpoint.clone(),
+            trust,
         },
-    }
+    })
 }
 
 /// The provider's own app credentials; `None` for Basic providers.

@@ -41,7 +41,8 @@ where
 }
 
 /// What to do after a failed reconcile: wait for a change when only the user can fix it,
-/// else back off exponentially up to a cap. A server-requested delay (`Retry-After`) is
+/// try again in a few minutes when only the server's admin can (a certificate), else back
+/// off exponentially up to a cap. A server-requested delay (`Retry-After`) is
 /// honoured but never shortens the back-off, so `Retry-After: 0` cannot make a hot loop,
 /// and a huge one waits at most [`backoff::MAX_SERVER_DELAY`].
 pub fn error_policy<K>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action
@@ -51,8 +52,12 @@ where
     if err.is_permanent() {
         return Action::await_change();
     }
-    let own = ctx.backoff.next_delay(&object_key(obj.as_ref()));
-    let delay = backoff::with_server_delay(own, err.server_delay());
+    let delay = if err.retries_slowly() {
+        backoff::jitter(crate::api::conditions::SLOW_RETRY, 0.1)
+    } else {
+        let own = ctx.backoff.next_delay(&object_key(obj.as_ref()));
+        backoff::with_server_delay(own, err.server_delay())
+    };
     warn!(
         object = %object_key(obj.as_ref()),
         category = err.category(),

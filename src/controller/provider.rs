@@ -23,7 +23,7 @@ use crate::cache::index::secret_of_provider;
 use crate::cache::usage::{self, Users};
 use crate::cache::{SecretKey, object_key};
 use crate::endpoints::{ProviderEndpoints, provider_endpoints};
-use crate::exchange::{ProviderOutcome, ProviderProbe};
+use crate::exchange::{ProviderOutcome, ProviderProbe, Service};
 
 impl Reconciled for EmailProvider {
     type Status = EmailProviderStatus;
@@ -71,6 +71,7 @@ pub enum Check {
 /// What a provider's probe starts from.
 struct Validated {
     endpoints: ProviderEndpoints,
+    service: Service,
     app: Option<credentials::Resolved>,
 }
 
@@ -81,8 +82,13 @@ fn validate(
     allow_insecure: bool,
 ) -> std::result::Result<Validated, Check> {
     let endpoints = provider_endpoints(&p.spec, allow_insecure).map_err(Check::InvalidEndpoints)?;
+    let service = credentials::service(p, &endpoints).map_err(Check::InvalidEndpoints)?;
     match credentials::provider_app(p, &endpoints, secrets) {
-        Ok(app) => Ok(Validated { endpoints, app }),
+        Ok(app) => Ok(Validated {
+            endpoints,
+            service,
+            app,
+        }),
         Err(error) => Err(Check::InvalidApp {
             address: endpoints.service_address,
             error,
@@ -101,6 +107,7 @@ async fn probe(p: &EmailProvider, v: Validated, ctx: &Context) -> Check {
         p.uid().as_deref().unwrap_or_default(),
         &spec_digest(&p.spec),
         &versions,
+        &v.service.trust().digest(),
     ]);
     let key = object_key(p);
     let outcome = match ctx.provider_probes.get(&key, inputs) {
@@ -108,7 +115,7 @@ async fn probe(p: &EmailProvider, v: Validated, ctx: &Context) -> Check {
         None => {
             let probe = ProviderProbe {
                 provider: p.name_any(),
-                service: credentials::service(p, &v.endpoints),
+                service: v.service,
                 credential: v.app.map(|a| a.credential),
             };
             let o = ctx.backend.check_provider(&probe).await;

@@ -85,7 +85,7 @@ fn validate(
     Ok(Validated {
         provider: provider_name.clone(),
         provider_spec: spec_digest(&provider.spec),
-        service: credentials::service(provider, &endpoints),
+        service: credentials::service(provider, &endpoints)?,
         creds: credentials::service_account(a, provider, &endpoints, secrets)?,
     })
 }
@@ -98,6 +98,7 @@ async fn probe(a: &ExchangeServiceAccount, v: Validated, ctx: &Context) -> Resul
         &spec_digest(&a.spec),
         &v.provider_spec,
         &v.creds.versions.join(","),
+        &v.service.trust().digest(),
     ]);
     if ctx.account_probes.get(&key, inputs).is_some() {
         return Ok(());

@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use secrecy::SecretString;
 use tracing::debug;
 
+use super::clients::{HttpClients, ProxySettings};
 use super::errors::{RequestFailure, ensure_allowed, transport_failure};
 use super::ews::{self, Auth, FolderRequest};
 use super::graph::{self, Folder};
@@ -16,16 +17,17 @@ use super::limits::ProbeLimits;
 use super::token::{Token, TokenSource};
 use super::{
     Credential, Failure, MailBackend, MailboxOutcome, MailboxProbe, ProviderOutcome, ProviderProbe,
-    Service,
+    Service, Trust,
 };
 use crate::api::conditions::Reason;
 use crate::config::OperatorConfig;
 use crate::metrics::Metrics;
 use crate::redact::redact_url;
 
-/// Talks to Exchange and Entra ID over HTTPS.
+/// Talks to Exchange and Entra ID over HTTPS, verifying each provider's servers under its
+/// own trust.
 pub struct ExchangeClient {
-    http: reqwest::Client,
+    clients: Arc<HttpClients>,
     tokens: TokenSource,
     limits: ProbeLimits,
     metrics: Arc<Metrics>,
@@ -34,21 +36,25 @@ pub struct ExchangeClient {
 }
 
 impl ExchangeClient {
-    /// Build a client with the operator's timeouts and limits.
+    /// Build a client with the operator's timeouts and limits, and the proxies of the
+    /// process's environment (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`).
     pub fn new(config: &OperatorConfig, metrics: Arc<Metrics>) -> crate::Result<Self> {
+        let proxy = ProxySettings::from_env();
+        tracing::info!(proxy = %proxy.describe(), "Exchange and Entra ID traffic");
+        Self::with_proxy(config, metrics, proxy)
+    }
+
+    /// Build a client with these proxies rather than the environment's.
+    pub fn with_proxy(
+        config: &OperatorConfig,
+        metrics: Arc<Metrics>,
+        proxy: ProxySettings,
+    ) -> crate::Result<Self> {
         let timeout = config.request_timeout;
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A redirect could carry credentials elsewhere; Exchange and Entra ID do not
-            // redirect these calls.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("mailops/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| crate::Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        let clients = Arc::new(HttpClients::new(timeout, proxy)?);
         Ok(ExchangeClient {
-            tokens: TokenSource::new(http.clone(), timeout, metrics.clone()),
-            http,
+            tokens: TokenSource::new(clients.clone(), timeout, metrics.clone()),
+            clients,
             limits: ProbeLimits::new(config.max_probes_per_provider),
             metrics,
             timeout,
@@ -62,17 +68,28 @@ impl ExchangeClient {
         self.limits.waiting()
     }
 
-    /// An access token for OAuth2 credentials; `None` for Basic.
-    async fn token(&self, credential: &Credential) -> Result<Option<Token>, Failure> {
+    /// How many HTTP clients (one per distinct trust, each with its connection pool) are
+    /// kept.
+    pub fn http_clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// An access token for OAuth2 credentials, from the authority verified under the
+    /// provider's `trust`; `None` for Basic.
+    async fn token(
+        &self,
+        credential: &Credential,
+        trust: &Trust,
+    ) -> Result<Option<Token>, Failure> {
         match credential {
             Credential::ClientCredentials(app) => {
                 ensure_allowed(&app.authority, self.allow_insecure)?;
-                self.tokens.app_token(app).await.map(Some)
+                self.tokens.app_token(app, trust).await.map(Some)
             }
             Credential::RefreshToken { app, refresh_token } => {
                 ensure_allowed(&app.authority, self.allow_insecure)?;
                 self.tokens
-                    .delegated_token(app, refresh_token)
+                    .delegated_token(app, trust, refresh_token)
                     .await
                     .map(Some)
             }
@@ -88,8 +105,9 @@ impl ExchangeClient {
         folder: Folder,
     ) -> Result<(), RequestFailure> {
         let auth = auth_for(&probe.credential, token)?;
+        let http = self.clients.get(probe.service.trust())?;
         match &probe.service {
-            Service::Ews { url } => {
+            Service::Ews { url, .. } => {
                 let (name, label) = match folder {
                     Folder::Inbox => ("inbox", "inbox"),
                     Folder::Calendar => ("calendar", "calendar"),
@@ -102,14 +120,14 @@ impl ExchangeClient {
                     auth,
                     subject: &subject,
                 };
-                ews::get_folder(&self.http, &request, self.timeout).await
+                ews::get_folder(&http, &request, self.timeout).await
             }
-            Service::Graph { base } => {
+            Service::Graph { base, .. } => {
                 let Some(token) = token else {
                     return Err(basic_with_graph().into());
                 };
                 graph::get_folder(
-                    &self.http,
+                    &http,
                     base,
                     &probe.email,
                     folder,
@@ -146,8 +164,9 @@ impl ExchangeClient {
             mailbox = %probe.email,
             "a cached app token was refused (HTTP 401); trying once with a new one"
         );
-        self.tokens.evict(app, used).await;
-        let fresh = self.tokens.app_token(app).await?;
+        let trust = probe.service.trust();
+        self.tokens.evict(app, trust, used).await;
+        let fresh = self.tokens.app_token(app, trust).await?;
         let result = self.open(probe, Some(&fresh), folder).await;
         *token = Some(fresh);
         result.map_err(|e| e.failure)
@@ -168,7 +187,7 @@ impl ExchangeClient {
         ) {
             return failed(basic_with_graph(), None);
         }
-        let mut token = match self.token(&probe.credential).await {
+        let mut token = match self.token(&probe.credential, probe.service.trust()).await {
             Ok(token) => token,
             Err(f) => return failed(f, None),
         };
@@ -210,7 +229,15 @@ impl ExchangeClient {
             Service::Ews { .. } => "EWS",
             Service::Graph { .. } => "Microsoft Graph",
         };
-        let result = match self.http.get(url).send().await {
+        let http = match self.clients.get(service.trust()) {
+            Ok(http) => http,
+            Err(f) => {
+                let result = Err(f);
+                self.record(service, &result);
+                return result;
+            }
+        };
+        let result = match http.get(url).send().await {
             Ok(response) => {
                 debug!(endpoint = %redact_url(url), status = response.status().as_u16(), "endpoint answered");
                 Ok(())
@@ -229,8 +256,9 @@ impl ExchangeClient {
     ) -> Result<(), Failure> {
         match (service, credential) {
             (Service::Graph { .. }, Credential::Basic { .. }) => Err(basic_with_graph()),
-            (Service::Ews { url }, Credential::Basic { username, password }) => {
+            (Service::Ews { url, trust }, Credential::Basic { username, password }) => {
                 ensure_allowed(url, self.allow_insecure)?;
+                let http = self.clients.get(trust)?;
                 let request = FolderRequest {
                     url,
                     folder: "msgfolderroot",
@@ -238,7 +266,7 @@ impl ExchangeClient {
                     auth: Auth::Basic { username, password },
                     subject: "the account's own mailbox",
                 };
-                let result = ews::get_folder(&self.http, &request, self.timeout).await;
+                let result = ews::get_folder(&http, &request, self.timeout).await;
                 match result.map_err(|e| e.failure) {
                     // An impersonation account may have no mailbox of its own: EWS
                     // judging the mailbox proves it accepted the login.
@@ -248,7 +276,7 @@ impl ExchangeClient {
                     other => other,
                 }
             }
-            _ => self.token(credential).await.map(|_| ()),
+            _ => self.token(credential, service.trust()).await.map(|_| ()),
         }
     }
 
@@ -275,8 +303,8 @@ fn auth_for<'a>(credential: &'a Credential, token: Option<&'a Token>) -> Result<
 
 fn service_url(service: &Service) -> &str {
     match service {
-        Service::Ews { url } => url,
-        Service::Graph { base } => base,
+        Service::Ews { url, .. } => url,
+        Service::Graph { base, .. } => base,
     }
 }
 

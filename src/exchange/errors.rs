@@ -104,7 +104,10 @@ impl From<Failure> for RequestFailure {
     }
 }
 
-/// A request that got no HTTP answer: timeout, DNS, TCP or TLS failure.
+/// A request that got no HTTP answer: timeout, DNS, TCP or TLS failure. A certificate
+/// the provider's trust refused is named with its reason (`CertificateUntrusted`,
+/// `CertificateExpired`, `CertificateNameMismatch`) and what it is; the rest is
+/// `Unreachable`.
 pub fn transport_failure(
     what: &str,
     url: &str,
@@ -112,6 +115,12 @@ pub fn transport_failure(
     timeout: Duration,
 ) -> Failure {
     let url = redact_url(url);
+    if let Some(presented) = super::verifier::presented_certificate(error) {
+        return Failure::new(
+            presented.problem.reason(),
+            format!("{what} at {url}: {presented}"),
+        );
+    }
     if is_timeout(error) {
         return Failure::new(
             Reason::Unreachable,

@@ -2,12 +2,11 @@
 //! types, so controllers are tested with a fake and the real EWS / Graph client lives
 //! beside it.
 
-use std::time::Duration;
-
 use futures::future::BoxFuture;
 use secrecy::SecretString;
 
-use crate::api::conditions::Reason;
+pub use failure::Failure;
+pub use trust::Trust;
 
 /// An Entra ID app registration and what to ask it for. The secret is a `SecretString`,
 /// whose `Debug` is redacted.
@@ -47,18 +46,23 @@ pub enum Credential {
     },
 }
 
-/// Which protocol and where.
+/// Which protocol, where, and under which trust. The trust is the provider's: it applies
+/// to the token authority of the credentials used with this service too.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Service {
     /// Exchange Web Services at this URL (`https://host/EWS/Exchange.asmx`).
     Ews {
         /// Full EWS URL.
         url: String,
+        /// The CAs and name the provider's servers are verified against.
+        trust: Trust,
     },
     /// Microsoft Graph at this base (`https://graph.microsoft.com/v1.0`).
     Graph {
         /// Graph base URL including the version segment.
         base: String,
+        /// The CAs and name the provider's servers are verified against.
+        trust: Trust,
     },
 }
 
@@ -70,26 +74,11 @@ impl Service {
             Service::Graph { .. } => "graph",
         }
     }
-}
 
-/// Why a check failed, as a condition reason and a message fit for status (no secrets).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// Condition reason.
-    pub reason: Reason,
-    /// Human-readable detail, keeping server error codes (e.g. `AADSTS7000215`).
-    pub message: String,
-    /// Server-requested delay before trying again (`Retry-After`).
-    pub retry_after: Option<Duration>,
-}
-
-impl Failure {
-    /// A failure without a server-requested delay.
-    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
-        Failure {
-            reason,
-            message: message.into(),
-            retry_after: None,
+    /// The provider's trust, for this service and its token authority.
+    pub fn trust(&self) -> &Trust {
+        match self {
+            Service::Ews { trust, .. } | Service::Graph { trust, .. } => trust,
         }
     }
 }
@@ -162,10 +151,15 @@ pub trait MailBackend: Send + Sync + 'static {
 }
 pub mod body;
 pub mod client;
+pub mod clients;
 pub mod entra;
 pub mod errors;
 pub mod ews;
+pub mod failure;
 pub mod fake;
 pub mod graph;
 pub mod limits;
 pub mod token;
+mod token_http;
+pub mod trust;
+pub mod verifier;

@@ -4,24 +4,24 @@
 //! the binding's Secret stays the one source of truth).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
 use oauth2::{
-    AsyncHttpClient, AuthType, ClientId, ClientSecret, HttpClientError, HttpRequest, HttpResponse,
-    RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
+    AuthType, ClientId, ClientSecret, HttpClientError, RefreshToken, RequestTokenError, Scope,
+    TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 use tracing::debug;
 
-use super::body::{BodyError, read_capped, too_large_failure};
+use super::body::too_large_failure;
+use super::clients::HttpClients;
 use super::entra::entra_failure;
-use super::errors::{self, status_failure, transport_failure};
-use super::{Failure, OAuthApp};
+use super::errors::{status_failure, transport_failure};
+use super::token_http::{Recording, Seen};
+use super::{Failure, OAuthApp, Trust};
 use crate::api::conditions::Reason;
 use crate::endpoints::token_url;
 use crate::metrics::Metrics;
@@ -69,7 +69,9 @@ pub struct Token {
 }
 
 /// Cache key. The secret enters only as a keyed hash, so a rotated Secret is tried at
-/// once instead of riding on a token the old secret obtained.
+/// once instead of riding on a token the old secret obtained. The trust is part of it:
+/// a provider whose CAs do not verify the authority must not ride on a token another
+/// provider's trust obtained from the same authority.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct CacheKey {
     authority: String,
@@ -77,16 +79,18 @@ struct CacheKey {
     client_id: String,
     scopes: String,
     secret_fingerprint: u64,
+    trust: Trust,
 }
 
 impl CacheKey {
-    fn of(app: &OAuthApp) -> Self {
+    fn of(app: &OAuthApp, trust: &Trust) -> Self {
         CacheKey {
             authority: app.authority.trim_end_matches('/').to_string(),
             tenant_id: app.tenant_id.to_string(),
             client_id: app.client_id.to_string(),
             scopes: app.scopes.join(" "),
             secret_fingerprint: fingerprint(&app.client_secret),
+            trust: trust.clone(),
         }
     }
 }
@@ -104,7 +108,7 @@ struct Slot {
 
 /// Obtains and caches tokens.
 pub struct TokenSource {
-    http: reqwest::Client,
+    clients: Arc<HttpClients>,
     timeout: Duration,
     metrics: Arc<Metrics>,
     cache: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Slot>>>>,
@@ -119,10 +123,11 @@ fn fingerprint(secret: &SecretString) -> u64 {
 }
 
 impl TokenSource {
-    /// A token source sending requests through `http` (which carries the timeouts).
-    pub fn new(http: reqwest::Client, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+    /// A token source sending requests through the client of each provider's trust
+    /// (which carries the timeouts).
+    pub fn new(clients: Arc<HttpClients>, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         TokenSource {
-            http,
+            clients,
             timeout,
             metrics,
             cache: Mutex::default(),
@@ -130,9 +135,9 @@ impl TokenSource {
     }
 
     /// An app-only token by the client-credentials grant, from the cache when still fresh.
-    pub async fn app_token(&self, app: &OAuthApp) -> Result<Token, Failure> {
+    pub async fn app_token(&self, app: &OAuthApp, trust: &Trust) -> Result<Token, Failure> {
         let waiting_since = Instant::now();
-        let slot = self.slot(&CacheKey::of(app));
+        let slot = self.slot(&CacheKey::of(app, trust));
         // Holding this lock across the request is the point: one request per key in
         // flight, everybody else waits for its result.
         let mut slot = slot.lock().await;
@@ -150,7 +155,7 @@ impl TokenSource {
         {
             return Err(failure.clone());
         }
-        let result = self.request(app, None).await;
+        let result = self.request(app, trust, None).await;
         match &result {
             Ok(token) => {
                 slot.token = Some(token.clone());
@@ -169,8 +174,8 @@ impl TokenSource {
     /// Forget a cached app token a mailbox refused with HTTP 401 (revoked, or consent
     /// withdrawn since it was issued), unless it was already replaced: probes refused with
     /// the same token then share one new token instead of each evicting the last one's.
-    pub async fn evict(&self, app: &OAuthApp, refused: &Token) {
-        let slot = self.slot(&CacheKey::of(app));
+    pub async fn evict(&self, app: &OAuthApp, trust: &Trust, refused: &Token) {
+        let slot = self.slot(&CacheKey::of(app, trust));
         let mut slot = slot.lock().await;
         let same = slot.token.as_ref().is_some_and(|cached| {
             cached.access_token.expose_secret() == refused.access_token.expose_secret()
@@ -185,9 +190,10 @@ impl TokenSource {
     pub async fn delegated_token(
         &self,
         app: &OAuthApp,
+        trust: &Trust,
         refresh_token: &SecretString,
     ) -> Result<Token, Failure> {
-        self.request(app, Some(refresh_token)).await
+        self.request(app, trust, Some(refresh_token)).await
     }
 
     fn slot(&self, key: &CacheKey) -> Arc<tokio::sync::Mutex<Slot>> {
@@ -212,6 +218,7 @@ impl TokenSource {
     async fn request(
         &self,
         app: &OAuthApp,
+        trust: &Trust,
         refresh_token: Option<&SecretString>,
     ) -> Result<Token, Failure> {
         let url = token_url(&app.authority, &app.tenant_id);
@@ -227,7 +234,10 @@ impl TokenSource {
             grant,
             "requesting a token"
         );
-        let result = self.send(app, &url, refresh_token).await;
+        let result = match self.clients.get(trust) {
+            Ok(http) => self.send(http, app, &url, refresh_token).await,
+            Err(f) => Err(f),
+        };
         let label = match &result {
             Ok(_) => "success",
             Err(f) => f.reason.as_str(),
@@ -248,6 +258,7 @@ impl TokenSource {
 
     async fn send(
         &self,
+        http: reqwest::Client,
         app: &OAuthApp,
         url: &str,
         refresh_token: Option<&SecretString>,
@@ -268,7 +279,7 @@ impl TokenSource {
             .set_token_uri(token_uri);
         let scopes = app.scopes.iter().map(|s| Scope::new(s.clone()));
         let http = Recording {
-            http: self.http.clone(),
+            http,
             seen: Mutex::default(),
         };
         let result = match refresh_token {
@@ -396,61 +407,6 @@ fn is_bearer_token(token: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
-
-/// What [`Recording`] saw of an answer, which oauth2's error type does not keep.
-#[derive(Clone, Copy, Debug)]
-struct Seen {
-    status: u16,
-    retry_after: Option<Duration>,
-    /// The body was over [`MAX_RESPONSE_BODY`](super::body::MAX_RESPONSE_BODY) and not read.
-    oversized: bool,
-}
-
-/// reqwest as oauth2's HTTP client, reading at most the body limit and remembering what
-/// it saw of the answer.
-struct Recording {
-    http: reqwest::Client,
-    seen: Mutex<Option<Seen>>,
-}
-
-impl Recording {
-    fn note(&self, seen: Seen) {
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(seen);
-    }
-}
-
-impl<'c> AsyncHttpClient<'c> for Recording {
-    type Error = HttpClientError<reqwest::Error>;
-    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + 'c>>;
-
-    fn call(&'c self, request: HttpRequest) -> Self::Future {
-        Box::pin(async move {
-            let request = reqwest::Request::try_from(request).map_err(Box::new)?;
-            let response = self.http.execute(request).await.map_err(Box::new)?;
-            let status = response.status();
-            let mut seen = Seen {
-                status: status.as_u16(),
-                retry_after: errors::retry_after(response.headers()),
-                oversized: false,
-            };
-            self.note(seen);
-            let mut builder = oauth2::http::Response::builder().status(status);
-            for (name, value) in response.headers() {
-                builder = builder.header(name, value);
-            }
-            match read_capped(response).await {
-                Ok(body) => builder.body(body).map_err(HttpClientError::Http),
-                Err(BodyError::Transport(e)) => Err(HttpClientError::Reqwest(Box::new(e))),
-                Err(BodyError::TooLarge) => {
-                    seen.oversized = true;
-                    self.note(seen);
-                    Err(HttpClientError::Other("the body is over the limit".into()))
-                }
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

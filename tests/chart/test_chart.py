@@ -180,6 +180,24 @@ class DefaultRenderTest(unittest.TestCase):
         self.assertIn("memory", main["resources"]["limits"])
         self.assertEqual(main["image"], "ghcr.io/mailops/mailops:0.1.0")
 
+    def test_no_proxy_is_set_unless_asked(self):
+        names = {e["name"] for e in container(self.objects)["env"]}
+        self.assertFalse(names & {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"}, names)
+
+    def test_proxy_values_and_extra_env_reach_the_container(self):
+        from_secret = {"secretKeyRef": {"name": "egress", "key": "url"}}
+        objects, _ = render({
+            "proxy": {"https": "http://proxy.contoso.com:3128", "noProxy": ".contoso.local,10.0.0.0/8"},
+            "extraEnv": [{"name": "ALL_PROXY_NOTE", "value": "x"}, {"name": "HTTP_PROXY", "valueFrom": from_secret}],
+        })
+        env = container(objects)["env"]
+        by_name = {e["name"]: e for e in env}
+        self.assertEqual(by_name["HTTPS_PROXY"]["value"], "http://proxy.contoso.com:3128")
+        self.assertEqual(by_name["NO_PROXY"]["value"], ".contoso.local,10.0.0.0/8")
+        self.assertEqual(by_name["HTTP_PROXY"]["valueFrom"], from_secret)
+        self.assertEqual(by_name["ALL_PROXY_NOTE"]["value"], "x")
+        self.assertEqual(len(env), len(by_name), "no variable twice")
+
     def test_every_object_has_the_standard_labels(self):
         for obj in self.objects:
             labels = obj["metadata"]["labels"]
@@ -341,6 +359,9 @@ class ValuesTest(unittest.TestCase):
             "typo in a nested key": ({"serviceMonitor": {"enable": True}}, "enable"),
             "write-back as a string": ({"rbac": {"secretWriteBack": "yes"}}, "secretWriteBack"),
             "bad scrape interval": ({"serviceMonitor": {"interval": "often"}}, "interval"),
+            "proxy without a scheme": ({"proxy": {"https": "proxy.contoso.com:3128"}}, "https"),
+            "misspelt proxy key": ({"proxy": {"httpsProxy": "http://p:3128"}}, "httpsProxy"),
+            "extraEnv without a name": ({"extraEnv": [{"value": "x"}]}, "name"),
         }
         with helm.Chart.load(CHART) as chart:
             for label, (values, field) in bad.items():

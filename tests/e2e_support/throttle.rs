@@ -1,4 +1,4 @@
-//! An HTTP front for Microsoft Graph on 127.0.0.1 that answers `429 Too Many Requests`
+//! An HTTPS front for Microsoft Graph on 127.0.0.1 that answers `429 Too Many Requests`
 //! with a chosen `Retry-After` for chosen mailboxes and forwards everything else to the
 //! fake Graph behind it, recording when each mailbox was asked for.
 
@@ -16,6 +16,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 /// A running front; it stops with the test's runtime.
 pub struct GraphThrottle {
@@ -34,14 +35,24 @@ struct State {
 }
 
 impl GraphThrottle {
-    /// Front `upstream` (`http://127.0.0.1:port`), throttling the mailboxes named in
-    /// `throttled` with their `Retry-After` values.
-    pub async fn start(upstream: String, throttled: &[(&str, &str)]) -> GraphThrottle {
+    /// Front `upstream` (`https://127.0.0.1:port`, whose certificate `upstream_ca`
+    /// issued), serving TLS with `tls`, and throttling the mailboxes named in `throttled`
+    /// with their `Retry-After` values.
+    pub async fn start(
+        (upstream, upstream_ca): (String, &str),
+        tls: TlsAcceptor,
+        throttled: &[(&str, &str)],
+    ) -> GraphThrottle {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let addr = listener.local_addr().unwrap();
+        let ca = reqwest::Certificate::from_pem(upstream_ca.as_bytes()).expect("a CA");
+        let http = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .build()
+            .expect("a client");
         let state = Arc::new(State {
             upstream,
-            http: reqwest::Client::new(),
+            http,
             throttled: throttled
                 .iter()
                 .map(|(m, r)| (m.to_ascii_lowercase(), r.to_string()))
@@ -55,7 +66,11 @@ impl GraphThrottle {
                     continue;
                 };
                 let state = serving.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    let Ok(stream) = tls.accept(stream).await else {
+                        return;
+                    };
                     let service = service_fn(move |req| handle(state.clone(), req));
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -66,9 +81,9 @@ impl GraphThrottle {
         GraphThrottle { addr, state }
     }
 
-    /// `http://127.0.0.1:port`.
+    /// `https://127.0.0.1:port`.
     pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
     }
 
     /// When `mailbox` was asked for, in order.

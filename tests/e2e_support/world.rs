@@ -87,13 +87,15 @@ impl Env {
     }
 
     /// A Microsoft 365 provider with the app `(client ID, secret)` of tenant `contoso`
-    /// (the fake's), and an account using that app for the bindings of the namespace.
+    /// (the fake's), its endpoints at `authority` and `graph` verified under `tls` (its
+    /// `spec.tls`, e.g. the fake's CA as `caBundle`), and an account using that app for
+    /// the bindings of the namespace.
     pub async fn m365_provider_and_account(
         &self,
         (app, secret): (&str, &str),
         domain: &str,
-        authority: &str,
-        graph: &str,
+        (authority, graph): (&str, &str),
+        tls: Value,
     ) {
         create_secret(
             &self.client,
@@ -106,7 +108,7 @@ impl Env {
         let body = json!({
             "apiVersion": "mailops.dev/v1alpha1", "kind": "EmailProvider", "metadata": {"name": provider},
             "spec": {"serviceType": "Microsoft365", "domains": [domain],
-                     "endpoints": {"authority": authority, "graph": graph},
+                     "endpoints": {"authority": authority, "graph": graph}, "tls": tls,
                      "authentication": {"method": "OAuth2", "oauth2": {"clientId": app, "tenantId": "contoso",
                          "clientSecretRef": {"namespace": self.ns, "name": "app"}}}},
         });
@@ -155,10 +157,11 @@ pub enum Via {
     Account,
 }
 
-/// Operator settings for the real Exchange client against the fake on plain http.
+/// Operator settings for the real Exchange client against the fake, over HTTPS as in
+/// production: the providers carry the fake's CA in `spec.tls`.
 pub fn exchange_config(identity: &str) -> OperatorConfig {
     OperatorConfig {
-        allow_insecure_endpoints: true,
+        allow_insecure_endpoints: false,
         request_timeout: Duration::from_secs(5),
         ..test_config(identity)
     }

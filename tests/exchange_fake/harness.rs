@@ -8,11 +8,13 @@ use mailops::api::EmailProvider;
 use mailops::config::OperatorConfig;
 use mailops::endpoints::{ProviderEndpoints, provider_endpoints};
 use mailops::exchange::client::ExchangeClient;
+use mailops::exchange::trust::provider_trust;
 use mailops::exchange::{
-    Credential, Failure, MailBackend, MailboxOutcome, MailboxProbe, OAuthApp, Service,
+    Credential, Failure, MailBackend, MailboxOutcome, MailboxProbe, OAuthApp, Service, Trust,
 };
 use mailops::metrics::Metrics;
 use secrecy::SecretString;
+use serde_json::json;
 
 use super::{Behaviour, FakeExchange};
 
@@ -21,9 +23,10 @@ pub const SECRET: &str = "app-secret-value";
 pub const ALICE: &str = "alice@contoso.com";
 pub const BOB: &str = "bob@contoso.com";
 
+/// The operator's settings for the tests: HTTPS only, as in production.
 pub fn config(timeout: Duration, per_provider: usize) -> OperatorConfig {
     OperatorConfig {
-        allow_insecure_endpoints: true,
+        allow_insecure_endpoints: false,
         request_timeout: timeout,
         max_probes_per_provider: per_provider,
         ..OperatorConfig::default()
@@ -35,17 +38,35 @@ pub struct Harness {
     pub client: ExchangeClient,
     pub metrics: Arc<Metrics>,
     pub endpoints: ProviderEndpoints,
+    pub trust: Trust,
+}
+
+/// A provider whose overrides point at `base` and whose `spec.tls` is `tls`.
+pub fn provider_at(base: &str, service_type: &str, tls: serde_json::Value) -> EmailProvider {
+    serde_json::from_value(json!({
+        "apiVersion": "mailops.dev/v1alpha1", "kind": "EmailProvider", "metadata": {"name": "p"},
+        "spec": {
+            "serviceType": service_type, "serviceAddress": "127.0.0.1",
+            "endpoints": {"authority": base, "graph": base, "ews": format!("{base}/EWS/Exchange.asmx")},
+            "authentication": {"method": "OAuth2", "oauth2": {"clientId": APP, "tenantId": "contoso",
+                "clientSecretRef": {"namespace": "n", "name": "s"}}},
+            "tls": tls,
+        }
+    }))
+    .unwrap()
 }
 
 /// The endpoints come from the operator's own resolution of a provider whose overrides
-/// point at the fake (plain http, allowed as in the tests' operator config).
+/// point at the fake.
 pub fn endpoints_for(fake: &FakeExchange, service_type: &str) -> ProviderEndpoints {
-    let b = fake.base();
-    let yaml = format!(
-        "apiVersion: mailops.dev/v1alpha1\nkind: EmailProvider\nmetadata: {{name: p}}\nspec:\n  serviceType: {service_type}\n  serviceAddress: 127.0.0.1\n  endpoints: {{authority: '{b}', graph: '{b}', ews: '{b}/EWS/Exchange.asmx'}}\n  authentication: {{method: OAuth2, oauth2: {{clientId: {APP}, tenantId: contoso, clientSecretRef: {{namespace: n, name: s}}}}}}\n"
-    );
-    let provider: EmailProvider = serde_saphyr::from_str(&yaml).unwrap();
-    provider_endpoints(&provider.spec, true).unwrap()
+    let provider = provider_at(&fake.base(), service_type, json!({}));
+    provider_endpoints(&provider.spec, false).unwrap()
+}
+
+/// The trust of a provider whose `spec.tls.caBundle` holds the fake's CA.
+pub fn trust_for(fake: &FakeExchange) -> Trust {
+    let provider = provider_at(&fake.base(), "Exchange", json!({"caBundle": fake.ca_pem()}));
+    provider_trust(provider.spec.tls.as_ref(), None).unwrap()
 }
 
 pub async fn harness_with(
@@ -57,11 +78,13 @@ pub async fn harness_with(
     let metrics = Arc::new(Metrics::new());
     let client = ExchangeClient::new(&config, metrics.clone()).unwrap();
     let endpoints = endpoints_for(&fake, service_type);
+    let trust = trust_for(&fake);
     Harness {
         fake,
         client,
         metrics,
         endpoints,
+        trust,
     }
 }
 
@@ -74,10 +97,12 @@ impl Harness {
         if self.endpoints.mailbox_endpoint.ends_with(".asmx") {
             Service::Ews {
                 url: self.endpoints.mailbox_endpoint.clone(),
+                trust: self.trust.clone(),
             }
         } else {
             Service::Graph {
                 base: self.endpoints.mailbox_endpoint.clone(),
+                trust: self.trust.clone(),
             }
         }
     }

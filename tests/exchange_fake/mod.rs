@@ -1,12 +1,15 @@
 //! A fake Entra ID + EWS + Microsoft Graph on 127.0.0.1 (random port), configured per
 //! test, counting what it receives. It answers the way the real services do for the
 //! cases mailops cares about (error codes, statuses, headers), and can throttle, hang,
-//! send malformed bodies, or hold mailbox requests until the test opens a gate.
+//! send malformed bodies, or hold mailbox requests until the test opens a gate. It serves
+//! HTTPS with a certificate from a CA generated at start-up, as production is HTTPS.
 #![allow(dead_code)]
 
+pub mod connect_proxy;
 mod entra;
 pub mod harness;
 mod mailbox;
+pub mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -24,8 +27,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+
+use tls::{ServerCert, TestCa};
 
 /// Marker inside every access token the fake issues, to look for in logs.
 pub const TOKEN_MARKER: &str = "FAKETOKENSIGNATURE";
@@ -174,6 +180,10 @@ struct State {
     revoked: Mutex<HashSet<String>>,
     in_flight: watch::Sender<usize>,
     max_in_flight: AtomicUsize,
+    /// TLS handshakes completed (one per connection a client opened).
+    handshakes: AtomicUsize,
+    /// TLS handshakes the client broke off (it refused the certificate).
+    refused_handshakes: AtomicUsize,
 }
 
 #[derive(Clone, Debug)]
@@ -187,11 +197,34 @@ pub struct FakeExchange {
     /// Where it listens.
     pub addr: SocketAddr,
     state: Arc<State>,
+    scheme: &'static str,
+    ca_pem: Option<String>,
 }
 
+/// The names the fake's default certificate is valid for.
+pub const FAKE_NAMES: &[&str] = &["127.0.0.1", "localhost"];
+
 impl FakeExchange {
-    /// Start on a random port of 127.0.0.1.
+    /// Start on a random port of 127.0.0.1, serving HTTPS with a certificate for
+    /// [`FAKE_NAMES`] from a CA of its own (see [`FakeExchange::ca_pem`]).
     pub async fn start(behaviour: Behaviour) -> FakeExchange {
+        let ca = TestCa::new("Fake Exchange Test Root CA");
+        let mut fake = Self::serve(behaviour, Some(ca.server(FAKE_NAMES))).await;
+        fake.ca_pem = Some(ca.pem);
+        fake
+    }
+
+    /// Start serving HTTPS with `cert` (good, expired, for another name, from another CA).
+    pub async fn start_tls(behaviour: Behaviour, cert: ServerCert) -> FakeExchange {
+        Self::serve(behaviour, Some(cert)).await
+    }
+
+    /// Start serving plain http, for the one test of `--allow-insecure-endpoints`.
+    pub async fn start_plain(behaviour: Behaviour) -> FakeExchange {
+        Self::serve(behaviour, None).await
+    }
+
+    async fn serve(behaviour: Behaviour, cert: Option<ServerCert>) -> FakeExchange {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
@@ -202,28 +235,55 @@ impl FakeExchange {
             revoked: Mutex::default(),
             in_flight: watch::channel(0).0,
             max_in_flight: AtomicUsize::new(0),
+            handshakes: AtomicUsize::new(0),
+            refused_handshakes: AtomicUsize::new(0),
         });
-        let server_state = state.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = server_state.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(state.clone(), req));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        FakeExchange { addr, state }
+        let scheme = if cert.is_some() { "https" } else { "http" };
+        accept_loop(listener, cert, state.clone());
+        FakeExchange {
+            addr,
+            state,
+            scheme,
+            ca_pem: None,
+        }
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// Answer on a second port of 127.0.0.1 with another certificate, sharing everything
+    /// else (the tokens it issued, the counts): an authority and a mailbox server of one
+    /// organisation, each with its own CA. Returns `https://127.0.0.1:<port>`.
+    pub async fn listen_also(&self, cert: ServerCert) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        accept_loop(listener, Some(cert), self.state.clone());
+        format!("https://{addr}")
+    }
+
+    /// `https://127.0.0.1:<port>` (`http://` when started plain).
     pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// The same, by the name `localhost`.
+    pub fn base_by_name(&self) -> String {
+        format!("{}://localhost:{}", self.scheme, self.addr.port())
+    }
+
+    /// The PEM of the CA the fake's certificate comes from, when [`FakeExchange::start`]
+    /// generated it.
+    pub fn ca_pem(&self) -> &str {
+        self.ca_pem
+            .as_deref()
+            .expect("a fake started with its own CA")
+    }
+
+    /// TLS handshakes completed: the connections clients opened.
+    pub fn handshakes(&self) -> usize {
+        self.state.handshakes.load(Ordering::SeqCst)
+    }
+
+    /// TLS handshakes a client broke off, refusing the certificate.
+    pub fn refused_handshakes(&self) -> usize {
+        self.state.refused_handshakes.load(Ordering::SeqCst)
     }
 
     /// Change the behaviour.
@@ -269,6 +329,44 @@ impl FakeExchange {
     pub fn in_flight(&self) -> usize {
         *self.state.in_flight.borrow()
     }
+}
+
+/// Accept connections until the runtime stops, over TLS with `cert` when given.
+fn accept_loop(listener: TcpListener, cert: Option<ServerCert>, state: Arc<State>) {
+    let acceptor = cert.map(|c| c.acceptor());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let state = state.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Some(acceptor) = acceptor else {
+                    return serve_http(stream, state).await;
+                };
+                match acceptor.accept(stream).await {
+                    Ok(tls) => {
+                        state.handshakes.fetch_add(1, Ordering::SeqCst);
+                        serve_http(tls, state).await
+                    }
+                    Err(_) => {
+                        state.refused_handshakes.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+}
+
+async fn serve_http<I>(io: I, state: Arc<State>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| handle(state.clone(), req));
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .await;
 }
 
 /// Counts a mailbox request in flight for as long as its handler lives (a client that
