@@ -2,12 +2,24 @@
 //! then resolve every MailboxBinding the way the controller would, without a cluster.
 
 mod admit;
+mod cel;
+mod cel_url;
+mod core;
+mod formats;
+mod gourl;
 mod input;
+mod kubectl;
 mod list;
+mod listtype;
 mod metadata;
+mod objectmeta;
+mod openapi;
+mod patterns;
 mod report;
 mod schema;
 mod secrets;
+mod structural;
+mod text;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
