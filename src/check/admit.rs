@@ -27,7 +27,8 @@ pub fn admit_document(
             .unwrap_or_default()
     };
     let (api_version, kind) = (text("apiVersion"), text("kind"));
-    let origin = Origin::of(doc, describe(kind, &doc.value, schemas.is_namespaced(kind)));
+    let namespaced = (api_version, kind) == ("v1", "Secret") || schemas.is_namespaced(kind);
+    let origin = Origin::of(doc, describe(kind, &doc.value, namespaced));
     match (api_version, kind) {
         ("v1", "Namespace") => match admit_core(&doc.value, false, core::admit_namespace) {
             Ok(meta) => {
@@ -62,8 +63,7 @@ fn admit_core<T>(
     namespaced: bool,
     admit: fn(&Value) -> Result<T, Vec<FieldError>>,
 ) -> Result<T, Vec<FieldError>> {
-    let body = kubectl::apply_body(manifest, namespaced)
-        .map_err(|message| vec![FieldError::blocking("metadata.generateName", message)])?;
+    let body = kubectl::apply_body(manifest, namespaced)?;
     admit(&body)
 }
 

@@ -175,7 +175,10 @@ mod tests {
     #[test]
     fn yaml_is_read_as_kubectl_reads_it() {
         let docs = parse_documents("f.yaml", "a: 017\nb: yes\nc: 1\nc: 2\nd: 0x1F\n").unwrap();
-        assert_eq!(docs[0].value, serde_json::json!({"a": 15, "b": true, "c": 2, "d": 31}));
+        assert_eq!(
+            docs[0].value,
+            serde_json::json!({"a": 15, "b": true, "c": 2, "d": 31})
+        );
     }
 
     #[test]

@@ -1,10 +1,17 @@
 //! What `kubectl apply` sends for an object that does not exist yet, which is what the API
-//! server judges: numbers after kubectl's YAML-to-JSON round trip (`1.0` is `1`), the
+//! server judges. kubectl first refuses a manifest whose `metadata` does not decode into
+//! `ObjectMeta` (a label that is a number); it sends numbers after its YAML-to-JSON round
+//! trip (`1.0` is `1`), the
 //! namespace of its context on a namespaced object that names none, the
 //! `kubectl.kubernetes.io/last-applied-configuration` annotation (which counts against the
-//! 256 KiB of annotations), and no `null` in any mapping.
+//! 256 KiB of annotations), no `null` in any mapping, and no `resourceVersion` (which the
+//! API server refuses on a create).
 
 use serde_json::{Map, Number, Value};
+
+use super::core::decode_error;
+use super::objectmeta;
+use super::schema::FieldError;
 
 /// The annotation client-side apply records the applied manifest in.
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -13,10 +20,12 @@ pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration
 pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// The request body `kubectl apply` sends to create `manifest`, or why kubectl itself
-/// refuses it (a `generateName` without a name).
-pub fn apply_body(manifest: &Value, namespaced: bool) -> Result<Value, String> {
+/// refuses it (`metadata` it cannot decode, a `generateName` without a name).
+pub fn apply_body(manifest: &Value, namespaced: bool) -> Result<Value, Vec<FieldError>> {
     let mut object = whole_numbers(manifest);
     let metadata = object.get("metadata");
+    objectmeta::decode(metadata)
+        .map_err(|e| decode_error(format!("kubectl: unable to decode: {e}")))?;
     let text = |field: &str| {
         metadata
             .and_then(|m| m.get(field))
@@ -24,7 +33,10 @@ pub fn apply_body(manifest: &Value, namespaced: bool) -> Result<Value, String> {
             .unwrap_or_default()
     };
     if text("name").is_empty() && !text("generateName").is_empty() {
-        return Err("kubectl apply cannot create an object from metadata.generateName alone: set metadata.name (or use kubectl create)".into());
+        return Err(vec![FieldError::blocking(
+            "metadata.generateName",
+            "kubectl apply cannot create an object from metadata.generateName alone: set metadata.name (or use kubectl create)".into(),
+        )]);
     }
     if namespaced
         && let Some(Value::Object(metadata)) = object.get_mut("metadata")
@@ -37,6 +49,14 @@ pub fn apply_body(manifest: &Value, namespaced: bool) -> Result<Value, String> {
     }
     add_last_applied(&mut object);
     drop_nulls(&mut object);
+    // `Helper.Create(modify=true)` clears a resourceVersion it can read as a string.
+    if let Some(Value::Object(metadata)) = object.get_mut("metadata")
+        && metadata
+            .get("resourceVersion")
+            .is_some_and(Value::is_string)
+    {
+        metadata.remove("resourceVersion");
+    }
     Ok(object)
 }
 
@@ -208,14 +228,53 @@ mod tests {
     }
 
     #[test]
-    fn annotations_that_are_not_all_strings_are_replaced_by_kubectl() {
+    fn metadata_kubectl_cannot_decode_is_refused_before_anything_is_sent() {
+        let refused = apply_body(
+            &json!({"metadata": {"name": "a", "annotations": {"n": 3}}}),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(refused[0].field, "metadata.annotations.n");
+        assert!(
+            refused[0].message.starts_with("kubectl: unable to decode"),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn annotations_with_a_null_read_as_none_and_are_replaced_by_kubectl() {
         let body = apply_body(
-            &json!({"metadata": {"name": "a", "annotations": {"n": 3, "s": "x"}}}),
+            &json!({"metadata": {"name": "a", "annotations": {"n": null, "bad key": "x"}}}),
             false,
         )
         .unwrap();
         let annotations = body["metadata"]["annotations"].as_object().unwrap();
         assert_eq!(annotations.keys().collect::<Vec<_>>(), [LAST_APPLIED]);
+    }
+
+    #[test]
+    fn a_resource_version_is_cleared_but_recorded() {
+        let body = apply_body(
+            &json!({"metadata": {"name": "a", "resourceVersion": "42"}}),
+            false,
+        )
+        .unwrap();
+        assert!(body["metadata"].get("resourceVersion").is_none());
+        let recorded = body["metadata"]["annotations"][LAST_APPLIED]
+            .as_str()
+            .unwrap();
+        assert!(
+            recorded.contains("\"resourceVersion\":\"42\""),
+            "{recorded}"
+        );
+        // One that is not a string does not even decode.
+        assert!(
+            apply_body(
+                &json!({"metadata": {"name": "a", "resourceVersion": 42}}),
+                false
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -113,6 +113,18 @@ struct Inventory {
     objects: usize,
 }
 
+/// The API server's verdict alone on one document, as `kubectl apply` would send it: its
+/// admission problems, without resolution against the other objects of the input (what
+/// the parity test compares with a real API server).
+pub fn admission_problems(schemas: &Schemas, document: &Document) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut inventory = Inventory::default();
+    for doc in list::expand(document, &mut problems).iter() {
+        admit::admit_document(schemas, doc, &mut inventory, &mut problems);
+    }
+    problems
+}
+
 /// Validate and resolve parsed documents.
 pub fn check_documents(
     documents: &[Document],

@@ -192,8 +192,7 @@ impl Schemas {
     /// the object as it would be stored (defaults applied, `status` dropped when the kind
     /// has a status subresource, the namespace settled by scope).
     pub fn admit(&self, kind: &str, manifest: &Value) -> Result<Value, Vec<FieldError>> {
-        let body = kubectl::apply_body(manifest, self.is_namespaced(kind))
-            .map_err(|message| vec![FieldError::blocking("metadata.generateName", message)])?;
+        let body = kubectl::apply_body(manifest, self.is_namespaced(kind))?;
         self.admit_request(kind, &body)
     }
 
