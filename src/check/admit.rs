@@ -1,12 +1,13 @@
 //! Sorting input documents: mailops objects are admitted through the schemas into the
-//! inventory, Namespaces and Secrets are remembered for resolution, the rest is ignored.
+//! inventory; Namespaces and Secrets are admitted as the API server admits them and
+//! remembered for resolution; the rest is ignored.
 
 use serde_json::Value;
 
 use super::report::{Origin, Problem};
-use super::schema::KindLookup;
-use super::secrets::read_secret;
-use super::{Document, Inventory, Schemas};
+use super::schema::{FieldError, KindLookup};
+use super::secrets::SecretKeys;
+use super::{Document, Inventory, Schemas, core, kubectl};
 
 /// Longest name quoted in an object's description; longer ones are invalid anyway and
 /// would swamp every line that names the object.
@@ -26,14 +27,21 @@ pub fn admit_document(
             .unwrap_or_default()
     };
     let (api_version, kind) = (text("apiVersion"), text("kind"));
-    let origin = Origin::of(doc, describe(kind, &doc.value, schemas.is_namespaced(kind)));
+    let namespaced = (api_version, kind) == ("v1", "Secret") || schemas.is_namespaced(kind);
+    let origin = Origin::of(doc, describe(kind, &doc.value, namespaced));
     match (api_version, kind) {
-        ("v1", "Namespace") => record_namespace(&doc.value, inv),
-        ("v1", "Secret") => match read_secret(&doc.value, &origin) {
-            Ok((id, keys)) => {
-                inv.secret_keys.insert(id, keys);
+        ("v1", "Namespace") => match admit_core(&doc.value, false, core::admit_namespace) {
+            Ok(meta) => {
+                inv.namespace_labels.insert(meta.name, meta.labels);
             }
-            Err(secret_problems) => problems.extend(secret_problems),
+            Err(errors) => problems.extend(field_problems(&origin, errors)),
+        },
+        ("v1", "Secret") => match admit_core(&doc.value, true, core::admit_secret) {
+            Ok(secret) => {
+                let id = (secret.meta.namespace, secret.meta.name);
+                inv.secret_keys.insert(id, SecretKeys::judge(secret.values));
+            }
+            Err(errors) => problems.extend(field_problems(&origin, errors)),
         },
         _ => match schemas.lookup(api_version, kind) {
             KindLookup::Foreign => {}
@@ -49,19 +57,20 @@ pub fn admit_document(
     }
 }
 
-fn record_namespace(value: &Value, inv: &mut Inventory) {
-    let name = value
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let labels = value
-        .pointer("/metadata/labels")
-        .cloned()
-        .unwrap_or_default();
-    inv.namespace_labels.insert(
-        name.to_string(),
-        serde_json::from_value(labels).unwrap_or_default(),
-    );
+/// A core object as `kubectl apply` sends it, then through the API server's admission.
+fn admit_core<T>(
+    manifest: &Value,
+    namespaced: bool,
+    admit: fn(&Value) -> Result<T, Vec<FieldError>>,
+) -> Result<T, Vec<FieldError>> {
+    let body = kubectl::apply_body(manifest, namespaced)?;
+    admit(&body)
+}
+
+fn field_problems(origin: &Origin, errors: Vec<FieldError>) -> impl Iterator<Item = Problem> + '_ {
+    errors
+        .into_iter()
+        .map(move |e| origin.problem(Some(&e.field), None, e.message))
 }
 
 fn admit_mailops_object(
@@ -75,11 +84,7 @@ fn admit_mailops_object(
     let value = match schemas.admit(kind, &doc.value) {
         Ok(value) => value,
         Err(errors) => {
-            problems.extend(
-                errors
-                    .into_iter()
-                    .map(|e| origin.problem(Some(&e.field), None, e.message)),
-            );
+            problems.extend(field_problems(&origin, errors));
             return;
         }
     };

@@ -107,8 +107,12 @@ fn read_once(
 /// alias limits are tighter than the parser's defaults, which let one such document grow
 /// to ~200 MB before failing; no manifest comes near them.
 pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Document>> {
+    // kubectl reads YAML with go-yaml v2 (YAML 1.1): `017` is octal 15, and of a key
+    // given twice the last one counts.
     let options = serde_saphyr::options! {
         with_snippet: false,
+        legacy_octal_numbers: true,
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
         budget: serde_saphyr::budget! {
             // The text is already in memory; the cap is for endless readers.
             max_reader_input_bytes: None,
@@ -166,6 +170,15 @@ mod tests {
         assert!(err.starts_with("s.yaml: not valid YAML"), "{err}");
         assert!(err.contains("line"), "{err}");
         assert!(!err.contains("SENTINEL"), "{err}");
+    }
+
+    #[test]
+    fn yaml_is_read_as_kubectl_reads_it() {
+        let docs = parse_documents("f.yaml", "a: 017\nb: yes\nc: 1\nc: 2\nd: 0x1F\n").unwrap();
+        assert_eq!(
+            docs[0].value,
+            serde_json::json!({"a": 15, "b": true, "c": 2, "d": 31})
+        );
     }
 
     #[test]

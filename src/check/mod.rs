@@ -2,12 +2,25 @@
 //! then resolve every MailboxBinding the way the controller would, without a cluster.
 
 mod admit;
+mod cel;
+mod cel_url;
+mod core;
+mod field_error;
+mod formats;
+mod gourl;
 mod input;
+mod kubectl;
 mod list;
+mod listtype;
 mod metadata;
+mod objectmeta;
+mod openapi;
+mod patterns;
 mod report;
 mod schema;
 mod secrets;
+mod structural;
+mod text;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -63,6 +76,18 @@ struct Inventory {
     /// Which keys of each Secret hold a usable value. Values themselves are never kept.
     secret_keys: BTreeMap<SecretId, SecretKeys>,
     objects: usize,
+}
+
+/// The API server's verdict alone on one document, as `kubectl apply` would send it: its
+/// admission problems, without resolution against the other objects of the input (what
+/// the parity test compares with a real API server).
+pub fn admission_problems(schemas: &Schemas, document: &Document) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut inventory = Inventory::default();
+    for doc in list::expand(document, &mut problems).iter() {
+        admit::admit_document(schemas, doc, &mut inventory, &mut problems);
+    }
+    problems
 }
 
 /// Validate and resolve parsed documents.

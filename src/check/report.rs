@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::text::printable;
 use crate::api::AuthenticatedVia;
 use crate::api::conditions::Reason;
 use crate::resolve::Resolution;
@@ -142,19 +143,21 @@ pub struct Problem {
 }
 
 impl std::fmt::Display for Problem {
+    /// Every part may hold text from the manifest (a field name, a quoted value): control
+    /// characters are escaped so that none reaches the terminal.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: document {}", self.source, self.document)?;
+        write!(f, "{}: document {}", printable(&self.source), self.document)?;
         if let Some(item) = self.item {
             write!(f, " item {item}")?;
         }
-        write!(f, " ({})", self.object)?;
+        write!(f, " ({})", printable(&self.object))?;
         if let Some(field) = &self.field {
-            write!(f, ": {field}")?;
+            write!(f, ": {}", printable(field))?;
         }
         if let Some(reason) = &self.reason {
             write!(f, ": {reason}")?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", printable(&self.message))
     }
 }
 
@@ -195,6 +198,7 @@ impl Report {
                     dash(&b.via),
                     b.verdict.clone(),
                 ]
+                .map(|cell| printable(&cell).into_owned())
             })
             .collect();
         let mut widths = header.clone().map(|h| h.len());

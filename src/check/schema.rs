@@ -1,30 +1,32 @@
-//! Client-side admission for mailops objects, as the API server would do it at
-//! `kubectl apply`: the structural OpenAPI schema (with strict unknown-field checks), list
-//! uniqueness for `x-kubernetes-list-type: set`, defaults, then the CEL rules.
+//! Client-side admission for mailops objects, in the API server's order for a custom
+//! resource created by `kubectl apply`: kubectl's request body, strict decoding (unknown
+//! fields in `metadata`, `spec` and `status` refused), pruning, dropping `null`s that may
+//! not be null, defaulting, then validation (metadata, the OpenAPI schema, list types)
+//! and, unless a blocking error stopped it, the CEL rules on the defaulted object.
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use super::cel::CelEnv;
+use super::core::{decode_error, strict};
+use super::metadata::{self, NameRule};
+use super::objectmeta;
+use super::openapi;
+use super::patterns::Patterns;
+use super::structural::{self, Node};
+use super::{kubectl, listtype};
 use crate::api::crds;
 
-/// A field-level problem, in API-server style: `spec.domains[1]: message`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    /// Dotted path of the field, e.g. `spec.authentication.method`.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
+pub use super::field_error::FieldError;
 
 struct KindSchema {
-    /// The CRD's own openAPIV3Schema (CEL rules, defaults, list types).
+    /// The CRD's openAPIV3Schema, for value validation.
     raw: Value,
-    /// The same, rewritten into plain JSON Schema for the structural check.
-    structural: jsonschema::Validator,
-    /// Its CEL rules, compiled once: compiling them per object cost ~1 ms each, which
-    /// made a 20,000-binding stream take half a minute.
-    cel: kube_cel::CompiledSchema,
+    /// The same as a structural schema with its compiled CEL rules (compiling them per
+    /// object cost ~1 ms each, which made a 20,000-binding stream take half a minute).
+    node: Node,
+    patterns: Patterns,
     /// The versions the CRD serves.
     versions: Vec<String>,
     namespaced: bool,
@@ -36,8 +38,7 @@ struct KindSchema {
 pub struct Schemas {
     group: String,
     by_kind: BTreeMap<String, KindSchema>,
-    /// CEL with the Kubernetes function library registered.
-    cel: kube_cel::Validator,
+    cel: CelEnv,
 }
 
 /// What a document's `apiVersion` and `kind` name, seen from mailops.
@@ -57,10 +58,8 @@ impl Schemas {
         let mut by_kind = BTreeMap::new();
         let mut group = String::new();
         for crd in crds() {
-            let raw = crd
-                .spec
-                .versions
-                .first()
+            let version = crd.spec.versions.first();
+            let raw = version
                 .and_then(|v| v.schema.as_ref())
                 .and_then(|s| s.open_api_v3_schema.as_ref())
                 .map(serde_json::to_value)
@@ -69,15 +68,10 @@ impl Schemas {
                 .ok_or_else(|| {
                     crate::Error::Config(format!("CRD {} has no schema", crd.spec.names.kind))
                 })?;
-            let structural =
-                jsonschema::validator_for(&to_json_schema(&raw, true)).map_err(|e| {
-                    crate::Error::Config(format!("schema of {}: {e}", crd.spec.names.kind))
-                })?;
-            let version = crd.spec.versions.first();
             let schema = KindSchema {
-                cel: kube_cel::compile_schema(&raw),
+                node: Node::build(&raw, kube_cel::compile_schema(&raw)),
+                patterns: Patterns::collect(&raw),
                 raw,
-                structural,
                 versions: crd.spec.versions.iter().map(|v| v.name.clone()).collect(),
                 namespaced: crd.spec.scope == "Namespaced",
                 status_subresource: version
@@ -90,7 +84,7 @@ impl Schemas {
         Ok(Schemas {
             group,
             by_kind,
-            cel: kube_cel::Validator::new(),
+            cel: CelEnv::new(),
         })
     }
 
@@ -111,10 +105,10 @@ impl Schemas {
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         if group != self.group {
             if api_version.is_empty() && self.knows(kind) {
-                return KindLookup::Unknown(FieldError {
-                    field: "apiVersion".into(),
-                    message: format!("Required value: must be {}", self.served_versions()),
-                });
+                return KindLookup::Unknown(FieldError::new(
+                    "apiVersion",
+                    format!("Required value: must be {}", self.served_versions()),
+                ));
             }
             return KindLookup::Foreign;
         }
@@ -123,28 +117,28 @@ impl Schemas {
             .values()
             .any(|s| s.versions.iter().any(|v| v == version));
         if !served {
-            return KindLookup::Unknown(FieldError {
-                field: "apiVersion".into(),
-                message: format!(
+            return KindLookup::Unknown(FieldError::new(
+                "apiVersion",
+                format!(
                     "no version {version:.63} in {}; known: {}",
                     self.group,
                     self.served_versions()
                 ),
-            });
+            ));
         }
         match self.by_kind.get(kind) {
             Some(s) if s.versions.iter().any(|v| v == version) => KindLookup::Known,
-            _ if kind.is_empty() => KindLookup::Unknown(FieldError {
-                field: "kind".into(),
-                message: "Required value: kind is not set".into(),
-            }),
-            _ => KindLookup::Unknown(FieldError {
-                field: "kind".into(),
-                message: format!(
+            _ if kind.is_empty() => KindLookup::Unknown(FieldError::new(
+                "kind",
+                "Required value: kind is not set".into(),
+            )),
+            _ => KindLookup::Unknown(FieldError::new(
+                "kind",
+                format!(
                     "no kind {kind:.63} in {api_version:.63}; known: {}",
                     self.kinds_in(version).join(", ")
                 ),
-            }),
+            )),
         }
     }
 
@@ -167,47 +161,56 @@ impl Schemas {
             .collect()
     }
 
-    /// Validate an object of `kind` as the API server does at create; on success return it
-    /// as it would be stored: schema defaults applied, `status` dropped (when the kind has a
-    /// status subresource), the namespace dropped from a cluster-scoped object and set to
-    /// `default` on a namespaced one that has none (kubectl's choice without a context).
-    pub fn admit(&self, kind: &str, object: &Value) -> Result<Value, Vec<FieldError>> {
+    /// Admit a manifest of `kind` as `kubectl apply` would create it: on success return
+    /// the object as it would be stored (defaults applied, `status` dropped when the kind
+    /// has a status subresource, the namespace settled by scope).
+    pub fn admit(&self, kind: &str, manifest: &Value) -> Result<Value, Vec<FieldError>> {
+        let body = kubectl::apply_body(manifest, self.is_namespaced(kind))?;
+        self.admit_request(kind, &body)
+    }
+
+    /// The API server's half of [`Schemas::admit`]: judge `body`, a create request.
+    pub fn admit_request(&self, kind: &str, body: &Value) -> Result<Value, Vec<FieldError>> {
         let Some(schema) = self.by_kind.get(kind) else {
-            return Err(vec![FieldError {
-                field: "kind".into(),
-                message: format!("unknown kind {kind:?}"),
-            }]);
+            return Err(vec![FieldError::new(
+                "kind",
+                format!("unknown kind {kind:?}"),
+            )]);
         };
-        let mut errors = super::metadata::validate(object, schema.namespaced);
-        let object = &as_created(schema, object);
-        errors.extend(schema.structural.iter_errors(object).map(|e| FieldError {
-            field: pointer_to_field(e.instance_path().as_str()),
-            message: structural_message(&e),
-        }));
-        duplicate_set_items(&schema.raw, object, "", &mut errors);
-        if !errors.is_empty() {
-            // CEL rules assume a structurally valid object, as in the API server.
-            return Err(errors);
+        let object = decode(schema, body)?;
+        let object = prepare_for_create(schema, object);
+        let mut errors = validate(schema, &object);
+        // After a blocking error the API server skips the CEL rules (and says so in one
+        // more line, which adds nothing here).
+        if !errors.iter().any(|e| e.blocking) {
+            errors.extend(self.cel.validate(&schema.node, &object));
         }
-        let defaulted = kube_cel::apply_defaults(&schema.raw, object);
-        match self.cel.validate_compiled(&schema.cel, &defaulted, None) {
-            Ok(()) => Ok(defaulted),
-            Err(cel) => Err(cel
-                .iter()
-                .map(|e| FieldError {
-                    field: e.field_path.clone(),
-                    message: e.message.clone(),
-                })
-                .collect()),
+        if errors.is_empty() {
+            Ok(object)
+        } else {
+            Err(errors)
         }
     }
 }
 
-/// What the API server makes of `object` before validating it: the status of a kind with a
-/// status subresource is dropped (it is written only through `/status`), and the namespace
-/// is settled by scope.
-fn as_created(schema: &KindSchema, object: &Value) -> Value {
-    let mut object = object.clone();
+/// The request decoder: typed `metadata`, pruning (unknown fields are errors under strict
+/// field validation), non-nullable `null`s dropped, then defaults.
+fn decode(schema: &KindSchema, body: &Value) -> Result<Value, Vec<FieldError>> {
+    let decoded = objectmeta::decode(body.get("metadata")).map_err(decode_error)?;
+    let mut object = body.clone();
+    let mut unknown = decoded.unknown;
+    unknown.extend(structural::prune(&mut object, &schema.node));
+    structural::drop_nulls(&mut object, Some(&schema.node));
+    if let Some(Value::Object(metadata)) = object.get_mut("metadata") {
+        *metadata = objectmeta::normalized(metadata);
+    }
+    strict(&unknown)?;
+    structural::apply_defaults(&mut object, &schema.node);
+    Ok(object)
+}
+
+/// `PrepareForCreate` and the namespace checks of `BeforeCreate`.
+fn prepare_for_create(schema: &KindSchema, mut object: Value) -> Value {
     let Some(fields) = object.as_object_mut() else {
         return object;
     };
@@ -219,194 +222,26 @@ fn as_created(schema: &KindSchema, object: &Value) -> Value {
             metadata.remove("namespace");
         } else if metadata
             .get("namespace")
-            .is_none_or(|ns| ns.is_null() || ns == "")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
         {
-            metadata.insert("namespace".into(), Value::String("default".into()));
+            metadata.insert("namespace".into(), kubectl::DEFAULT_NAMESPACE.into());
         }
     }
     object
 }
 
-/// The validator's message, in API-server wording for bounds: its own messages repeat the
-/// whole offending value, which for a 300-item list is a screenful.
-fn structural_message(error: &jsonschema::ValidationError<'_>) -> String {
-    use jsonschema::error::ValidationErrorKind as K;
-    let message = match error.kind() {
-        K::MaxLength { limit } => format!("Too long: may not be more than {limit} characters"),
-        K::MinLength { limit: 1 } => "Required value: must not be empty".to_string(),
-        K::MinLength { limit } => format!("Too short: must be at least {limit} characters"),
-        K::MaxItems { limit } => format!("Too many: must have at most {limit} items"),
-        K::MaxProperties { limit } => format!("Too many: must have at most {limit} entries"),
-        _ => error.to_string(),
+/// `customResourceStrategy.Validate` before CEL: metadata, schema, list types.
+fn validate(schema: &KindSchema, object: &Value) -> Vec<FieldError> {
+    let mut errors = match objectmeta::decode(object.get("metadata")) {
+        Ok(decoded) => metadata::validate(&decoded.meta, schema.namespaced, NameRule::Subdomain),
+        Err(message) => decode_error(message),
     };
-    truncate(message, 200)
-}
-
-fn truncate(mut message: String, max: usize) -> String {
-    if message.len() > max {
-        let cut = (0..=max)
-            .rev()
-            .find(|i| message.is_char_boundary(*i))
-            .unwrap_or(0);
-        message.truncate(cut);
-        message.push_str("...");
-    }
-    message
-}
-
-/// `/spec/domains/1` -> `spec.domains[1]`.
-pub fn pointer_to_field(pointer: &str) -> String {
-    let mut out = String::new();
-    for segment in pointer.split('/').filter(|s| !s.is_empty()) {
-        let segment = segment.replace("~1", "/").replace("~0", "~");
-        if segment.chars().all(|c| c.is_ascii_digit()) {
-            out.push_str(&format!("[{segment}]"));
-        } else {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(&segment);
-        }
-    }
-    if out.is_empty() {
-        "(root)".to_string()
-    } else {
-        out
-    }
-}
-
-/// Rewrite a Kubernetes structural schema into plain JSON Schema: `nullable` becomes a
-/// `null` type, `x-kubernetes-*` extensions go, and objects with declared properties refuse
-/// unknown fields (kubectl's default strict field validation). `metadata` stays open: the
-/// CRD schema does not describe ObjectMeta.
-fn to_json_schema(node: &Value, root: bool) -> Value {
-    let Value::Object(map) = node else {
-        return node.clone();
-    };
-    let mut out = Map::new();
-    for (key, value) in map {
-        if key.starts_with("x-kubernetes-") || key == "nullable" {
-            continue;
-        }
-        let converted = match key.as_str() {
-            "properties" => Value::Object(
-                value
-                    .as_object()
-                    .map(|props| {
-                        props
-                            .iter()
-                            .map(|(k, v)| (k.clone(), to_json_schema(v, false)))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            ),
-            "items" | "additionalProperties" if value.is_object() => to_json_schema(value, false),
-            _ => value.clone(),
-        };
-        out.insert(key.clone(), converted);
-    }
-    if map.get("nullable") == Some(&Value::Bool(true))
-        && let Some(Value::String(t)) = map.get("type")
-    {
-        out.insert(
-            "type".into(),
-            Value::Array(vec![Value::String(t.clone()), "null".into()]),
-        );
-    }
-    if map.contains_key("properties") && !map.contains_key("additionalProperties") {
-        out.insert("additionalProperties".into(), Value::Bool(false));
-    }
-    if root {
-        // The CRD schema leaves the envelope to the API server; describe it here so the
-        // strict unknown-field check above does not refuse it.
-        if let Some(Value::Object(props)) = out.get_mut("properties") {
-            props.insert("apiVersion".into(), serde_json::json!({"type": "string"}));
-            props.insert("kind".into(), serde_json::json!({"type": "string"}));
-            props.insert("metadata".into(), serde_json::json!({"type": "object"}));
-        }
-        out.insert(
-            "required".into(),
-            serde_json::json!(["apiVersion", "kind", "metadata", "spec"]),
-        );
-    }
-    Value::Object(out)
-}
-
-/// The API server refuses duplicates in `x-kubernetes-list-type: set` lists; JSON Schema
-/// cannot say that for the generated schema, so walk the object beside its schema.
-fn duplicate_set_items(schema: &Value, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
-    match value {
-        Value::Object(fields) => {
-            let Some(props) = schema.get("properties").and_then(Value::as_object) else {
-                return;
-            };
-            for (name, child) in fields {
-                if let Some(child_schema) = props.get(name) {
-                    let child_path = if path.is_empty() {
-                        name.clone()
-                    } else {
-                        format!("{path}.{name}")
-                    };
-                    duplicate_set_items(child_schema, child, &child_path, errors);
-                }
-            }
-        }
-        Value::Array(items) => {
-            if schema.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("set") {
-                // By serialized form, so a list far over its maxItems stays linear.
-                let mut seen = std::collections::HashSet::new();
-                for (i, item) in items.iter().enumerate() {
-                    if !seen.insert(item.to_string()) {
-                        errors.push(FieldError {
-                            field: format!("{path}[{i}]"),
-                            message: format!("Duplicate value: {item}"),
-                        });
-                    }
-                }
-            }
-            if let Some(item_schema) = schema.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    duplicate_set_items(item_schema, item, &format!("{path}[{i}]"), errors);
-                }
-            }
-        }
-        _ => {}
-    }
+    errors.extend(openapi::validate(&schema.raw, object, &schema.patterns));
+    errors.extend(listtype::validate(&schema.node, object));
+    errors
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn pointers_become_dotted_fields() {
-        assert_eq!(pointer_to_field("/spec/domains/1"), "spec.domains[1]");
-        assert_eq!(pointer_to_field(""), "(root)");
-    }
-
-    #[test]
-    fn nullable_and_extensions_are_rewritten_and_unknown_fields_refused() {
-        let k8s = json!({"type": "object", "properties": {"a": {"type": "string", "nullable": true, "x-kubernetes-validations": []}}});
-        let plain = to_json_schema(&k8s, false);
-        assert_eq!(
-            plain["properties"]["a"],
-            json!({"type": ["string", "null"]})
-        );
-        assert_eq!(plain["additionalProperties"], json!(false));
-    }
-
-    #[test]
-    fn admit_applies_defaults_and_reports_set_duplicates() {
-        let schemas = Schemas::new().unwrap();
-        let provider = json!({"apiVersion": "mailops.dev/v1alpha1", "kind": "EmailProvider", "metadata": {"name": "p"},
-            "spec": {"serviceType": "Exchange", "serviceAddress": "mail.contoso.com", "authentication": {"method": "Basic"}}});
-        let admitted = schemas.admit("EmailProvider", &provider).unwrap();
-        assert_eq!(admitted["spec"]["loginFormat"], "EmailAddress");
-        assert_eq!(admitted["spec"]["receiveEmails"], true);
-        let mut dup = provider.clone();
-        dup["spec"]["domains"] = json!(["contoso.com", "contoso.com"]);
-        let errors = schemas.admit("EmailProvider", &dup).unwrap_err();
-        assert_eq!(errors[0].field, "spec.domains[1]");
-    }
-}
+#[path = "schema_tests.rs"]
+mod tests;

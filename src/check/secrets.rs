@@ -1,16 +1,38 @@
 //! Secrets in the input, reduced to what the check may know: which keys hold a value the
-//! controller would accept. Values are judged here and never kept or printed.
+//! controller would accept. Values are judged here and never kept or printed. `data` is
+//! decoded as the API server decodes it, with Go's standard base64.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
-use serde_json::{Map, Value};
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 use super::report::{Origin, Problem};
 use crate::api::conditions::Reason;
 
 /// A Secret's (namespace, name).
 pub type SecretId = (String, String);
+
+/// Go's `base64.StdEncoding`: padding required, but bits after the last full byte need not
+/// be zero (`YR==` is `a`, like `YQ==`).
+const GO_STD: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
+
+/// Decode as Go's `base64.StdEncoding.DecodeString` does (and so `encoding/json` for a
+/// `[]byte` field): `\r` and `\n` anywhere are skipped, so a value folded over several
+/// lines of a YAML block decodes. `None` when Go would fail.
+pub fn go_base64(text: &str) -> Option<Vec<u8>> {
+    if text.contains(['\r', '\n']) {
+        let joined: String = text.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
+        GO_STD.decode(joined).ok()
+    } else {
+        GO_STD.decode(text).ok()
+    }
+}
 
 /// The keys of one Secret, split by whether the controller could use their value.
 #[derive(Debug, Default)]
@@ -21,80 +43,19 @@ pub struct SecretKeys {
     unusable: BTreeSet<String>,
 }
 
-/// Read a Secret document into its id and key states. Shapes the API server refuses (a
-/// value that is not a string, `data` that is not base64) are problems instead, and the
-/// Secret is left out, as it would never reach the cluster.
-pub fn read_secret(value: &Value, origin: &Origin) -> Result<(SecretId, SecretKeys), Vec<Problem>> {
-    let meta = |f: &str| {
-        value
-            .pointer(&format!("/metadata/{f}"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    let id = (
-        meta("namespace").unwrap_or_else(|| "default".into()),
-        meta("name").unwrap_or_default(),
-    );
-    let mut usable: BTreeMap<String, bool> = BTreeMap::new();
-    let mut problems = Vec::new();
-    // `stringData` is merged over `data` by the API server, so it is read second.
-    for (field, decode) in [("data", true), ("stringData", false)] {
-        let Some(entries) = value.get(field).and_then(Value::as_object) else {
-            continue;
-        };
-        judge_values(entries, field, decode, origin, &mut usable, &mut problems);
-    }
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let (usable, unusable) = usable.into_iter().partition::<Vec<_>, _>(|(_, ok)| *ok);
-    let keys = SecretKeys {
-        usable: usable.into_iter().map(|(k, _)| k).collect(),
-        unusable: unusable.into_iter().map(|(k, _)| k).collect(),
-    };
-    Ok((id, keys))
-}
-
-/// Record for each key of `data` (base64, `decode`) or `stringData` whether its value is
-/// usable; the decoded bytes go out of scope at once.
-fn judge_values(
-    entries: &Map<String, Value>,
-    field: &str,
-    decode: bool,
-    origin: &Origin,
-    usable: &mut BTreeMap<String, bool>,
-    problems: &mut Vec<Problem>,
-) {
-    for (key, entry) in entries {
-        let path = format!("{field}.{key}");
-        let bytes = match entry {
-            Value::Null => Vec::new(),
-            Value::String(text) if decode => {
-                match base64::engine::general_purpose::STANDARD.decode(text) {
-                    Ok(bytes) => bytes,
-                    Err(_) => {
-                        // The decoder's message can quote input bytes: it is not shown.
-                        problems.push(origin.problem(
-                            Some(&path),
-                            None,
-                            "Invalid value: not base64 (use stringData for plain text)",
-                        ));
-                        continue;
-                    }
-                }
+impl SecretKeys {
+    /// Sort decoded values (`data` merged with `stringData`) by usability; the values go
+    /// out of scope here.
+    pub fn judge(values: BTreeMap<String, Vec<u8>>) -> Self {
+        let mut keys = SecretKeys::default();
+        for (key, bytes) in values {
+            if is_usable(&bytes) {
+                keys.usable.insert(key);
+            } else {
+                keys.unusable.insert(key);
             }
-            Value::String(text) => text.as_bytes().to_vec(),
-            _ => {
-                problems.push(origin.problem(
-                    Some(&path),
-                    None,
-                    "must be a string (quote numbers and booleans)",
-                ));
-                continue;
-            }
-        };
-        usable.insert(key.clone(), is_usable(&bytes));
+        }
+        keys
     }
 }
 
@@ -128,4 +89,26 @@ pub fn missing_keys(
             origin.problem(Some(field), Some(Reason::SecretKeyMissing), message)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_is_decoded_as_go_decodes_it() {
+        // Newlines anywhere are skipped (a value folded by a YAML `|` block).
+        assert_eq!(go_base64("aGVs\nbG8=\n").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(go_base64("aGVsbG8=\r\n").as_deref(), Some(&b"hello"[..]));
+        // Non-canonical trailing bits are accepted: `YR==` and `YQ==` are both `a`.
+        assert_eq!(go_base64("YR==").as_deref(), Some(&b"a"[..]));
+        assert_eq!(go_base64("YWJk").as_deref(), Some(&b"abd"[..]));
+        assert_eq!(go_base64("").as_deref(), Some(&b""[..]));
+        // Padding is required, and nothing else may be skipped.
+        for bad in [
+            "YQ", "YQ=", "Y Q==", "YQ==YQ==", "YQ==\tx", "YQ=a", "-_8=", "Y",
+        ] {
+            assert_eq!(go_base64(bad), None, "{bad:?}");
+        }
+    }
 }

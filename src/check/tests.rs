@@ -263,7 +263,6 @@ fn an_empty_secret_value_counts_as_missing() {
     for values in [
         "stringData: {password: ''}",
         "data: {password: ''}",
-        "data: {password: null}",
         // base64 of "\n": the controller trims trailing newlines before judging.
         "data: {password: Cg==}",
         // base64 of 0xff: not UTF-8, which the controller refuses too.
@@ -274,6 +273,10 @@ fn an_empty_secret_value_counts_as_missing() {
         assert_eq!(problems[0].reason.as_deref(), Some("SecretKeyMissing"));
         assert!(problems[0].message.contains("empty"), "{}", problems[0]);
     }
+    // kubectl apply drops a null before it sends the Secret: the key is not there at all.
+    let problems = secret_problems("data: {password: null}");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].message.contains("no key"), "{}", problems[0]);
     for values in [
         "stringData: {password: SENTINEL-1}",
         "data: {password: U0VOVElORUwtMQ==}",
@@ -292,17 +295,29 @@ fn a_secret_value_that_is_not_base64_is_a_problem_without_quoting_it() {
     assert!(
         problems
             .iter()
-            .any(|p| p.field.as_deref() == Some("data.password")),
+            .any(|p| p.field.as_deref() == Some("data[password]")),
         "{text}"
     );
 }
 
 #[test]
-fn a_status_block_is_ignored_as_the_api_server_does_on_create() {
-    let status = "status:\n  provider: elsewhere\n  conditions: [{type: Ready, status: 'True', bogus: 1}]\n  unknownField: true\n";
-    let r = check(&format!("{PROVIDER}{status}---\n{BINDING}{status}"));
+fn a_status_block_is_dropped_on_create_but_its_unknown_fields_are_refused() {
+    // Known fields, even ill-typed or incomplete, are dropped with the status.
+    let status = "status:\n  provider: elsewhere\n  conditions: [{type: Ready, status: 'True'}]\n  observedGeneration: many\n";
+    let r = check(&format!("{BINDING}{status}---\n{PROVIDER}"));
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     assert_eq!(r.bindings[0].provider.as_deref(), Some("contoso"));
+    // Strict decoding reads the status before it is dropped.
+    let status = "status:\n  conditions: [{type: Ready, bogus: 1}]\n  unknownField: true\n";
+    let r = check(&format!("{BINDING}{status}---\n{PROVIDER}"));
+    let messages: Vec<&str> = r.problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "strict decoding error: unknown field \"status.conditions[0].bogus\"",
+            "strict decoding error: unknown field \"status.unknownField\""
+        ]
+    );
 }
 
 #[test]
