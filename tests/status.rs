@@ -133,7 +133,7 @@ const EXPECTED_TEXT: &str = "\
 EmailProvider contoso: Ready (Verified)
 ├─ ExchangeServiceAccount contoso-org: Ready (Verified)
 │  ├─ MailboxBinding sales/orders: Ready (Verified)
-│  └─ MailboxBinding sales/support: Not ready (MailboxNotFound) Exchange does not know support@contoso.example (EWS)
+│  └─ MailboxBinding sales/support: Not ready (MailboxNotFound) Exchange does not know support@contoso.example\\n(EWS)
 └─ MailboxBinding finance/billing: Unknown (Outdated)
 EmailProvider old: Ready (Verified) [deletion blocked]
 └─ MailboxBinding legacy/archive: Ready (Verified)
@@ -247,6 +247,76 @@ fn everything_ready_is_all_ready() {
         ))],
     };
     assert!(status::build(&snapshot).all_ready());
+}
+
+/// What a tenant controls and `status -A` prints: a provider name (no pattern in the
+/// CRD), the reason and message a status carries. ESC and CSI start terminal sequences
+/// (`\e[2J` clears the screen), CR and LF forge lines, U+202E reverses what follows.
+fn hostile_snapshot() -> Snapshot {
+    let evil = "x\u{1b}[2J\u{9b}31m\r\u{202e}";
+    let mut b = binding(
+        "t\u{1b}]0;pwned\u{7}",
+        "b",
+        1,
+        own(),
+        bound_status(
+            evil,
+            "Verified\u{1b}[8m",
+            "fine\n\u{1b}[1A\u{1b}[2KEmailProvider ok: Ready",
+        ),
+    );
+    b["spec"]["providerRef"] = json!({"name": evil});
+    b["status"]["conditions"][0]["status"] = json!("False");
+    Snapshot {
+        providers: vec![],
+        accounts: vec![parse(account(evil, evil, ready("Verified", "")))],
+        bindings: vec![parse(b)],
+    }
+}
+
+/// Whether `s` holds a character a terminal would act on rather than show (line ends
+/// aside), or one that reorders the text.
+fn raw_control(s: &str) -> Option<char> {
+    s.chars()
+        .find(|&c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c))
+}
+
+#[test]
+fn escape_sequences_from_the_cluster_are_printed_escaped() {
+    let tree = status::build(&hostile_snapshot());
+    let text = render::text(&tree, false);
+    assert_eq!(raw_control(&text), None, "{text:?}");
+    for shown in [
+        "EmailProvider x\\u{1b}[2J\\u{9b}31m\\r\\u{202e}: not found",
+        "ExchangeServiceAccount x\\u{1b}[2J",
+        "MailboxBinding t\\u{1b}]0;pwned\\u{7}/b: Not ready (Verified\\u{1b}[8m) fine\\n\\u{1b}[1A\\u{1b}[2KEmailProvider ok: Ready",
+    ] {
+        assert!(text.contains(shown), "{shown:?} not in\n{text}");
+    }
+    // Colours are the only sequences printed, around the state alone.
+    let coloured = render::text(&tree, true);
+    let stripped = ["\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[0m"]
+        .iter()
+        .fold(coloured, |t, c| t.replace(c, ""));
+    assert_eq!(stripped, text);
+}
+
+#[test]
+fn json_escapes_them_too_and_keeps_their_meaning() {
+    let tree = status::build(&hostile_snapshot());
+    let printed = render::json(&tree).unwrap();
+    assert_eq!(raw_control(&printed), None, "{printed:?}");
+    assert!(
+        printed.contains(r"x\u001b[2J\u009b31m\r\u202e"),
+        "{printed}"
+    );
+    // A script reads back exactly what the cluster holds.
+    let back: Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(
+        back["providers"][0]["name"],
+        json!("x\u{1b}[2J\u{9b}31m\r\u{202e}")
+    );
+    assert_eq!(back, serde_json::to_value(&tree).unwrap());
 }
 
 fn list(kind: &str, items: Vec<Value>) -> Value {

@@ -1,8 +1,10 @@
 //! The status tree as text (a tree drawn with box characters, ANSI colours only when
-//! asked for) or as JSON.
+//! asked for) or as JSON. Every string from the cluster goes through [`escape`] on the
+//! way out: the only control sequences printed are mailops' own colours.
 
 use std::fmt::Write;
 
+use super::escape::{self, text as esc};
 use super::tree::{AccountNode, BlockedDeletion, ProviderNode, StatusTree};
 use super::{Entry, PROVIDER, Ready, SERVICE_ACCOUNT};
 
@@ -11,9 +13,15 @@ const RED: &str = "\x1b[31m";
 const YELLOW: &str = "\x1b[33m";
 const RESET: &str = "\x1b[0m";
 
-/// The tree as pretty-printed JSON, ending in a newline.
+/// The tree as pretty-printed JSON, ending in a newline; control and formatting
+/// characters in strings as `\uXXXX` escapes.
 pub fn json(tree: &StatusTree) -> crate::Result<String> {
-    serde_json::to_string_pretty(tree)
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, escape::Formatter::new());
+    serde::Serialize::serialize(tree, &mut serializer)
+        .map_err(|e| crate::Error::Serialize(e.to_string()))?;
+    // Only whole strings were written, so the bytes are UTF-8.
+    String::from_utf8(out)
         .map(|s| s + "\n")
         .map_err(|e| crate::Error::Serialize(e.to_string()))
 }
@@ -38,7 +46,7 @@ fn provider(out: &mut String, node: &ProviderNode, color: bool) {
     match (&node.provider, &node.name) {
         (Some(entry), _) => line(out, "", entry, color),
         (None, Some(name)) => {
-            let _ = writeln!(out, "{PROVIDER} {name}: not found");
+            let _ = writeln!(out, "{PROVIDER} {}: not found", esc(name));
         }
         (None, None) => out.push_str("(no provider resolved yet)\n"),
     }
@@ -66,7 +74,11 @@ fn service_account(out: &mut String, node: &AccountNode, last: bool, color: bool
     match &node.account {
         Some(entry) => line(out, branch, entry, color),
         None => {
-            let _ = writeln!(out, "{branch}{SERVICE_ACCOUNT} {}: not found", node.name);
+            let _ = writeln!(
+                out,
+                "{branch}{SERVICE_ACCOUNT} {}: not found",
+                esc(&node.name)
+            );
         }
     }
     for (i, binding) in node.bindings.iter().enumerate() {
@@ -94,24 +106,16 @@ fn line(out: &mut String, prefix: &str, entry: &Entry, color: bool) {
         out,
         "{prefix}{} {}: {state} ({})",
         entry.kind,
-        entry.display_name(),
-        entry.reason
+        esc(&entry.display_name()),
+        esc(&entry.reason)
     );
     if let Some(message) = &entry.message {
-        let _ = write!(out, " {}", one_line(message));
+        let _ = write!(out, " {}", esc(message));
     }
     if entry.deletion_blocked_by.is_some() {
         out.push_str(" [deletion blocked]");
     }
     out.push('\n');
-}
-
-/// Messages come from the cluster: no newline or control character reaches the terminal.
-fn one_line(message: &str) -> String {
-    message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 fn summary(out: &mut String, tree: &StatusTree) {
@@ -124,7 +128,7 @@ fn summary(out: &mut String, tree: &StatusTree) {
         let counts: Vec<String> = tree
             .reasons
             .iter()
-            .map(|(reason, n)| format!("{reason} {n}"))
+            .map(|(reason, n)| format!("{} {n}", esc(reason)))
             .collect();
         let _ = writeln!(out, "Reasons: {}", counts.join(", "));
     }
@@ -135,10 +139,10 @@ fn blocked_deletion(out: &mut String, blocked: &BlockedDeletion) {
         out,
         "Deletion of {} {} is blocked: {}",
         blocked.kind,
-        blocked.name,
-        one_line(&blocked.message)
+        esc(&blocked.name),
+        esc(&blocked.message)
     );
     for user in &blocked.users {
-        let _ = writeln!(out, "  - {user}");
+        let _ = writeln!(out, "  - {}", esc(user));
     }
 }
