@@ -6,15 +6,37 @@ use std::task::{Context, Poll};
 
 use http::{Method, Request};
 use kube::client::ClientBuilder;
+use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use crate::config::ClusterArgs;
 use crate::metrics::Metrics;
 
-/// A client from the in-cluster config or `KUBECONFIG`, counting its requests by verb.
-pub async fn build(metrics: Arc<Metrics>) -> crate::Result<kube::Client> {
-    let config = kube::Config::infer()
-        .await
-        .map_err(|e| crate::Error::Config(format!("no Kubernetes configuration found: {e}")))?;
-    let client = ClientBuilder::try_from(config)?
+/// The client configuration `cluster` names: with neither flag, kube's own inference
+/// (`KUBECONFIG`, `~/.kube/config`, then in-cluster); `--kubeconfig` reads that one file;
+/// `--context` picks a context of the kubeconfig instead of its current one.
+pub async fn config(cluster: &ClusterArgs) -> crate::Result<kube::Config> {
+    let options = KubeConfigOptions {
+        context: cluster.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match &cluster.kubeconfig {
+        None if cluster.context.is_none() => kube::Config::infer().await.map_err(|e| e.to_string()),
+        None => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| e.to_string()),
+        Some(path) => match Kubeconfig::read_from(path) {
+            Ok(kubeconfig) => kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    config.map_err(|e| crate::Error::Config(format!("no Kubernetes configuration found: {e}")))
+}
+
+/// A client for `cluster` (see [`config`]), counting its requests by verb.
+pub async fn build(cluster: &ClusterArgs, metrics: Arc<Metrics>) -> crate::Result<kube::Client> {
+    let client = ClientBuilder::try_from(config(cluster).await?)?
         .with_layer(&KubeRequestMetricsLayer::new(metrics))
         .build();
     Ok(client)

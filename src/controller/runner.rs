@@ -61,7 +61,7 @@ pub async fn check_crds(client: &Client) -> Result<()> {
 pub async fn run(config: OperatorConfig) -> Result<()> {
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(HealthState::default());
-    let client = crate::kube_client::build(metrics.clone()).await?;
+    let client = crate::kube_client::build(&config.cluster, metrics.clone()).await?;
     let backend: Arc<dyn MailBackend> = Arc::new(crate::exchange::client::ExchangeClient::new(
         &config,
         metrics.clone(),

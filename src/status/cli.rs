@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Snapshot, render, tree};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
+use crate::config::ClusterArgs;
 use crate::{Error, Result};
 
 /// How `status` prints.
@@ -20,10 +21,11 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Arguments of `mailops status`.
+/// Arguments of `mailops status`: kubectl's names for kubectl's flags, so it runs as
+/// `kubectl mailops status -A --context prod` too.
 #[derive(Clone, Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The namespace whose MailboxBindings to show (default: the kubeconfig's).
+    /// The namespace whose MailboxBindings to show (default: the context's).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     /// Show MailboxBindings of every namespace.
@@ -32,6 +34,9 @@ pub struct StatusArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// The cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// Which bindings to read: one namespace or all.
@@ -62,8 +67,8 @@ pub fn run(args: &StatusArgs) -> Result<bool> {
         .build()
         .map_err(|e| Error::Config(format!("cannot start the async runtime: {e}")))?;
     let snapshot = runtime.block_on(async {
-        let client = Client::try_default()
-            .await
+        let config = crate::kube_client::config(&args.cluster).await?;
+        let client = Client::try_from(config)
             .map_err(|e| Error::Config(format!("cannot reach the cluster: {e}")))?;
         let scope = args.scope(client.default_namespace());
         collect(&client, &scope).await
