@@ -568,12 +568,32 @@ async fn a_namespace_editor_links_mailboxes_with_own_credentials_through_the_cha
     setup_rbac(&client, n).await;
     setup_objects(&client, n).await;
     let carol = as_user("carol").await;
+    editing_bindings_needs_the_chart_roles(&client, n, &carol).await;
+    // Nothing cluster-scoped: a namespace editor creates no provider.
+    let provider = json!({"apiVersion": API, "kind": "EmailProvider",
+        "metadata": {"name": format!("{}-carol", n.provider)},
+        "spec": {"serviceType": "Exchange", "serviceAddress": "mail.example.com",
+                 "domains": [format!("carol.{}", n.domain)], "authentication": {"method": "Basic"}}});
+    let message = refusal(create(&Api::<EmailProvider>::all(carol.clone()), provider).await);
+    assert!(message.contains("forbidden"), "{message}");
+    // Through the service account, the webhook refuses what RBAC now allows.
+    start_webhook(&client, n).await;
+    let bindings = Api::<MailboxBinding>::namespaced(carol, &n.ns);
+    let message = refusal(create(&bindings, binding(n, "carol-ceo", "ceo", via_account(n))).await);
+    println!("carol, through the account: {message}");
+    assert!(
+        message.contains("user \"carol\" may not use ExchangeServiceAccount"),
+        "{message}"
+    );
+}
+
+/// carol, with `edit` alone, is refused a binding by RBAC until the chart's aggregated
+/// roles are applied; then she may create one with her own credentials and list them.
+async fn editing_bindings_needs_the_chart_roles(client: &Client, n: &Names, carol: &Client) {
     let bindings = Api::<MailboxBinding>::namespaced(carol.clone(), &n.ns);
     let own = binding(n, "carol-own", "carol", own_credentials());
-    // Without the chart's roles, RBAC refuses before any webhook is asked.
     let message = refusal(create(&bindings, own.clone()).await);
     assert!(message.contains("forbidden"), "{message}");
-
     let roles = render_aggregated_roles(&n.release);
     assert_eq!(roles.len(), 2, "{roles:?}");
     for role in roles {
@@ -584,7 +604,7 @@ async fn a_namespace_editor_links_mailboxes_with_own_credentials_through_the_cha
     eventually(
         "edit to aggregate the chart's roles",
         Duration::from_secs(60),
-        || edit_aggregates_bindings(&client),
+        || edit_aggregates_bindings(client),
     )
     .await;
     create(&bindings, own)
@@ -600,24 +620,4 @@ async fn a_namespace_editor_links_mailboxes_with_own_credentials_through_the_cha
         1,
         "and read the namespace's bindings"
     );
-    // Nothing cluster-scoped: a namespace editor creates no provider.
-    let provider = json!({"apiVersion": API, "kind": "EmailProvider",
-        "metadata": {"name": format!("{}-carol", n.provider)},
-        "spec": {"serviceType": "Exchange", "serviceAddress": "mail.example.com",
-                 "domains": [format!("carol.{}", n.domain)], "authentication": {"method": "Basic"}}});
-    let message = refusal(create(&Api::<EmailProvider>::all(carol.clone()), provider).await);
-    assert!(message.contains("forbidden"), "{message}");
-
-    // Through the service account, the webhook refuses what RBAC now allows.
-    start_webhook(&client, n).await;
-    let message = refusal(create(&bindings, binding(n, "carol-ceo", "ceo", via_account(n))).await);
-    println!("carol, through the account: {message}");
-    assert!(
-        message.contains("user \"carol\" may not use ExchangeServiceAccount"),
-        "{message}"
-    );
-    Api::<MailboxBinding>::namespaced(client.clone(), &n.ns)
-        .delete("carol-own", &DeleteParams::default())
-        .await
-        .unwrap();
 }

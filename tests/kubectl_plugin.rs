@@ -180,29 +180,52 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_runs_the_plugin_with_kubectls_flags() {
-    if !kubectl_found() {
-        return;
-    }
-    let scratch = Scratch::new();
-    let (server, seen) = fake_api_server().await;
-    let config = kubeconfig(&scratch.0, server);
+/// A fake cluster, a kubeconfig naming it as context `prod`, and a scratch PATH.
+struct Setup {
+    scratch: Scratch,
+    seen: Arc<Mutex<Vec<String>>>,
+    config: PathBuf,
+}
 
-    // The README's command: every namespace, in the context named.
-    let all = kubectl(
-        &scratch.0,
-        &config,
-        &["mailops", "status", "-A", "--context", "prod"],
-    )
-    .await;
+impl Setup {
+    /// `None` (the test is skipped) without kubectl.
+    async fn start() -> Option<Setup> {
+        if !kubectl_found() {
+            return None;
+        }
+        let scratch = Scratch::new();
+        let (server, seen) = fake_api_server().await;
+        let config = kubeconfig(&scratch.0, server);
+        Some(Setup {
+            scratch,
+            seen,
+            config,
+        })
+    }
+
+    /// `kubectl ARGS` with `KUBECONFIG` naming the kubeconfig.
+    async fn kubectl(&self, args: &[&str]) -> Output {
+        kubectl(&self.scratch.0, &self.config, args).await
+    }
+
+    /// The paths the fake server was asked for since the last call.
+    fn asked(&self) -> Vec<String> {
+        self.seen.lock().unwrap().split_off(0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_mailops_status_lists_every_namespace_of_the_named_context() {
+    let Some(setup) = Setup::start().await else {
+        return;
+    };
+    // The README's command.
+    let all = setup
+        .kubectl(&["mailops", "status", "-A", "--context", "prod"])
+        .await;
     let text = stdout(&all);
-    assert_eq!(
-        all.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&all.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&all.stderr);
+    assert_eq!(all.status.code(), Some(0), "{text}{stderr}");
     for shown in [
         "EmailProvider contoso: Ready (Verified)",
         "MailboxBinding sales/orders: Ready (Verified)",
@@ -216,46 +239,65 @@ async fn kubectl_runs_the_plugin_with_kubectls_flags() {
         "a raw escape reached the terminal: {text:?}"
     );
     assert_eq!(
-        seen.lock().unwrap().split_off(0),
+        setup.asked(),
         [
             format!("{API}/emailproviders"),
             format!("{API}/exchangeserviceaccounts"),
             format!("{API}/mailboxbindings"),
         ]
     );
+}
 
-    // No -n: the context's namespace.
-    let own = kubectl(
-        &scratch.0,
-        &config,
-        &["mailops", "status", "--context", "prod"],
-    )
-    .await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_n_the_plugin_shows_the_contexts_namespace() {
+    let Some(setup) = Setup::start().await else {
+        return;
+    };
+    let own = setup
+        .kubectl(&["mailops", "status", "--context", "prod"])
+        .await;
     assert_eq!(own.status.code(), Some(0), "{}", stdout(&own));
     assert!(!stdout(&own).contains("finance/"), "{}", stdout(&own));
     assert_eq!(
-        seen.lock().unwrap().split_off(0).last().unwrap(),
+        setup.asked().last().unwrap(),
         &format!("{API}/namespaces/sales/mailboxbindings")
     );
+}
 
-    // --kubeconfig instead of KUBECONFIG, and -n.
-    let elsewhere = scratch.0.join("missing");
-    let flags = ["mailops", "status", "-n", "finance", "--kubeconfig"];
-    let args = [&flags[..], &[config.to_str().unwrap(), "--context", "prod"]].concat();
-    let named = kubectl(&scratch.0, &elsewhere, &args).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubeconfig_flag_wins_over_the_environment() {
+    let Some(setup) = Setup::start().await else {
+        return;
+    };
+    let elsewhere = setup.scratch.0.join("missing");
+    let config = setup.config.to_str().unwrap();
+    let args = [
+        "mailops",
+        "status",
+        "-n",
+        "finance",
+        "--kubeconfig",
+        config,
+        "--context",
+        "prod",
+    ];
+    let named = kubectl(&setup.scratch.0, &elsewhere, &args).await;
+    let stderr = String::from_utf8_lossy(&named.stderr);
+    assert_eq!(named.status.code(), Some(0), "{stderr}");
     assert_eq!(
-        named.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&named.stderr)
-    );
-    assert_eq!(
-        seen.lock().unwrap().split_off(0).last().unwrap(),
+        setup.asked().last().unwrap(),
         &format!("{API}/namespaces/finance/mailboxbindings")
     );
+}
 
-    // Without --context, the current context: nothing listens there (exit code 2).
-    let current = kubectl(&scratch.0, &config, &["mailops", "status", "-A"]).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_context_the_plugin_uses_the_current_one() {
+    let Some(setup) = Setup::start().await else {
+        return;
+    };
+    // The current context points at a port nothing listens on: exit code 2, and the fake
+    // cluster of `prod` is never asked.
+    let current = setup.kubectl(&["mailops", "status", "-A"]).await;
     assert_eq!(current.status.code(), Some(2), "{}", stdout(&current));
-    assert!(seen.lock().unwrap().is_empty());
+    assert!(setup.asked().is_empty());
 }
