@@ -110,7 +110,12 @@ async fn metrics_answer_prometheus_in_openmetrics_with_recorded_samples() {
     }
     assert!(body.ends_with("# EOF\n"), "{body}");
 
-    // A Prometheus parser reads it, and every family in it is one the README explains.
+    assert_every_family_is_documented(&body);
+    server.stop().await;
+}
+
+/// A Prometheus parser reads `body`, and every family in it is one the README explains.
+fn assert_every_family_is_documented(body: &str) {
     let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
         .expect("the exposition parses as Prometheus text");
     let readme =
@@ -137,7 +142,6 @@ async fn metrics_answer_prometheus_in_openmetrics_with_recorded_samples() {
         scraped, documented,
         "metrics served vs. metrics in the README's table"
     );
-    server.stop().await;
 }
 
 #[tokio::test]
