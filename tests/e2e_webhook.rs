@@ -620,4 +620,9 @@ async fn editing_bindings_needs_the_chart_roles(client: &Client, n: &Names, caro
         1,
         "and read the namespace's bindings"
     );
+    // `mailops status -n` shows her those, saying providers are hidden from her.
+    let scope = mailops::status::cli::Scope::Namespace(n.ns.clone());
+    let snapshot = mailops::status::cli::collect(carol, &scope).await.unwrap();
+    assert!(snapshot.cluster_scoped_forbidden);
+    assert_eq!(snapshot.bindings.len(), 1);
 }

@@ -93,17 +93,30 @@ pub fn run(args: &StatusArgs) -> Result<bool> {
 }
 
 /// Read the objects: providers, service accounts, then the bindings of `scope` (three
-/// list calls, in that order).
+/// list calls, in that order). Credentials that may not list the cluster-scoped kinds
+/// (403) still see their namespace's bindings; the snapshot says what is missing.
 pub async fn collect(client: &Client, scope: &Scope) -> Result<Snapshot> {
     let bindings: Api<MailboxBinding> = match scope {
         Scope::All => Api::all(client.clone()),
         Scope::Namespace(ns) => Api::namespaced(client.clone(), ns),
     };
+    let providers = list(Api::<EmailProvider>::all(client.clone())).await;
+    let accounts = list(Api::<ExchangeServiceAccount>::all(client.clone())).await;
+    let (providers, accounts, cluster_scoped_forbidden) = match (providers, accounts) {
+        (Ok(p), Ok(a)) => (p, a, false),
+        (p, a) if forbidden(&p) || forbidden(&a) => (Vec::new(), Vec::new(), true),
+        (p, a) => (p?, a?, false),
+    };
     Ok(Snapshot {
-        providers: list(Api::<EmailProvider>::all(client.clone())).await?,
-        accounts: list(Api::<ExchangeServiceAccount>::all(client.clone())).await?,
+        providers,
+        accounts,
         bindings: list(bindings).await?,
+        cluster_scoped_forbidden,
     })
+}
+
+fn forbidden<T>(listed: &Result<T>) -> bool {
+    matches!(listed, Err(Error::Kube(kube::Error::Api(status))) if status.code == 403)
 }
 
 async fn list<K>(api: Api<K>) -> Result<Vec<K>>

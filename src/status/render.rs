@@ -32,28 +32,40 @@ pub fn text(tree: &StatusTree, color: bool) -> String {
     if tree.providers.is_empty() {
         out.push_str("No mailops objects found.\n");
     }
+    // What a missing provider or account means: gone, or hidden from these credentials.
+    let missing = if tree.cluster_scoped_forbidden {
+        "not readable"
+    } else {
+        "not found"
+    };
     for node in &tree.providers {
-        provider(&mut out, node, color);
+        provider(&mut out, node, missing, color);
     }
     summary(&mut out, tree);
+    if tree.cluster_scoped_forbidden {
+        out.push_str(
+            "EmailProviders and ExchangeServiceAccounts are cluster-scoped, and these \
+             credentials may not list them: only MailboxBindings are shown.\n",
+        );
+    }
     for blocked in &tree.blocked_deletions {
         blocked_deletion(&mut out, blocked);
     }
     out
 }
 
-fn provider(out: &mut String, node: &ProviderNode, color: bool) {
+fn provider(out: &mut String, node: &ProviderNode, missing: &str, color: bool) {
     match (&node.provider, &node.name) {
         (Some(entry), _) => line(out, "", entry, color),
         (None, Some(name)) => {
-            let _ = writeln!(out, "{PROVIDER} {}: not found", esc(name));
+            let _ = writeln!(out, "{PROVIDER} {}: {missing}", esc(name));
         }
         (None, None) => out.push_str("(no provider resolved yet)\n"),
     }
     let last_account = node.service_accounts.len();
     for (i, account) in node.service_accounts.iter().enumerate() {
         let last = i + 1 == last_account && node.bindings.is_empty();
-        service_account(out, account, last, color);
+        service_account(out, account, last, missing, color);
     }
     for (i, binding) in node.bindings.iter().enumerate() {
         let branch = if i + 1 == node.bindings.len() {
@@ -65,7 +77,7 @@ fn provider(out: &mut String, node: &ProviderNode, color: bool) {
     }
 }
 
-fn service_account(out: &mut String, node: &AccountNode, last: bool, color: bool) {
+fn service_account(out: &mut String, node: &AccountNode, last: bool, missing: &str, color: bool) {
     let (branch, indent) = if last {
         ("└─ ", "   ")
     } else {
@@ -76,7 +88,7 @@ fn service_account(out: &mut String, node: &AccountNode, last: bool, color: bool
         None => {
             let _ = writeln!(
                 out,
-                "{branch}{SERVICE_ACCOUNT} {}: not found",
+                "{branch}{SERVICE_ACCOUNT} {}: {missing}",
                 esc(&node.name)
             );
         }
