@@ -63,7 +63,7 @@ impl serde_json::ser::Formatter for Formatter {
     ) -> io::Result<()> {
         let mut rest = fragment;
         while let Some(at) = rest.find(must_escape) {
-            writer.write_all(rest[..at].as_bytes())?;
+            writer.write_all(&rest.as_bytes()[..at])?;
             let c = rest[at..].chars().next().unwrap_or_default();
             // Every such character is in the Basic Multilingual Plane: one `\uXXXX`.
             write!(writer, "\\u{:04x}", u32::from(c))?;
