@@ -355,6 +355,16 @@ class AggregatedRolesTest(unittest.TestCase):
         }
         self.assertEqual(aggregated, {f"{RELEASE}-view", f"{RELEASE}-edit"})
 
+    def test_notes_say_who_the_aggregation_lets_in(self):
+        _, manifests = render()
+        notes = manifests["mailops/templates/NOTES.txt"]
+        self.assertIn("mailops-edit is aggregated", notes)
+        _, manifests = render({"webhook": {"enabled": False}})
+        notes = manifests["mailops/templates/NOTES.txt"]
+        self.assertIn("every holder of the built-in edit or admin", notes)
+        _, manifests = render({"rbac": {"aggregateClusterRoles": False}})
+        self.assertNotIn("aggregated", manifests["mailops/templates/NOTES.txt"])
+
     def test_the_value_turns_them_off(self):
         objects, _ = render({"rbac": {"aggregateClusterRoles": False}})
         names = {o["metadata"]["name"] for o in by_kind(objects, "ClusterRole")}
