@@ -48,7 +48,7 @@ pub struct Limits {
 impl Default for Limits {
     /// Probes and scrapes send a few hundred bytes at once and read a few kilobytes: a
     /// second would do; 5 s and 10 s leave room for a loaded node. The kubelet's probe
-    /// times out after 2 s, and gets a slot at once whatever the others do.
+    /// (2 s timeout) does not wait for a slot: its connection closes the oldest one.
     fn default() -> Self {
         Limits {
             max_connections: 64,
