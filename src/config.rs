@@ -4,6 +4,20 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Which cluster a command talks to, chosen as kubectl chooses it, so `kubectl mailops
+/// ... --context prod` (kubectl hands every flag after the plugin's name to the plugin)
+/// means what it means to kubectl.
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
+pub struct ClusterArgs {
+    /// The kubeconfig file (default: `KUBECONFIG`, else `~/.kube/config`, else the pod's
+    /// service account).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
 /// How the operator runs.
 #[derive(Clone, Debug)]
 pub struct OperatorConfig {
@@ -30,6 +44,8 @@ pub struct OperatorConfig {
     pub secret_write_back: bool,
     /// The admission webhook.
     pub webhook: WebhookConfig,
+    /// The cluster (default: in-cluster, or the current kubeconfig context).
+    pub cluster: ClusterArgs,
 }
 
 /// Where the webhook's serving certificate comes from.
@@ -110,6 +126,7 @@ impl Default for OperatorConfig {
             request_timeout: Duration::from_secs(15),
             secret_write_back: true,
             webhook: WebhookConfig::default(),
+            cluster: ClusterArgs::default(),
         }
     }
 }
@@ -154,6 +171,9 @@ pub struct RunArgs {
     /// The admission webhook.
     #[command(flatten)]
     pub webhook: WebhookArgs,
+    /// The cluster, for running outside it.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// Flags of the admission webhook (`mailops run`).
@@ -238,6 +258,7 @@ impl From<&RunArgs> for OperatorConfig {
             max_probes_per_provider: a.max_probes_per_provider.max(1),
             request_timeout: Duration::from_secs(a.request_timeout_seconds.max(1)),
             webhook: WebhookConfig::from(&a.webhook),
+            cluster: a.cluster.clone(),
         }
     }
 }

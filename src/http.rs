@@ -1,4 +1,11 @@
 //! The operator's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`.
+//!
+//! Plain HTTP on a port every pod in the cluster can reach, and the kubelet's liveness
+//! probe must get through: one request per connection, a deadline for the headers and for
+//! the whole connection, and a cap on connections held (see [`connections`]).
+
+mod connections;
+pub mod negotiate;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,19 +18,45 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::health::HealthState;
 use crate::metrics::Metrics;
+use connections::Connections;
+use negotiate::Format;
 
 /// The content type of the OpenMetrics text format `Metrics::encode` writes.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The content type of the classic Prometheus text format, for clients that ask for
-/// `text/plain` and not for OpenMetrics.
+/// The content type of the classic Prometheus text format, what `/metrics` answers unless
+/// the client asks for OpenMetrics.
 pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// How long clients may hold the port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most connections held at once; at the cap the oldest is closed for the new one.
+    pub max_connections: usize,
+    /// Time from accepting a connection to the end of its request's headers.
+    pub header_read_timeout: Duration,
+    /// Time for a whole connection: its one request and the answer.
+    pub connection_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// Probes and scrapes send a few hundred bytes at once and read a few kilobytes: a
+    /// second would do; 5 s and 10 s leave room for a loaded node. The kubelet's probe
+    /// (2 s timeout) does not wait for a slot: its connection closes the oldest one.
+    fn default() -> Self {
+        Limits {
+            max_connections: 64,
+            header_read_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// Serve the endpoints on `addr` until the future is dropped (the operator aborts it on
 /// shutdown) or the listener cannot be bound.
@@ -39,18 +72,31 @@ pub async fn serve(
     serve_on(listener, metrics, health, std::future::pending()).await
 }
 
-/// Serve the endpoints on an already bound listener until `shutdown` completes. Requests
-/// in flight when it does are finished by their own connection tasks.
+/// Serve the endpoints on an already bound listener with the default [`Limits`] until
+/// `shutdown` completes.
 pub async fn serve_on(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     health: Arc<HealthState>,
     shutdown: impl Future<Output = ()>,
 ) -> crate::Result<()> {
+    serve_with_limits(listener, metrics, health, Limits::default(), shutdown).await
+}
+
+/// Serve the endpoints on an already bound listener until `shutdown` completes. Requests
+/// in flight when it does are finished by their own connection tasks.
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    health: Arc<HealthState>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> crate::Result<()> {
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut connections = Connections::new(limits.max_connections);
     loop {
         let accepted = tokio::select! {
-            () = &mut shutdown => return Ok(()),
+            () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
@@ -62,20 +108,33 @@ pub async fn serve_on(
                 continue;
             }
         };
-        let metrics = metrics.clone();
-        let health = health.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let response = respond(&request, &metrics, &health);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            if let Err(error) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%error, "HTTP connection ended with an error");
-            }
-        });
+        connections.admit(connection(stream, metrics.clone(), health.clone(), limits));
+    }
+    connections.detach();
+    Ok(())
+}
+
+/// One connection: one request and its answer, within the limits.
+async fn connection(
+    stream: TcpStream,
+    metrics: Arc<Metrics>,
+    health: Arc<HealthState>,
+    limits: Limits,
+) {
+    let service = service_fn(move |request: Request<Incoming>| {
+        let response = respond(&request, &metrics, &health);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let served = http1::Builder::new()
+        // No idle kept-alive connections holding slots; scrapers reconnect cheaply.
+        .keep_alive(false)
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout(limits.connection_timeout, served).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "HTTP connection ended with an error"),
+        Err(_) => tracing::debug!("HTTP connection closed: it outlasted its deadline"),
     }
 }
 
@@ -119,30 +178,29 @@ fn respond<B>(
     }
 }
 
-/// OpenMetrics (what Prometheus asks for first), or the classic text format for a client
-/// that accepts `text/plain` but not OpenMetrics.
+/// The classic text format, or OpenMetrics for a client that asks for it (Prometheus
+/// does); `Vary: Accept`, as the answer depends on it.
 fn metrics_response<B>(request: &Request<B>, metrics: &Metrics) -> Response<Full<Bytes>> {
-    let accept = request
+    let accept: Vec<&str> = request
         .headers()
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(",");
-    let classic = accept.contains("text/plain") && !accept.contains("application/openmetrics-text");
-    let (body, content_type) = if classic {
-        (
+        .collect();
+    let (body, content_type) = match negotiate::format(&accept) {
+        Format::OpenMetrics => (metrics.encode(), OPENMETRICS_CONTENT_TYPE),
+        Format::Classic => (
             metrics.encode_prometheus_text(),
             PROMETHEUS_TEXT_CONTENT_TYPE,
-        )
-    } else {
-        (metrics.encode(), OPENMETRICS_CONTENT_TYPE)
+        ),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static(content_type),
     );
+    headers.insert(header::VARY, header::HeaderValue::from_static("accept"));
     response
 }
 

@@ -6,15 +6,38 @@ use std::task::{Context, Poll};
 
 use http::{Method, Request};
 use kube::client::ClientBuilder;
+use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use crate::config::ClusterArgs;
 use crate::metrics::Metrics;
 
-/// A client from the in-cluster config or `KUBECONFIG`, counting its requests by verb.
-pub async fn build(metrics: Arc<Metrics>) -> crate::Result<kube::Client> {
-    let mut config = kube::Config::infer()
-        .await
-        .map_err(|e| crate::Error::Config(format!("no Kubernetes configuration found: {e}")))?;
-    config.proxy_url = api_proxy(config.proxy_url.take(), kubeconfig_proxy_url);
+/// The client configuration `cluster` names: with neither flag, kube's own inference
+/// (`KUBECONFIG`, `~/.kube/config`, then in-cluster); `--kubeconfig` reads that one file;
+/// `--context` picks a context of the kubeconfig instead of its current one.
+pub async fn config(cluster: &ClusterArgs) -> crate::Result<kube::Config> {
+    let options = KubeConfigOptions {
+        context: cluster.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match &cluster.kubeconfig {
+        None if cluster.context.is_none() => kube::Config::infer().await.map_err(|e| e.to_string()),
+        None => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| e.to_string()),
+        Some(path) => match Kubeconfig::read_from(path) {
+            Ok(kubeconfig) => kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    config.map_err(|e| crate::Error::Config(format!("no Kubernetes configuration found: {e}")))
+}
+
+/// A client for `cluster` (see [`config`]), counting its requests by verb.
+pub async fn build(cluster: &ClusterArgs, metrics: Arc<Metrics>) -> crate::Result<kube::Client> {
+    let mut config = config(cluster).await?;
+    config.proxy_url = api_proxy(config.proxy_url.take(), || kubeconfig_proxy_url(cluster));
     let client = ClientBuilder::try_from(config)?
         .with_layer(&KubeRequestMetricsLayer::new(metrics))
         .build();
@@ -36,10 +59,17 @@ fn api_proxy(
     inferred.and_then(|_| kubeconfig())
 }
 
-/// The `proxy-url` of the current context's cluster in the kubeconfig, if any.
-fn kubeconfig_proxy_url() -> Option<http::Uri> {
-    let kubeconfig = kube::config::Kubeconfig::read().ok()?;
-    let current = kubeconfig.current_context.as_ref()?;
+/// The `proxy-url` of the chosen context's cluster in the kubeconfig `cluster` names, if
+/// any.
+fn kubeconfig_proxy_url(cluster: &ClusterArgs) -> Option<http::Uri> {
+    let kubeconfig = match &cluster.kubeconfig {
+        Some(path) => Kubeconfig::read_from(path).ok()?,
+        None => Kubeconfig::read().ok()?,
+    };
+    let current = cluster
+        .context
+        .as_ref()
+        .or(kubeconfig.current_context.as_ref())?;
     let context = kubeconfig
         .contexts
         .iter()

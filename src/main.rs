@@ -23,7 +23,9 @@ enum Command {
     /// Validate and resolve manifests offline, without a cluster.
     Check(mailops::check::CheckArgs),
     /// Show providers, service accounts and bindings as a tree with their Ready state,
-    /// read-only, with the current kubeconfig; exits 1 when anything is not Ready.
+    /// read-only, with the current kubeconfig context (or --kubeconfig, --context); exits
+    /// 1 when anything is not Ready. Also runs as `kubectl mailops status` when the binary
+    /// is on PATH as `kubectl-mailops`.
     Status(mailops::status::StatusArgs),
     /// Print the three CustomResourceDefinitions as YAML (what `crds/` holds).
     Crd,
@@ -44,7 +46,8 @@ fn main() -> ExitCode {
                     line = format!("{line}: {cause}");
                 }
             }
-            eprintln!("error: {line}");
+            // Errors may quote what the cluster or a file said: no raw control characters.
+            eprintln!("error: {}", mailops::status::escape::text(&line));
             ExitCode::from(2)
         }
     }

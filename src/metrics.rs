@@ -185,10 +185,10 @@ impl Metrics {
         out
     }
 
-    /// The same samples in Prometheus's classic text format (0.0.4), for scrapers and
-    /// tools that ask for `text/plain` (curl, `promtool check metrics`): a counter's
-    /// HELP and TYPE name its `_total` samples, and OpenMetrics' `# UNIT` and `# EOF`
-    /// lines go.
+    /// The same samples in Prometheus's classic text format (0.0.4), what `/metrics`
+    /// answers every client that does not ask for OpenMetrics (curl, `promtool check
+    /// metrics`): a counter's HELP and TYPE name its `_total` samples, and OpenMetrics'
+    /// `# UNIT` and `# EOF` lines go.
     pub fn encode_prometheus_text(&self) -> String {
         classic_text(&self.encode())
     }

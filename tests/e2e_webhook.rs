@@ -6,12 +6,15 @@
 //! KUBECONFIG=~/.kube/config cargo test --test e2e_webhook -- --ignored --nocapture
 //! ```
 //!
-//! The kubeconfig's user must be a cluster admin who may impersonate `alice` and `bob`.
-//! The client-authentication test also needs an API server started with an
+//! The kubeconfig's user must be a cluster admin who may impersonate `alice`, `bob` and
+//! `carol`. The client-authentication test also needs an API server started with an
 //! `AdmissionConfiguration` that gives it a webhook client certificate (see the README,
 //! "Client authentication of the API server"), and the CA that signed it:
 //! `MAILOPS_E2E_WEBHOOK_CLIENT_CA=/path/ca.crt` (and `MAILOPS_E2E_WEBHOOK_CLIENT_NAME`,
-//! the certificate's CN, if it should be checked).
+//! the certificate's CN, if it should be checked). The aggregated-roles test renders the
+//! chart's ClusterRoles (with the chart tests' Python: `MAILOPS_CHART_PYTHON`, else
+//! `target/chart-venv/bin/python`, else `python3`, with helm-python-sdk) and needs the
+//! cluster's kube-controller-manager, which aggregates them into the built-in `edit`.
 //! The webhook configuration only selects objects labelled for this run (its namespace
 //! and its cluster-scoped objects), so other tests on the cluster never reach it, and a
 //! guard deletes it, and everything else, even when a step fails. The controllers do not
@@ -49,6 +52,8 @@ struct Names {
     domain: String,
     configuration: String,
     use_role: String,
+    /// The Helm release name the chart's aggregated ClusterRoles are rendered for.
+    release: String,
 }
 
 impl Names {
@@ -62,6 +67,7 @@ impl Names {
             domain: format!("wh-{suffix}.example.com"),
             configuration: format!("mailops-wh-e2e-{suffix}"),
             use_role: format!("mailops-wh-use-{suffix}"),
+            release: format!("mailops-wh-{suffix}"),
             suffix,
         }
     }
@@ -96,9 +102,13 @@ impl Cleanup {
         let _ = Api::<ClusterRoleBinding>::all(c.clone())
             .delete(&n.use_role, &dp)
             .await;
-        let _ = Api::<ClusterRole>::all(c.clone())
-            .delete(&n.use_role, &dp)
-            .await;
+        for role in [
+            n.use_role.clone(),
+            format!("{}-view", n.release),
+            format!("{}-edit", n.release),
+        ] {
+            let _ = Api::<ClusterRole>::all(c.clone()).delete(&role, &dp).await;
+        }
         let unblock = Patch::Merge(json!({"metadata": {"finalizers": null}}));
         let accounts = Api::<ExchangeServiceAccount>::all(c.clone());
         let _ = accounts.delete(&n.account, &dp).await;
@@ -573,4 +583,134 @@ async fn deletion_is_refused_while_in_use(client: &Client, n: &Names, stores: &S
         .delete(&n.provider, &dp)
         .await
         .expect("an unused provider may go");
+}
+
+/// The chart's aggregated ClusterRoles for `release`, rendered by Helm's own SDK.
+fn render_aggregated_roles(release: &str) -> Vec<Value> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("target/chart-venv/bin/python");
+    let python = std::env::var("MAILOPS_CHART_PYTHON").unwrap_or_else(|_| {
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "python3".into()
+        }
+    });
+    let out = std::process::Command::new(&python)
+        .arg(root.join("tests/chart/render.py"))
+        .args(["--release", release, "aggregated-rbac.yaml"])
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e}"));
+    assert!(
+        out.status.success(),
+        "rendering the chart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Whether the built-in `edit` ClusterRole lets its holders create MailboxBindings (the
+/// aggregation controller copies the rules over shortly after the roles appear).
+async fn edit_aggregates_bindings(client: &Client) -> bool {
+    let Ok(edit) = Api::<ClusterRole>::all(client.clone()).get("edit").await else {
+        return false;
+    };
+    edit.rules.unwrap_or_default().iter().any(|r| {
+        r.api_groups.iter().flatten().any(|g| g == "mailops.dev")
+            && r.resources.iter().flatten().any(|x| x == "mailboxbindings")
+            && r.verbs.iter().any(|v| v == "create")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a cluster"]
+async fn a_namespace_editor_links_mailboxes_with_own_credentials_through_the_chart_roles() {
+    let client = Client::try_default()
+        .await
+        .expect("a cluster in KUBECONFIG");
+    e2e_support::install_crds(&client).await;
+    let cleanup = Cleanup {
+        client: client.clone(),
+        names: Names::new("wh-rbac"),
+    };
+    let n = &cleanup.names;
+    create(
+        &Api::<Namespace>::all(client.clone()),
+        json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": n.ns, "labels": n.labels()}}),
+    )
+    .await
+    .unwrap();
+    // carol holds nothing but the built-in `edit`, in this namespace only.
+    create(
+        &Api::<RoleBinding>::namespaced(client.clone(), &n.ns),
+        json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "carol-edits"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}]}),
+    )
+    .await
+    .unwrap();
+    setup_rbac(&client, n).await;
+    setup_objects(&client, n).await;
+    let carol = as_user("carol").await;
+    editing_bindings_needs_the_chart_roles(&client, n, &carol).await;
+    // Nothing cluster-scoped: a namespace editor creates no provider.
+    let provider = json!({"apiVersion": API, "kind": "EmailProvider",
+        "metadata": {"name": format!("{}-carol", n.provider)},
+        "spec": {"serviceType": "Exchange", "serviceAddress": "mail.example.com",
+                 "domains": [format!("carol.{}", n.domain)], "authentication": {"method": "Basic"}}});
+    let message = refusal(create(&Api::<EmailProvider>::all(carol.clone()), provider).await);
+    assert!(message.contains("forbidden"), "{message}");
+    // Through the service account, the webhook refuses what RBAC now allows.
+    let _webhook = start_webhook(&client, n, None).await;
+    let bindings = Api::<MailboxBinding>::namespaced(carol, &n.ns);
+    let message = refusal(create(&bindings, binding(n, "carol-ceo", "ceo", via_account(n))).await);
+    println!("carol, through the account: {message}");
+    assert!(
+        message.contains("user \"carol\" may not use ExchangeServiceAccount"),
+        "{message}"
+    );
+}
+
+/// carol, with `edit` alone, is refused a binding by RBAC until the chart's aggregated
+/// roles are applied; then she may create one with her own credentials and list them.
+async fn editing_bindings_needs_the_chart_roles(client: &Client, n: &Names, carol: &Client) {
+    let bindings = Api::<MailboxBinding>::namespaced(carol.clone(), &n.ns);
+    let own = binding(n, "carol-own", "carol", own_credentials());
+    let message = refusal(create(&bindings, own.clone()).await);
+    assert!(message.contains("forbidden"), "{message}");
+    let roles = render_aggregated_roles(&n.release);
+    assert_eq!(roles.len(), 2, "{roles:?}");
+    for role in roles {
+        create(&Api::<ClusterRole>::all(client.clone()), role)
+            .await
+            .unwrap();
+    }
+    eventually(
+        "edit to aggregate the chart's roles",
+        Duration::from_secs(60),
+        || edit_aggregates_bindings(client),
+    )
+    .await;
+    create(&bindings, own)
+        .await
+        .expect("an editor may link a mailbox with its own credentials");
+    assert_eq!(
+        bindings
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1,
+        "and read the namespace's bindings"
+    );
+    // `mailops status -n` shows her those, saying providers are hidden from her.
+    let scope = mailops::status::cli::Scope::Namespace(n.ns.clone());
+    let snapshot = mailops::status::cli::collect(carol, &scope).await.unwrap();
+    assert!(snapshot.cluster_scoped_forbidden);
+    assert_eq!(snapshot.bindings.len(), 1);
 }

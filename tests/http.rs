@@ -1,13 +1,17 @@
 //! The HTTP endpoints, served in-process on a loopback port by the same `serve_on` the
-//! binary runs.
+//! binary runs; and the limits that keep slow clients from holding the port.
+
+mod raw_http;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mailops::health::HealthState;
-use mailops::http::serve_on;
+use mailops::http::{Limits, serve_with_limits};
 use mailops::metrics::Metrics;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 struct Server {
@@ -21,14 +25,24 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
+        Server::start_with(Limits::default()).await
+    }
+
+    async fn start_with(limits: Limits) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(HealthState::default());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve_on(listener, metrics.clone(), health.clone(), async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(serve_with_limits(
+            listener,
+            metrics.clone(),
+            health.clone(),
+            limits,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(10))
@@ -60,7 +74,7 @@ impl Server {
 }
 
 #[tokio::test]
-async fn metrics_are_openmetrics_with_recorded_samples() {
+async fn metrics_answer_prometheus_in_openmetrics_with_recorded_samples() {
     let server = Server::start().await;
     server
         .metrics
@@ -70,7 +84,13 @@ async fn metrics_are_openmetrics_with_recorded_samples() {
     server.metrics.record_probe("ews", "Verified");
     server.metrics.set_objects("EmailProvider", "True", 2);
 
-    let response = server.get("/metrics").await;
+    let response = server
+        .client
+        .get(format!("http://{}/metrics", server.addr))
+        .header("accept", raw_http::PROMETHEUS_ACCEPT)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["content-type"],
@@ -90,7 +110,12 @@ async fn metrics_are_openmetrics_with_recorded_samples() {
     }
     assert!(body.ends_with("# EOF\n"), "{body}");
 
-    // A Prometheus parser reads it, and every family in it is one the README explains.
+    assert_every_family_is_documented(&body);
+    server.stop().await;
+}
+
+/// A Prometheus parser reads `body`, and every family in it is one the README explains.
+fn assert_every_family_is_documented(body: &str) {
     let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
         .expect("the exposition parses as Prometheus text");
     let readme =
@@ -117,7 +142,6 @@ async fn metrics_are_openmetrics_with_recorded_samples() {
         scraped, documented,
         "metrics served vs. metrics in the README's table"
     );
-    server.stop().await;
 }
 
 #[tokio::test]
@@ -167,4 +191,118 @@ async fn serve_reports_an_address_it_cannot_bind() {
     .await;
     let error = result.expect_err("the port is taken");
     assert!(error.to_string().contains(&addr.to_string()), "{error}");
+}
+
+#[tokio::test]
+async fn metrics_answer_other_clients_in_the_classic_format() {
+    let server = Server::start().await;
+    server.metrics.record_kube_request("patch");
+    // reqwest, like curl, sends `Accept: */*`.
+    let response = server.get("/metrics").await;
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains("# TYPE mailops_kube_requests_total counter\n"),
+        "{body}"
+    );
+    assert!(!body.contains("# EOF"), "{body}");
+    server.stop().await;
+}
+
+/// A connection that sent the start of a request and then nothing more.
+async fn slow_client(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn slow_clients_holding_every_slot_do_not_starve_the_liveness_probe() {
+    // Timeouts far beyond the test: only the cap can free a slot here.
+    let limits = Limits {
+        max_connections: 4,
+        header_read_timeout: Duration::from_secs(600),
+        connection_timeout: Duration::from_secs(600),
+    };
+    let server = Server::start_with(limits).await;
+    let mut slow = Vec::new();
+    for _ in 0..limits.max_connections {
+        slow.push(slow_client(server.addr).await);
+    }
+    // The probe is answered at once, as the kubelet's is...
+    let probe = raw_http::get(
+        server.addr,
+        "/healthz",
+        &[("User-Agent", "kube-probe/1.36")],
+    )
+    .await;
+    assert_eq!(probe.status, 200, "{probe:?}");
+    assert_eq!(probe.body, "ok\n");
+    // ...because the oldest slow client made room for it.
+    let oldest = raw_http::read_to_close(&mut slow[0]).await;
+    assert!(oldest.is_empty(), "{}", String::from_utf8_lossy(&oldest));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let server = Server::start_with(Limits {
+        header_read_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    })
+    .await;
+    let mut stream = slow_client(server.addr).await;
+    // Closed by the server, without an answer, once the header timeout passed.
+    let answer = raw_http::read_to_close(&mut stream).await;
+    assert!(
+        answer.is_empty() || String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_serves_one_request_then_closes() {
+    let server = Server::start().await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    // Two pipelined requests: only the first is answered.
+    stream
+        .write_all(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let answer = String::from_utf8(raw_http::read_to_close(&mut stream).await).unwrap();
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unread_request_body_does_not_hold_the_connection() {
+    let server = Server::start_with(Limits {
+        connection_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    // A body announced and never sent: answered (405, the body is never read) and closed.
+    stream
+        .write_all(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nabc")
+        .await
+        .unwrap();
+    let answer = String::from_utf8(raw_http::read_to_close(&mut stream).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    server.stop().await;
 }

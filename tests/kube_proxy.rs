@@ -95,7 +95,7 @@ fn the_kubernetes_api_ignores_https_proxy_and_follows_the_kubeconfigs_proxy_url(
     let plain = kubeconfig(&api, None);
     unsafe { std::env::set_var("KUBECONFIG", &plain.0) };
     runtime.block_on(async {
-        let client = mailops::kube_client::build(Arc::new(Metrics::new()))
+        let client = mailops::kube_client::build(&Default::default(), Arc::new(Metrics::new()))
             .await
             .unwrap();
         let version = client.apiserver_version().await.unwrap();
@@ -111,7 +111,7 @@ fn the_kubernetes_api_ignores_https_proxy_and_follows_the_kubeconfigs_proxy_url(
     let proxied = kubeconfig(&api, Some(&proxy.url()));
     unsafe { std::env::set_var("KUBECONFIG", &proxied.0) };
     runtime.block_on(async {
-        let client = mailops::kube_client::build(Arc::new(Metrics::new()))
+        let client = mailops::kube_client::build(&Default::default(), Arc::new(Metrics::new()))
             .await
             .unwrap();
         client.apiserver_version().await.unwrap();

@@ -1,8 +1,11 @@
 //! `/metrics` as Prometheus's own linter sees it: the endpoint is served in-process by the
-//! binary's `serve_on`, scraped over HTTP asking for `text/plain` (promtool reads only the
-//! classic text format), and the body piped to `promtool check metrics` (Debian's
-//! `prometheus` package); the OpenMetrics answer Prometheus asks for holds the same samples. Without promtool the test is skipped, except under
-//! `CI=true`, where it fails.
+//! binary's `serve_on` and asked exactly as curl asks (`Accept: */*`), with no `Accept`
+//! at all, and as Prometheus asks. The first two get the classic text format, piped to
+//! `promtool check metrics` (Debian's `prometheus` package); Prometheus gets OpenMetrics
+//! with the same samples. Without promtool the promtool tests are skipped, except under
+//! `CI=true`, where they fail.
+
+mod raw_http;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -13,12 +16,11 @@ use std::time::Duration;
 use mailops::health::HealthState;
 use mailops::http::serve_on;
 use mailops::metrics::Metrics;
+use raw_http::{CURL_HEADERS, PROMETHEUS_3_ACCEPT, PROMETHEUS_ACCEPT, RawResponse};
 use tokio::sync::oneshot;
 
-/// What curl and promtool-minded scrapers ask for.
-const CURL: &str = "text/plain;version=0.0.4";
-/// Prometheus's own Accept header.
-const PROMETHEUS: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// promtool, or `None` when it is missing outside CI (a missing tool fails CI).
 fn promtool() -> Option<&'static str> {
@@ -39,33 +41,23 @@ fn promtool() -> Option<&'static str> {
     None
 }
 
-async fn scrape(metrics: Arc<Metrics>, health: Arc<HealthState>, accept: &str) -> (String, String) {
+/// `GET /metrics` with exactly `headers` (besides `Host`), from a server of its own.
+async fn scrape(
+    metrics: Arc<Metrics>,
+    health: Arc<HealthState>,
+    headers: &[(&str, &str)],
+) -> RawResponse {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve_on(listener, metrics, health, async {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let response = client
-        .get(format!("http://{addr}/metrics"))
-        .header("accept", accept)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let body = response.text().await.unwrap();
+    let response = raw_http::get(addr, "/metrics", headers).await;
+    assert_eq!(response.status, 200, "{response:?}");
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
-    (content_type, body)
+    response
 }
 
 /// What `promtool check metrics` says about `body`: (success, its output).
@@ -106,27 +98,30 @@ fn busy_metrics() -> Arc<Metrics> {
     metrics
 }
 
-#[tokio::test]
-async fn promtool_finds_no_problem_in_the_served_metrics() {
-    let Some(promtool) = promtool() else { return };
+/// The sample lines, sorted: what both formats must agree on.
+fn samples(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn leader_on() -> Arc<HealthState> {
     let health = Arc::new(HealthState::default());
     health.set_leader(true);
-    let metrics = busy_metrics();
-    let (content_type, body) = scrape(metrics.clone(), health.clone(), CURL).await;
-    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
-    let (content_type, openmetrics) = scrape(metrics, health, PROMETHEUS).await;
-    assert!(content_type.starts_with("application/openmetrics-text"));
-    // The same samples either way.
-    let samples = |text: &str| -> Vec<String> {
-        let mut lines: Vec<String> = text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(str::to_string)
-            .collect();
-        lines.sort();
-        lines
-    };
-    assert_eq!(samples(&body), samples(&openmetrics));
+    health
+}
+
+#[tokio::test]
+async fn curl_gets_the_classic_format_and_promtool_finds_no_problem() {
+    let Some(promtool) = promtool() else { return };
+    let response = scrape(busy_metrics(), leader_on(), CURL_HEADERS).await;
+    assert_eq!(response.header("content-type"), Some(CLASSIC));
+    assert_eq!(response.header("vary"), Some("accept"));
+    let body = &response.body;
     for family in [
         "mailops_reconciles_total{",
         "mailops_reconcile_duration_seconds_bucket{",
@@ -138,17 +133,93 @@ async fn promtool_finds_no_problem_in_the_served_metrics() {
     ] {
         assert!(body.contains(family), "{family} not served:\n{body}");
     }
-    let (ok, said) = check_metrics(promtool, &body);
+    let (ok, said) = check_metrics(promtool, body);
     assert!(ok, "promtool check metrics:\n{said}\non:\n{body}");
+}
+
+#[tokio::test]
+async fn a_client_without_accept_gets_the_classic_format() {
+    let Some(promtool) = promtool() else { return };
+    let response = scrape(busy_metrics(), leader_on(), &[]).await;
+    assert_eq!(response.header("content-type"), Some(CLASSIC));
+    let (ok, said) = check_metrics(promtool, &response.body);
+    assert!(
+        ok,
+        "promtool check metrics:\n{said}\non:\n{}",
+        response.body
+    );
+}
+
+#[tokio::test]
+async fn prometheus_gets_openmetrics_with_the_same_samples() {
+    let metrics = busy_metrics();
+    let classic = scrape(metrics.clone(), leader_on(), CURL_HEADERS).await;
+    for accept in [PROMETHEUS_ACCEPT, PROMETHEUS_3_ACCEPT] {
+        let response = scrape(metrics.clone(), leader_on(), &[("Accept", accept)]).await;
+        assert_eq!(response.header("content-type"), Some(OPENMETRICS));
+        let body = &response.body;
+        assert_openmetrics(body);
+        assert_eq!(samples(body), samples(&classic.body));
+    }
+}
+
+/// What OpenMetrics 1.0 asks of the text, beyond the sample lines both formats share:
+/// it ends with `# EOF`, and a counter's metadata names the family without `_total`
+/// while its samples carry it (which is why promtool, reading the classic format, finds
+/// "no help text" in it).
+fn assert_openmetrics(body: &str) {
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    let counters: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    assert!(!counters.is_empty(), "{body}");
+    for family in counters {
+        assert!(!family.ends_with("_total"), "{family} in\n{body}");
+        assert!(
+            body.contains(&format!("# HELP {family} ")),
+            "{family} in\n{body}"
+        );
+        assert!(
+            body.contains(&format!("\n{family}_total")),
+            "{family} in\n{body}"
+        );
+    }
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("the exposition parses as Prometheus text");
+}
+
+#[tokio::test]
+async fn promtool_refuses_openmetrics_so_curl_must_not_get_it() {
+    // The failure issue 23 reported: what Prometheus gets is not for promtool.
+    let Some(promtool) = promtool() else { return };
+    let response = scrape(
+        busy_metrics(),
+        leader_on(),
+        &[("Accept", PROMETHEUS_ACCEPT)],
+    )
+    .await;
+    let (ok, said) = check_metrics(promtool, &response.body);
+    assert!(!ok, "promtool accepted OpenMetrics: {said}");
+    assert!(said.contains("no help text"), "{said}");
 }
 
 #[tokio::test]
 async fn promtool_lints_a_fresh_replica_too() {
     let Some(promtool) = promtool() else { return };
-    let (_, body) = scrape(Arc::new(Metrics::new()), Arc::default(), CURL).await;
-    assert!(body.contains("mailops_leader 0"), "{body}");
-    let (ok, said) = check_metrics(promtool, &body);
-    assert!(ok, "promtool check metrics:\n{said}\non:\n{body}");
+    let response = scrape(Arc::new(Metrics::new()), Arc::default(), CURL_HEADERS).await;
+    assert!(
+        response.body.contains("mailops_leader 0"),
+        "{}",
+        response.body
+    );
+    let (ok, said) = check_metrics(promtool, &response.body);
+    assert!(
+        ok,
+        "promtool check metrics:\n{said}\non:\n{}",
+        response.body
+    );
 }
 
 #[test]

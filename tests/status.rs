@@ -126,6 +126,7 @@ fn snapshot() -> Snapshot {
         providers: p.into_iter().map(parse).collect(),
         accounts: a.into_iter().map(parse).collect(),
         bindings: b.into_iter().map(parse).collect(),
+        cluster_scoped_forbidden: false,
     }
 }
 
@@ -133,7 +134,7 @@ const EXPECTED_TEXT: &str = "\
 EmailProvider contoso: Ready (Verified)
 ├─ ExchangeServiceAccount contoso-org: Ready (Verified)
 │  ├─ MailboxBinding sales/orders: Ready (Verified)
-│  └─ MailboxBinding sales/support: Not ready (MailboxNotFound) Exchange does not know support@contoso.example (EWS)
+│  └─ MailboxBinding sales/support: Not ready (MailboxNotFound) Exchange does not know support@contoso.example\\n(EWS)
 └─ MailboxBinding finance/billing: Unknown (Outdated)
 EmailProvider old: Ready (Verified) [deletion blocked]
 └─ MailboxBinding legacy/archive: Ready (Verified)
@@ -221,6 +222,7 @@ fn missing_referents_and_an_empty_cluster() {
             ready("ProviderNotFound", "no provider gone"),
         ))],
         bindings: vec![parse(binding("a", "x", 1, via_account("nobody"), None))],
+        cluster_scoped_forbidden: false,
     };
     let text = render::text(&status::build(&snapshot), false);
     assert!(text.starts_with("EmailProvider gone: not found\n└─ ExchangeServiceAccount orphan: Not ready (ProviderNotFound) no provider gone\n"), "{text}");
@@ -245,8 +247,80 @@ fn everything_ready_is_all_ready() {
             own(),
             bound_status("contoso", "Verified", ""),
         ))],
+        cluster_scoped_forbidden: false,
     };
     assert!(status::build(&snapshot).all_ready());
+}
+
+/// What a tenant controls and `status -A` prints: a provider name (no pattern in the
+/// CRD), the reason and message a status carries. ESC and CSI start terminal sequences
+/// (`\e[2J` clears the screen), CR and LF forge lines, U+202E reverses what follows.
+fn hostile_snapshot() -> Snapshot {
+    let evil = "x\u{1b}[2J\u{9b}31m\r\u{202e}";
+    let mut b = binding(
+        "t\u{1b}]0;pwned\u{7}",
+        "b",
+        1,
+        own(),
+        bound_status(
+            evil,
+            "Verified\u{1b}[8m",
+            "fine\n\u{1b}[1A\u{1b}[2KEmailProvider ok: Ready",
+        ),
+    );
+    b["spec"]["providerRef"] = json!({"name": evil});
+    b["status"]["conditions"][0]["status"] = json!("False");
+    Snapshot {
+        providers: vec![],
+        accounts: vec![parse(account(evil, evil, ready("Verified", "")))],
+        bindings: vec![parse(b)],
+        cluster_scoped_forbidden: false,
+    }
+}
+
+/// Whether `s` holds a character a terminal would act on rather than show (line ends
+/// aside), or one that reorders the text.
+fn raw_control(s: &str) -> Option<char> {
+    s.chars()
+        .find(|&c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c))
+}
+
+#[test]
+fn escape_sequences_from_the_cluster_are_printed_escaped() {
+    let tree = status::build(&hostile_snapshot());
+    let text = render::text(&tree, false);
+    assert_eq!(raw_control(&text), None, "{text:?}");
+    for shown in [
+        "EmailProvider x\\u{1b}[2J\\u{9b}31m\\r\\u{202e}: not found",
+        "ExchangeServiceAccount x\\u{1b}[2J",
+        "MailboxBinding t\\u{1b}]0;pwned\\u{7}/b: Not ready (Verified\\u{1b}[8m) fine\\n\\u{1b}[1A\\u{1b}[2KEmailProvider ok: Ready",
+    ] {
+        assert!(text.contains(shown), "{shown:?} not in\n{text}");
+    }
+    // Colours are the only sequences printed, around the state alone.
+    let coloured = render::text(&tree, true);
+    let stripped = ["\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[0m"]
+        .iter()
+        .fold(coloured, |t, c| t.replace(c, ""));
+    assert_eq!(stripped, text);
+}
+
+#[test]
+fn json_escapes_them_too_and_keeps_their_meaning() {
+    let tree = status::build(&hostile_snapshot());
+    let printed = render::json(&tree).unwrap();
+    assert_eq!(raw_control(&printed), None, "{printed:?}");
+    assert!(
+        printed.contains(r"x\u001b[2J\u009b31m\r\u202e"),
+        "{printed}"
+    );
+    // A script reads back exactly what the cluster holds.
+    let back: Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(
+        back["providers"][0]["name"],
+        json!("x\u{1b}[2J\u{9b}31m\r\u{202e}")
+    );
+    assert_eq!(back, serde_json::to_value(&tree).unwrap());
 }
 
 fn list(kind: &str, items: Vec<Value>) -> Value {
@@ -313,22 +387,83 @@ async fn one_namespace_lists_only_its_bindings() {
     );
 }
 
+fn refused(path: &str, code: u16, reason: &str) -> Step {
+    let mut step = step(
+        Method::GET,
+        path,
+        |_, _| {},
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
+               "message": format!("{path} is {reason}"), "code": code}),
+    );
+    step.status = code;
+    step
+}
+
 #[tokio::test]
 async fn an_api_error_is_an_error_not_an_empty_tree() {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
-    let mut forbidden = step(
-        Method::GET,
-        "/apis/mailops.dev/v1alpha1/emailproviders",
-        |_, _| {},
-        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
-               "message": "emailproviders.mailops.dev is forbidden", "code": 403}),
+    let providers = "/apis/mailops.dev/v1alpha1/emailproviders";
+    let accounts = "/apis/mailops.dev/v1alpha1/exchangeserviceaccounts";
+    let verifier = Verifier::start(
+        handle,
+        vec![
+            refused(providers, 401, "Unauthorized"),
+            refused(accounts, 401, "Unauthorized"),
+        ],
     );
-    forbidden.status = 403;
-    let verifier = Verifier::start(handle, vec![forbidden]);
     let error = status::cli::collect(&client, &Scope::All)
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("forbidden"), "{error}");
+    assert!(error.to_string().contains("Unauthorized"), "{error}");
     verifier.done().await;
+}
+
+#[tokio::test]
+async fn a_namespace_editor_sees_the_bindings_and_is_told_what_is_hidden() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let (_, _, bindings) = fixture();
+    let sales: Vec<Value> = bindings
+        .into_iter()
+        .filter(|b| b["metadata"]["namespace"] == "sales")
+        .collect();
+    let path = "/apis/mailops.dev/v1alpha1/namespaces/sales/mailboxbindings";
+    let verifier = Verifier::start(
+        handle,
+        vec![
+            refused(
+                "/apis/mailops.dev/v1alpha1/emailproviders",
+                403,
+                "Forbidden",
+            ),
+            refused(
+                "/apis/mailops.dev/v1alpha1/exchangeserviceaccounts",
+                403,
+                "Forbidden",
+            ),
+            step(Method::GET, path, |_, _| {}, list("MailboxBinding", sales)),
+        ],
+    );
+    let snapshot = status::cli::collect(&client, &Scope::Namespace("sales".into()))
+        .await
+        .unwrap();
+    verifier.done().await;
+    assert!(snapshot.cluster_scoped_forbidden);
+    let tree = status::build(&snapshot);
+    assert_eq!(
+        render::text(&tree, false),
+        "\
+EmailProvider contoso: not readable
+└─ ExchangeServiceAccount contoso-org: not readable
+   ├─ MailboxBinding sales/orders: Ready (Verified)
+   └─ MailboxBinding sales/support: Not ready (MailboxNotFound) Exchange does not know support@contoso.example\\n(EWS)
+
+2 object(s), 1 not ready
+Reasons: MailboxNotFound 1, Verified 1
+EmailProviders and ExchangeServiceAccounts are cluster-scoped, and these credentials may not list them: only MailboxBindings are shown.
+"
+    );
+    let json: Value = serde_json::from_str(&render::json(&tree).unwrap()).unwrap();
+    assert_eq!(json["clusterScopedForbidden"], json!(true));
 }

@@ -51,14 +51,14 @@ pub async fn run_operator(config: OperatorConfig) -> Result<()> {
         true => HealthState::with_webhook(),
         false => HealthState::default(),
     });
-    let client = crate::kube_client::build(metrics.clone()).await?;
+    let client = crate::kube_client::build(&config.cluster, metrics.clone()).await?;
     let backend: Arc<dyn MailBackend> = Arc::new(crate::exchange::client::ExchangeClient::new(
         &config,
         metrics.clone(),
     )?);
     let http = crate::http::serve(config.http_addr, metrics.clone(), health.clone());
     let operator = async move {
-        check_crds(&client).await?;
+        wait_for_api_server(&client).await?;
         let caches = start_caches(&client);
         // Every replica serves the webhook from the caches, leader or not.
         let webhook = crate::webhook::serve(
@@ -84,6 +84,24 @@ pub async fn run_operator(config: OperatorConfig) -> Result<()> {
     tokio::select! {
         served = http => served,
         ran = operator => ran,
+    }
+}
+
+/// [`check_crds`], retried while the API server cannot be reached or refuses (no route
+/// yet, RBAC not yet applied): the process stays up, alive for its liveness probe and
+/// not ready for its readiness probe, instead of exiting into a crash loop whose
+/// back-off outlasts the outage. A missing CRD still ends it with its message.
+async fn wait_for_api_server(client: &Client) -> Result<()> {
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        match check_crds(client).await {
+            Err(Error::Kube(error)) => {
+                tracing::warn!(%error, retry_in = ?delay, "cannot read the Kubernetes API; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+            }
+            checked => return checked,
+        }
     }
 }
 

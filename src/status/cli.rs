@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use super::model::Snapshot;
 use super::{render, tree};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
+use crate::config::ClusterArgs;
 use crate::{Error, Result};
 
 /// How `status` prints.
@@ -21,10 +22,11 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Arguments of `mailops status`.
+/// Arguments of `mailops status`: kubectl's names for kubectl's flags, so it runs as
+/// `kubectl mailops status -A --context prod` too.
 #[derive(Clone, Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The namespace whose MailboxBindings to show (default: the kubeconfig's).
+    /// The namespace whose MailboxBindings to show (default: the context's).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     /// Show MailboxBindings of every namespace.
@@ -33,6 +35,9 @@ pub struct StatusArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// The cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// Which bindings to read: one namespace or all.
@@ -63,8 +68,8 @@ pub fn run(args: &StatusArgs) -> Result<bool> {
         .build()
         .map_err(|e| Error::Config(format!("cannot start the async runtime: {e}")))?;
     let snapshot = runtime.block_on(async {
-        let client = Client::try_default()
-            .await
+        let config = crate::kube_client::config(&args.cluster).await?;
+        let client = Client::try_from(config)
             .map_err(|e| Error::Config(format!("cannot reach the cluster: {e}")))?;
         let scope = args.scope(client.default_namespace());
         collect(&client, &scope).await
@@ -89,17 +94,30 @@ pub fn run(args: &StatusArgs) -> Result<bool> {
 }
 
 /// Read the objects: providers, service accounts, then the bindings of `scope` (three
-/// list calls, in that order).
+/// list calls, in that order). Credentials that may not list the cluster-scoped kinds
+/// (403) still see their namespace's bindings; the snapshot says what is missing.
 pub async fn collect(client: &Client, scope: &Scope) -> Result<Snapshot> {
     let bindings: Api<MailboxBinding> = match scope {
         Scope::All => Api::all(client.clone()),
         Scope::Namespace(ns) => Api::namespaced(client.clone(), ns),
     };
+    let providers = list(Api::<EmailProvider>::all(client.clone())).await;
+    let accounts = list(Api::<ExchangeServiceAccount>::all(client.clone())).await;
+    let (providers, accounts, cluster_scoped_forbidden) = match (providers, accounts) {
+        (Ok(p), Ok(a)) => (p, a, false),
+        (p, a) if forbidden(&p) || forbidden(&a) => (Vec::new(), Vec::new(), true),
+        (p, a) => (p?, a?, false),
+    };
     Ok(Snapshot {
-        providers: list(Api::<EmailProvider>::all(client.clone())).await?,
-        accounts: list(Api::<ExchangeServiceAccount>::all(client.clone())).await?,
+        providers,
+        accounts,
         bindings: list(bindings).await?,
+        cluster_scoped_forbidden,
     })
+}
+
+fn forbidden<T>(listed: &Result<T>) -> bool {
+    matches!(listed, Err(Error::Kube(kube::Error::Api(status))) if status.code == 403)
 }
 
 async fn list<K>(api: Api<K>) -> Result<Vec<K>>

@@ -3,6 +3,7 @@
 //! objects into the tree ([`tree`]) and the tree into text or JSON ([`render`]) is pure.
 
 pub mod cli;
+pub mod escape;
 pub mod model;
 pub mod render;
 pub mod tree;

@@ -23,6 +23,10 @@ pub struct Snapshot {
     pub accounts: Vec<ExchangeServiceAccount>,
     /// The MailboxBindings of the chosen namespace(s).
     pub bindings: Vec<MailboxBinding>,
+    /// The credentials may not list the cluster-scoped kinds (a namespace editor's or
+    /// viewer's, through a RoleBinding): `providers` and `accounts` are empty for that
+    /// reason, not because there are none.
+    pub cluster_scoped_forbidden: bool,
 }
 
 /// The `Ready` condition's status, as the API writes it.

@@ -1,8 +1,10 @@
 //! The status tree as text (a tree drawn with box characters, ANSI colours only when
-//! asked for) or as JSON.
+//! asked for) or as JSON. Every string from the cluster goes through [`escape`] on the
+//! way out: the only control sequences printed are mailops' own colours.
 
 use std::fmt::Write;
 
+use super::escape::{self, text as esc};
 use super::model::{Entry, Ready};
 use super::tree::{AccountNode, BlockedDeletion, ProviderNode, StatusTree};
 use crate::api::kind_label;
@@ -13,9 +15,15 @@ const RED: &str = "\x1b[31m";
 const YELLOW: &str = "\x1b[33m";
 const RESET: &str = "\x1b[0m";
 
-/// The tree as pretty-printed JSON, ending in a newline.
+/// The tree as pretty-printed JSON, ending in a newline; control and formatting
+/// characters in strings as `\uXXXX` escapes.
 pub fn json(tree: &StatusTree) -> crate::Result<String> {
-    serde_json::to_string_pretty(tree)
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, escape::Formatter::new());
+    serde::Serialize::serialize(tree, &mut serializer)
+        .map_err(|e| crate::Error::Serialize(e.to_string()))?;
+    // Only whole strings were written, so the bytes are UTF-8.
+    String::from_utf8(out)
         .map(|s| s + "\n")
         .map_err(|e| crate::Error::Serialize(e.to_string()))
 }
@@ -26,28 +34,45 @@ pub fn text(tree: &StatusTree, color: bool) -> String {
     if tree.providers.is_empty() {
         out.push_str("No mailops objects found.\n");
     }
+    // What a missing provider or account means: gone, or hidden from these credentials.
+    let missing = if tree.cluster_scoped_forbidden {
+        "not readable"
+    } else {
+        "not found"
+    };
     for node in &tree.providers {
-        provider(&mut out, node, color);
+        provider(&mut out, node, missing, color);
     }
     summary(&mut out, tree);
+    if tree.cluster_scoped_forbidden {
+        out.push_str(
+            "EmailProviders and ExchangeServiceAccounts are cluster-scoped, and these \
+             credentials may not list them: only MailboxBindings are shown.\n",
+        );
+    }
     for blocked in &tree.blocked_deletions {
         blocked_deletion(&mut out, blocked);
     }
     out
 }
 
-fn provider(out: &mut String, node: &ProviderNode, color: bool) {
+fn provider(out: &mut String, node: &ProviderNode, missing: &str, color: bool) {
     match (&node.provider, &node.name) {
         (Some(entry), _) => line(out, "", entry, color),
         (None, Some(name)) => {
-            let _ = writeln!(out, "{} {name}: not found", kind_label::<EmailProvider>());
+            let _ = writeln!(
+                out,
+                "{} {}: {missing}",
+                kind_label::<EmailProvider>(),
+                esc(name)
+            );
         }
         (None, None) => out.push_str("(no provider resolved yet)\n"),
     }
     let last_account = node.service_accounts.len();
     for (i, account) in node.service_accounts.iter().enumerate() {
         let last = i + 1 == last_account && node.bindings.is_empty();
-        service_account(out, account, last, color);
+        service_account(out, account, last, missing, color);
     }
     for (i, binding) in node.bindings.iter().enumerate() {
         let branch = if i + 1 == node.bindings.len() {
@@ -59,7 +84,7 @@ fn provider(out: &mut String, node: &ProviderNode, color: bool) {
     }
 }
 
-fn service_account(out: &mut String, node: &AccountNode, last: bool, color: bool) {
+fn service_account(out: &mut String, node: &AccountNode, last: bool, missing: &str, color: bool) {
     let (branch, indent) = if last {
         ("└─ ", "   ")
     } else {
@@ -70,9 +95,9 @@ fn service_account(out: &mut String, node: &AccountNode, last: bool, color: bool
         None => {
             let _ = writeln!(
                 out,
-                "{branch}{} {}: not found",
+                "{branch}{} {}: {missing}",
                 kind_label::<ExchangeServiceAccount>(),
-                node.name
+                esc(&node.name)
             );
         }
     }
@@ -101,24 +126,16 @@ fn line(out: &mut String, prefix: &str, entry: &Entry, color: bool) {
         out,
         "{prefix}{} {}: {state} ({})",
         entry.kind,
-        entry.display_name(),
-        entry.reason
+        esc(&entry.display_name()),
+        esc(&entry.reason)
     );
     if let Some(message) = &entry.message {
-        let _ = write!(out, " {}", one_line(message));
+        let _ = write!(out, " {}", esc(message));
     }
     if entry.deletion_blocked_by.is_some() {
         out.push_str(" [deletion blocked]");
     }
     out.push('\n');
-}
-
-/// Messages come from the cluster: no newline or control character reaches the terminal.
-fn one_line(message: &str) -> String {
-    message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 fn summary(out: &mut String, tree: &StatusTree) {
@@ -131,7 +148,7 @@ fn summary(out: &mut String, tree: &StatusTree) {
         let counts: Vec<String> = tree
             .reasons
             .iter()
-            .map(|(reason, n)| format!("{reason} {n}"))
+            .map(|(reason, n)| format!("{} {n}", esc(reason)))
             .collect();
         let _ = writeln!(out, "Reasons: {}", counts.join(", "));
     }
@@ -142,10 +159,10 @@ fn blocked_deletion(out: &mut String, blocked: &BlockedDeletion) {
         out,
         "Deletion of {} {} is blocked: {}",
         blocked.kind,
-        blocked.name,
-        one_line(&blocked.message)
+        esc(&blocked.name),
+        esc(&blocked.message)
     );
     for user in &blocked.users {
-        let _ = writeln!(out, "  - {user}");
+        let _ = writeln!(out, "  - {}", esc(user));
     }
 }

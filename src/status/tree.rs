@@ -24,6 +24,10 @@ pub struct StatusTree {
     pub reasons: BTreeMap<String, usize>,
     /// Providers and service accounts whose deletion waits for their users.
     pub blocked_deletions: Vec<BlockedDeletion>,
+    /// Providers and service accounts could not be read (forbidden): those named are
+    /// shown as unknown, not as missing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_scoped_forbidden: bool,
 }
 
 impl StatusTree {
@@ -121,7 +125,9 @@ pub fn build(snapshot: &Snapshot) -> StatusTree {
             (provider, None) => group(&mut groups, provider).bindings.push(entry),
         }
     }
-    finish(groups)
+    let mut tree = finish(groups);
+    tree.cluster_scoped_forbidden = snapshot.cluster_scoped_forbidden;
+    tree
 }
 
 fn group(
@@ -163,6 +169,7 @@ fn finish(groups: BTreeMap<Option<String>, ProviderNode>) -> StatusTree {
         not_ready: 0,
         reasons: BTreeMap::new(),
         blocked_deletions: Vec::new(),
+        cluster_scoped_forbidden: false,
     };
     for mut node in providers {
         node.service_accounts.sort_by(|a, b| a.name.cmp(&b.name));

@@ -115,6 +115,8 @@ class DefaultRenderTest(unittest.TestCase):
                     "ClusterRole",  # the controllers
                     "ClusterRole",  # the webhook
                     "ClusterRole",  # `use` on service accounts, bound to nobody
+                    "ClusterRole",  # aggregated into the built-in view, edit, admin
+                    "ClusterRole",  # aggregated into the built-in edit, admin
                     "ClusterRoleBinding",
                     "ClusterRoleBinding",
                     "Deployment",
@@ -276,8 +278,16 @@ class DefaultRenderTest(unittest.TestCase):
                 named(self.objects, role_kind, binding["roleRef"]["name"])
                 bound.add((role_kind, binding["roleRef"]["name"]))
         roles = {(o["kind"], o["metadata"]["name"]) for o in self.objects if o["kind"] in ("Role", "ClusterRole")}
-        # Every role is bound to the operator, except `use`, which is bound to nobody.
-        self.assertEqual(roles - bound, {("ClusterRole", "mailops-serviceaccount-user")})
+        # Every role is bound to the operator, except `use`, which is bound to nobody, and
+        # the two the built-in roles aggregate.
+        self.assertEqual(
+            roles - bound,
+            {
+                ("ClusterRole", "mailops-serviceaccount-user"),
+                ("ClusterRole", "mailops-view"),
+                ("ClusterRole", "mailops-edit"),
+            },
+        )
 
     def test_leases_role_is_in_the_release_namespace(self):
         role = named(self.objects, "Role", "mailops-leader-election")
@@ -300,6 +310,88 @@ class DefaultRenderTest(unittest.TestCase):
         for needle in ("EmailProvider", "ExchangeServiceAccount", "MailboxBinding",
                        "kubectl get mailops", "kubectl apply --server-side -f crds/"):
             self.assertIn(needle, notes)
+
+
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+KINDS = ["emailproviders", "exchangeserviceaccounts", "mailboxbindings"]
+
+
+def granted(role):
+    """{(apiGroup, resource): verbs} of a role's rules."""
+    out = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out.setdefault((group, resource), set()).update(rule["verbs"])
+    return out
+
+
+def aggregated_into(role):
+    return {
+        key[len(AGGREGATE):]
+        for key, value in role["metadata"]["labels"].items()
+        if key.startswith(AGGREGATE) and value == "true"
+    }
+
+
+class AggregatedRolesTest(unittest.TestCase):
+    """The README's "Who may do what": namespace editors manage their bindings through the
+    built-in roles, which aggregate these two; nothing reaches `use`."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.objects, _ = render()
+
+    def test_view_reads_every_kind_and_joins_view_edit_and_admin(self):
+        role = named(self.objects, "ClusterRole", f"{RELEASE}-view")
+        self.assertEqual(aggregated_into(role), {"view", "edit", "admin"})
+        self.assertEqual(
+            granted(role), {("mailops.dev", kind): {"get", "list", "watch"} for kind in KINDS}
+        )
+
+    def test_edit_writes_bindings_only_and_joins_edit_and_admin(self):
+        role = named(self.objects, "ClusterRole", f"{RELEASE}-edit")
+        self.assertEqual(aggregated_into(role), {"edit", "admin"})
+        self.assertEqual(
+            granted(role),
+            {
+                ("mailops.dev", "mailboxbindings"): {
+                    "create", "update", "patch", "delete", "deletecollection"
+                }
+            },
+        )
+
+    def test_no_aggregated_role_grants_use_or_reaches_status_or_secrets(self):
+        for name in (f"{RELEASE}-view", f"{RELEASE}-edit"):
+            role = named(self.objects, "ClusterRole", name)
+            for (group, resource), verbs in granted(role).items():
+                self.assertNotIn("use", verbs, name)
+                self.assertEqual(group, "mailops.dev", name)
+                self.assertNotIn("/", resource, name)
+
+    def test_only_these_two_roles_are_aggregated(self):
+        aggregated = {
+            o["metadata"]["name"] for o in by_kind(self.objects, "ClusterRole") if aggregated_into(o)
+        }
+        self.assertEqual(aggregated, {f"{RELEASE}-view", f"{RELEASE}-edit"})
+
+    def test_notes_say_who_the_aggregation_lets_in(self):
+        _, manifests = render()
+        notes = manifests["mailops/templates/NOTES.txt"]
+        self.assertIn("mailops-edit is aggregated", notes)
+        _, manifests = render({"webhook": {"enabled": False}})
+        notes = manifests["mailops/templates/NOTES.txt"]
+        self.assertIn("every holder of the built-in edit or admin", notes)
+        _, manifests = render({"rbac": {"aggregateClusterRoles": False}})
+        self.assertNotIn("aggregated", manifests["mailops/templates/NOTES.txt"])
+
+    def test_the_value_turns_them_off(self):
+        objects, _ = render({"rbac": {"aggregateClusterRoles": False}})
+        names = {o["metadata"]["name"] for o in by_kind(objects, "ClusterRole")}
+        self.assertNotIn(f"{RELEASE}-view", names)
+        self.assertNotIn(f"{RELEASE}-edit", names)
+        self.assertIn(f"{RELEASE}-serviceaccount-user", names)
+        self.assertFalse([o for o in by_kind(objects, "ClusterRole") if aggregated_into(o)])
 
 
 class ValuesTest(unittest.TestCase):
@@ -358,6 +450,10 @@ class ValuesTest(unittest.TestCase):
             "unknown log format": ({"logFormat": "xml"}, "logFormat"),
             "typo in a nested key": ({"serviceMonitor": {"enable": True}}, "enable"),
             "write-back as a string": ({"rbac": {"secretWriteBack": "yes"}}, "secretWriteBack"),
+            "aggregation as a string": (
+                {"rbac": {"aggregateClusterRoles": "no"}},
+                "aggregateClusterRoles",
+            ),
             "bad scrape interval": ({"serviceMonitor": {"interval": "often"}}, "interval"),
             "proxy without a scheme": ({"proxy": {"https": "proxy.contoso.com:3128"}}, "https"),
             "misspelt proxy key": ({"proxy": {"httpsProxy": "http://p:3128"}}, "httpsProxy"),
@@ -469,7 +565,7 @@ class WebhookTest(unittest.TestCase):
         self.assertIn("--no-webhook", main["args"])
         self.assertEqual([p["name"] for p in main["ports"]], ["http"])
         self.assertEqual(sorted(r["metadata"]["name"] for r in by_kind(objects, "ClusterRole")),
-                         ["mailops", "mailops-serviceaccount-user"])
+                         ["mailops", "mailops-edit", "mailops-serviceaccount-user", "mailops-view"])
         self.assertIn("webhook.enabled=false", manifests["mailops/templates/NOTES.txt"])
 
     def test_in_use_deletion_may_be_admitted(self):
