@@ -39,6 +39,10 @@ pub struct OperatorConfig {
     pub max_probes_per_provider: usize,
     /// Timeout of every request to Exchange or Entra ID.
     pub request_timeout: Duration,
+    /// Failed logins allowed per account identity, cluster-wide, in any `login_window`.
+    pub login_failures: usize,
+    /// The window failed logins are counted in.
+    pub login_window: Duration,
     /// Write a refresh token the authority rotated back to the binding's Secret. Off when
     /// the operator may not patch Secrets (chart value `rbac.secretWriteBack=false`).
     pub secret_write_back: bool,
@@ -124,6 +128,8 @@ impl Default for OperatorConfig {
             reverify_interval: Duration::from_secs(3600),
             max_probes_per_provider: 8,
             request_timeout: Duration::from_secs(15),
+            login_failures: crate::exchange::lockout::DEFAULT_FAILURES,
+            login_window: crate::exchange::lockout::DEFAULT_WINDOW,
             secret_write_back: true,
             webhook: WebhookConfig::default(),
             cluster: ClusterArgs::default(),
@@ -165,6 +171,14 @@ pub struct RunArgs {
     /// Timeout in seconds of every request to Exchange or Entra ID.
     #[arg(long, default_value_t = 15)]
     pub request_timeout_seconds: u64,
+    /// Failed logins allowed per account identity (a user name, an app, a mailbox's
+    /// refresh token), cluster-wide, in any window; past them nothing is sent for it until
+    /// the window passes, so mailops never locks an account out.
+    #[arg(long, default_value_t = 3)]
+    pub login_failures_per_window: usize,
+    /// The window failed logins are counted in, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    pub login_failure_window_seconds: u64,
     /// Log format.
     #[arg(long, value_enum, default_value = "text", env = "MAILOPS_LOG_FORMAT")]
     pub log_format: crate::telemetry::LogFormat,
@@ -257,6 +271,8 @@ impl From<&RunArgs> for OperatorConfig {
             reverify_interval: Duration::from_secs(a.reverify_interval_seconds.max(60)),
             max_probes_per_provider: a.max_probes_per_provider.max(1),
             request_timeout: Duration::from_secs(a.request_timeout_seconds.max(1)),
+            login_failures: a.login_failures_per_window.max(1),
+            login_window: Duration::from_secs(a.login_failure_window_seconds.max(60)),
             webhook: WebhookConfig::from(&a.webhook),
             cluster: a.cluster.clone(),
         }

@@ -192,6 +192,7 @@ fn a_verified_binding_status_records_where_and_through_what() {
             at: "2026-03-01T11:59:00Z".parse().unwrap(),
         },
         write_back_failed: None,
+        login_paused: None,
     };
     let status = binding::build_status(&jane(), &outcome, now());
     assert_eq!(

@@ -57,8 +57,12 @@ pub enum Reason {
     AuthMethodMismatch,
     /// An endpoint is not allowed (e.g. plain http without `--allow-insecure-endpoints`).
     InsecureEndpoint,
-    /// Exchange or Entra ID refused the credentials.
+    /// Exchange or Entra ID refused the credentials. Not tried again until they (or the
+    /// spec) change: a retry on a timer is how accounts get locked out.
     InvalidCredentials,
+    /// Failed logins for the account this object logs in as reached the cluster-wide
+    /// budget: nothing is sent for that account until the window passes.
+    LoginPaused,
     /// Exchange does not know the mailbox.
     MailboxNotFound,
     /// Exchange answered access denied for this mailbox while the credentials work.
@@ -109,6 +113,7 @@ impl Reason {
         Reason::AuthMethodMismatch,
         Reason::InsecureEndpoint,
         Reason::InvalidCredentials,
+        Reason::LoginPaused,
         Reason::MailboxNotFound,
         Reason::OutOfScope,
         Reason::MissingPermission,
@@ -144,6 +149,7 @@ impl Reason {
             Reason::AuthMethodMismatch => "AuthMethodMismatch",
             Reason::InsecureEndpoint => "InsecureEndpoint",
             Reason::InvalidCredentials => "InvalidCredentials",
+            Reason::LoginPaused => "LoginPaused",
             Reason::MailboxNotFound => "MailboxNotFound",
             Reason::OutOfScope => "OutOfScope",
             Reason::MissingPermission => "MissingPermission",
@@ -181,12 +187,13 @@ impl Reason {
             | Reason::AuthMethodMismatch
             | Reason::InsecureEndpoint
             | Reason::InvalidCABundle
+            | Reason::InvalidCredentials
             | Reason::InUse
             | Reason::Deleting => Retry::AwaitChange,
             Reason::Verified
             | Reason::Reconciling
             | Reason::NotRequested
-            | Reason::InvalidCredentials
+            | Reason::LoginPaused
             | Reason::MailboxNotFound
             | Reason::OutOfScope
             | Reason::MissingPermission

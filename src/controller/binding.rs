@@ -19,8 +19,9 @@ use secrecy::SecretString;
 use super::binding_status::{Outcome, Verified, build_status, outcome_error};
 use super::context::Context;
 use super::credentials;
-use super::probe_cache::{Confirmed, probe_inputs_digest, spec_digest};
+use super::probe_cache::{Confirmed, ProbeCache, probe_inputs_digest, spec_digest};
 use super::reconciled::{Reconciled, Step, reverify_later};
+use super::refusals;
 use super::write_back::{OwnSecret, adopt_rotated, write_back_refresh_token};
 use crate::api::conditions::{self, Reason};
 use crate::api::{
@@ -30,7 +31,8 @@ use crate::cache::index::{secret_of_binding, secret_of_provider, secrets_of_acco
 use crate::cache::{Guarded, SecretKey, object_key, typed_objects, well_formed};
 use crate::config::OperatorConfig;
 use crate::endpoints::provider_endpoints;
-use crate::exchange::{MailboxProbe, Service};
+use crate::exchange::lockout::login_identity;
+use crate::exchange::{MailboxOutcome, MailboxProbe, Service};
 use crate::resolve::{Catalog, Resolution, resolve_binding};
 use crate::{Error, Result};
 
@@ -66,6 +68,10 @@ async fn apply(b: &MailboxBinding, ctx: &Context) -> Step<MailboxBindingStatus> 
         return Step::done(Ok(Action::await_change()));
     }
     let new = build_status(b, &outcome, Timestamp::now());
+    let login_paused = match &outcome {
+        Outcome::Verified { login_paused, .. } => login_paused.clone(),
+        _ => None,
+    };
     let result = match outcome {
         Outcome::Pending => Ok(Action::await_change()),
         Outcome::Unresolved(e) | Outcome::Unverified { error: e, .. } => Err(e),
@@ -78,7 +84,10 @@ async fn apply(b: &MailboxBinding, ctx: &Context) -> Step<MailboxBindingStatus> 
             None => Ok(reverify_later()),
         },
     };
-    Step::write(new, result)
+    Step {
+        login_paused,
+        ..Step::write(new, result)
+    }
 }
 
 /// What a binding's reconcile reads of the caches, read once: the resolution (from every
@@ -289,6 +298,7 @@ pub struct Probed {
     verified: Verified,
     own: Option<OwnSecret>,
     to_write: Option<SecretString>,
+    login_paused: Option<String>,
 }
 
 /// A remembered answer while the inputs are unchanged, else the backend. A refresh token
@@ -299,35 +309,26 @@ pub async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Probe
         .as_mut()
         .and_then(|own| adopt_rotated(&ctx.rotated_tokens, own, &mut v.creds))
         .filter(|_| ctx.config.secret_write_back);
-    let r = &v.resolution;
     let key = object_key(b);
-    let inputs = probe_inputs_digest(&[
-        b.uid().as_deref().unwrap_or_default(),
-        &b.metadata.generation.unwrap_or(0).to_string(),
-        &format!("{r:?}"),
-        &v.provider_spec,
-        &v.account_spec,
-        &v.creds.versions.join(","),
-        &v.service.trust().digest(),
-    ]);
-    if let Some(confirmed) = ctx.mailbox_probes.get(&key, inputs) {
-        let verified = Verified {
-            outcome: confirmed.outcome(),
-            at: confirmed.at,
-        };
-        return Probed {
-            resolution: v.resolution,
-            verified,
-            own: v.own,
-            to_write: unwritten,
-        };
+    let inputs = probe_inputs(b, &v);
+    let probed = |verified, rotated: Option<SecretString>, login_paused| Probed {
+        resolution: v.resolution.clone(),
+        verified,
+        own: v.own.clone(),
+        to_write: rotated.or(unwritten.clone()),
+        login_paused,
+    };
+    if let Some(remembered) = remembered(&ctx.mailbox_probes, &key, inputs) {
+        return probed(remembered, None, None);
     }
+    let r = &v.resolution;
+    let identity = login_identity(&v.creds.credential, &r.login);
     let probe = MailboxProbe {
         provider: r.provider.clone(),
         email: b.spec.email_address.clone(),
         login: r.login.clone(),
-        service: v.service,
-        credential: v.creds.credential,
+        service: v.service.clone(),
+        credential: v.creds.credential.clone(),
         via_service_account: r.via == AuthenticatedVia::ServiceAccount,
         check_calendar: r.settings.calendar,
         check_send: r.settings.sending,
@@ -339,14 +340,56 @@ pub async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Probe
             .rotated(&own.key, own.base, token.clone());
     }
     let at = Timestamp::now();
-    ctx.mailbox_probes
-        .record(&key, inputs, Confirmed::of(&outcome, at));
-    Probed {
-        resolution: v.resolution,
-        verified: Verified { outcome, at },
-        own: v.own,
-        to_write: rotated.or(unwritten),
+    let failure = failure_of(&outcome);
+    refusals::remember(
+        &ctx.mailbox_probes,
+        &key,
+        inputs,
+        Confirmed::of(&outcome, at),
+        failure,
+    );
+    let login_paused = refusals::pause_notice(ctx.backend.as_ref(), &identity, failure);
+    probed(Verified { outcome, at }, rotated, login_paused)
+}
+
+/// What a binding's probe depends on, digested.
+fn probe_inputs(b: &MailboxBinding, v: &Validated) -> u64 {
+    probe_inputs_digest(&[
+        b.uid().as_deref().unwrap_or_default(),
+        &b.metadata.generation.unwrap_or(0).to_string(),
+        &format!("{:?}", v.resolution),
+        &v.provider_spec,
+        &v.account_spec,
+        &v.creds.versions.join(","),
+        &v.service.trust().digest(),
+    ])
+}
+
+/// A success or a refusal remembered for these inputs: nothing is sent.
+fn remembered(cache: &ProbeCache<Confirmed>, key: &str, inputs: u64) -> Option<Verified> {
+    if let Some(confirmed) = cache.get(key, inputs) {
+        return Some(Verified {
+            outcome: confirmed.outcome(),
+            at: confirmed.at,
+        });
     }
+    let refused = cache.refusal(key, inputs)?;
+    Some(Verified {
+        outcome: MailboxOutcome {
+            mailbox: Err(refused),
+            calendar: None,
+            rotated_refresh_token: None,
+        },
+        at: Timestamp::now(),
+    })
+}
+
+/// The failure of a verification: its mailbox's, else its calendar's.
+fn failure_of(o: &MailboxOutcome) -> Option<&crate::exchange::Failure> {
+    o.mailbox
+        .as_ref()
+        .err()
+        .or(o.calendar.as_ref().and_then(|c| c.as_ref().err()))
 }
 
 /// Store a rotated refresh token in the binding's own Secret; a failure is reported (the
@@ -360,5 +403,6 @@ pub async fn write_back(p: Probed, ctx: &Context) -> Outcome {
         resolution: p.resolution,
         verified: p.verified,
         write_back_failed,
+        login_paused: p.login_paused,
     }
 }

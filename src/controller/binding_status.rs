@@ -44,6 +44,8 @@ pub enum Outcome {
         verified: Verified,
         /// A rotated refresh token could not be written back (it is held, and retried).
         write_back_failed: Option<Error>,
+        /// This probe was the first to meet a login pause: the note of its one Event.
+        login_paused: Option<String>,
     },
 }
 

@@ -47,5 +47,6 @@ pub fn blocked_deletion<K: HeldWhileUsed>(obj: &K, ctx: &Context) -> Step<K::Sta
             message,
         }),
         deletion_blocked: Some(in_use_count_message(&users)),
+        login_paused: None,
     }
 }

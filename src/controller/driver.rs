@@ -88,8 +88,13 @@ async fn write_step<K: Reconciled>(
     ctx: &Context,
     step: Step<K::Status>,
 ) -> (Report, Result<Action>) {
+    let login_paused = step.login_paused;
     let Some(new) = &step.status else {
-        return (Report::default(), step.result);
+        let report = Report {
+            login_paused,
+            ..Report::default()
+        };
+        return (report, step.result);
     };
     let api = obj.api(ctx.client.clone());
     let written =
@@ -100,10 +105,17 @@ async fn write_step<K: Reconciled>(
             let report = Report {
                 transition,
                 deletion_blocked,
+                login_paused,
             };
             (report, step.result)
         }
-        Err(e) => (Report::default(), Err(e)),
+        Err(e) => {
+            let report = Report {
+                login_paused,
+                ..Report::default()
+            };
+            (report, Err(e))
+        }
     }
 }
 

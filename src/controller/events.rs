@@ -29,8 +29,10 @@ use super::status_writer::Transition;
 pub struct Report {
     /// `Ready` before and after, when the status was written.
     pub transition: Option<Transition>,
-    /// Deletion newly blocked, with the message naming the users.
+    /// Deletion newly blocked, with the note counting the users.
     pub deletion_blocked: Option<String>,
+    /// A login pause this reconcile was the first to meet, with its note.
+    pub login_paused: Option<String>,
 }
 
 /// Events sent at once, beside the reconciles.
@@ -128,6 +130,9 @@ pub fn k8s_event(
     }
 }
 
+/// Reason of the one Event emitted when failed logins of an account reach the budget.
+pub const LOGIN_PAUSED: &str = "LoginPaused";
+
 /// Reason of the Event emitted when a deletion waits for the objects still using it.
 pub const DELETION_BLOCKED: &str = "DeletionBlocked";
 
@@ -160,7 +165,21 @@ pub fn events_for(report: &Report) -> Vec<Event> {
             secondary: None,
         });
     }
-    if let Some(t) = &report.transition {
+    if let Some(note) = &report.login_paused {
+        out.push(Event {
+            type_: EventType::Warning,
+            reason: LOGIN_PAUSED.into(),
+            note: Some(capped_note(note)),
+            action: "Verify".into(),
+            secondary: None,
+        });
+    }
+    // Every object of a paused identity turns LoginPaused; the pause is one Event above.
+    let transition = report
+        .transition
+        .as_ref()
+        .filter(|t| t.after.as_ref().is_none_or(|c| c.reason != LOGIN_PAUSED));
+    if let Some(t) = transition {
         if t.became_ready() {
             let after = t.after.as_ref();
             out.push(Event {
@@ -212,6 +231,7 @@ mod tests {
         let report = Report {
             transition: Some(Transition::between(&[], &ready(true, Reason::Verified))),
             deletion_blocked: None,
+            login_paused: None,
         };
         let ev = events_for(&report);
         assert_eq!(ev.len(), 1);
@@ -225,6 +245,7 @@ mod tests {
         let first = events_for(&Report {
             transition: Some(Transition::between(&ready(true, Reason::Verified), &bad)),
             deletion_blocked: None,
+            login_paused: None,
         });
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].type_, EventType::Warning);
@@ -232,6 +253,7 @@ mod tests {
         let again = events_for(&Report {
             transition: Some(Transition::between(&bad, &bad)),
             deletion_blocked: None,
+            login_paused: None,
         });
         assert!(again.is_empty());
     }
@@ -242,6 +264,7 @@ mod tests {
         let ev = events_for(&Report {
             transition: Some(Transition::between(&[], &ready(false, Reason::Unreachable))),
             deletion_blocked: Some(long.clone()),
+            login_paused: None,
         });
         for e in &ev {
             assert!(e.note.as_ref().unwrap().len() <= MAX_NOTE_BYTES);
@@ -255,6 +278,7 @@ mod tests {
         let ev = events_for(&Report {
             transition: None,
             deletion_blocked: Some("used by 1".into()),
+            login_paused: None,
         });
         assert_eq!(ev[0].reason, DELETION_BLOCKED);
         assert_eq!(ev[0].type_, EventType::Warning);

@@ -23,6 +23,7 @@ pub mod policy;
 pub mod probe_cache;
 pub mod provider;
 pub mod reconciled;
+pub mod refusals;
 pub mod rotation;
 pub mod runner;
 pub mod service_account;

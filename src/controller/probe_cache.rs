@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::backoff;
 use super::timetable::Timetable;
-use crate::exchange::MailboxOutcome;
+use crate::exchange::{Failure, MailboxOutcome};
 
 /// A stable digest of the inputs of a probe: specs, resolution, Secret versions.
 pub fn probe_inputs_digest(parts: &[&str]) -> u64 {
@@ -85,6 +85,9 @@ pub struct ProbeCache<T> {
 
 struct Remembered<T> {
     by_key: HashMap<Arc<str>, Entry<T>>,
+    /// Credentials the server refused, by the inputs they were refused with: not tried
+    /// again until those change (a retry on a timer is how accounts get locked out).
+    refused: HashMap<Arc<str>, (u64, Failure)>,
     /// When each remembered probe is due to be verified again; a key leaves it when it
     /// comes due (its entry stays, stale, until probed again) or is forgotten.
     due: Timetable<Arc<str>>,
@@ -103,6 +106,7 @@ impl<T: Clone> ProbeCache<T> {
             ttl,
             remembered: Mutex::new(Remembered {
                 by_key: HashMap::new(),
+                refused: HashMap::new(),
                 due: Timetable::default(),
             }),
             sooner: Notify::new(),
@@ -127,6 +131,7 @@ impl<T: Clone> ProbeCache<T> {
     /// only success is worth reusing (a failure has its own back-off).
     pub fn record(&self, key: &str, inputs: u64, value: Option<T>) {
         let mut r = self.lock();
+        r.refused.remove(key);
         let Some(value) = value else {
             r.by_key.remove(key);
             r.due.remove(key);
@@ -143,6 +148,22 @@ impl<T: Clone> ProbeCache<T> {
         if sooner {
             self.sooner.notify_one();
         }
+    }
+
+    /// The server refused the credentials of `key` at these inputs: remember it, so that
+    /// the same credentials are not sent again.
+    pub fn refuse(&self, key: &str, inputs: u64, failure: Failure) {
+        self.record(key, inputs, None);
+        self.lock()
+            .refused
+            .insert(Arc::from(key), (inputs, failure));
+    }
+
+    /// The refusal remembered for `key`, if its inputs are still those refused.
+    pub fn refusal(&self, key: &str, inputs: u64) -> Option<Failure> {
+        let r = self.lock();
+        let (refused_at, failure) = r.refused.get(key)?;
+        (*refused_at == inputs).then(|| failure.clone())
     }
 
     /// Forget `key` (the object is gone, or its probe no longer holds).
@@ -283,6 +304,21 @@ mod tests {
             .expect("the waiter ends");
         assert_eq!(&*key, "late");
         assert!(start.elapsed() >= HOUR);
+    }
+
+    #[test]
+    fn a_refusal_holds_until_the_inputs_change_or_a_success_replaces_it() {
+        use crate::api::conditions::Reason;
+        let cache: ProbeCache<()> = ProbeCache::new(HOUR);
+        let refused = Failure::new(Reason::InvalidCredentials, "401");
+        cache.refuse("b", 7, refused.clone());
+        assert_eq!(cache.refusal("b", 7), Some(refused));
+        assert_eq!(cache.refusal("b", 8), None, "new credentials are tried");
+        cache.record("b", 8, Some(()));
+        assert_eq!(cache.refusal("b", 7), None);
+        cache.refuse("b", 9, Failure::new(Reason::InvalidCredentials, "401"));
+        cache.forget("b");
+        assert_eq!(cache.refusal("b", 9), None);
     }
 
     #[test]

@@ -9,11 +9,13 @@ use kube::ResourceExt;
 use super::context::Context;
 use super::probe_cache::{probe_inputs_digest, spec_digest};
 use super::reconciled::{HeldWhileUsed, Reconciled, Step, reverify_later};
+use super::refusals;
 use super::{credentials, status_writer};
 use crate::Error;
 use crate::api::conditions::{self, AUTHENTICATED, Desired, REACHABLE, Reason};
 use crate::api::{EmailProvider, EmailProviderStatus};
 use crate::cache::Stores;
+use crate::exchange::lockout::login_identity;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -97,7 +99,10 @@ fn validate(
 }
 
 /// The backend's answer, or the remembered one while the inputs are unchanged.
-async fn probe(p: &EmailProvider, v: Validated, ctx: &Context) -> Check {
+/// The backend's answer, or the remembered one while the inputs are unchanged (a success,
+/// or the app credentials' refusal); with the note of a login pause this probe was the
+/// first to meet.
+async fn probe(p: &EmailProvider, v: Validated, ctx: &Context) -> (Check, Option<String>) {
     let versions = v
         .app
         .as_ref()
@@ -110,25 +115,39 @@ async fn probe(p: &EmailProvider, v: Validated, ctx: &Context) -> Check {
         &v.service.trust().digest(),
     ]);
     let key = object_key(p);
-    let outcome = match ctx.provider_probes.get(&key, inputs) {
-        Some(o) => o,
-        None => {
-            let probe = ProviderProbe {
-                provider: p.name_any(),
-                service: v.service,
-                credential: v.app.map(|a| a.credential),
-            };
-            let o = ctx.backend.check_provider(&probe).await;
-            let ok = failure(&o).is_none();
-            ctx.provider_probes
-                .record(&key, inputs, ok.then(|| o.clone()));
-            o
-        }
-    };
-    Check::Probed {
-        address: v.endpoints.service_address,
+    let probed = |outcome| Check::Probed {
+        address: v.endpoints.service_address.clone(),
         outcome,
+    };
+    if let Some(o) = ctx.provider_probes.get(&key, inputs) {
+        return (probed(o), None);
     }
+    if let Some(refused) = ctx.provider_probes.refusal(&key, inputs) {
+        let o = ProviderOutcome {
+            reachable: Ok(()),
+            authenticated: Some(Err(refused)),
+        };
+        return (probed(o), None);
+    }
+    let credential = v.app.as_ref().map(|a| a.credential.clone());
+    let identity = credential.as_ref().map(|c| login_identity(c, ""));
+    let probe = ProviderProbe {
+        provider: p.name_any(),
+        service: v.service.clone(),
+        credential,
+    };
+    let o = ctx.backend.check_provider(&probe).await;
+    let refused = o.authenticated.as_ref().and_then(|a| a.as_ref().err());
+    let ok = failure(&o).is_none();
+    refusals::remember(
+        &ctx.provider_probes,
+        &key,
+        inputs,
+        ok.then(|| o.clone()),
+        refused,
+    );
+    let notice = identity.and_then(|id| refusals::pause_notice(ctx.backend.as_ref(), &id, refused));
+    (probed(o), notice)
 }
 
 async fn apply(p: &EmailProvider, ctx: &Context) -> Step<EmailProviderStatus> {
@@ -140,9 +159,9 @@ async fn apply(p: &EmailProvider, ctx: &Context) -> Step<EmailProviderStatus> {
         Ok(secrets) => secrets,
         Err(e) => return Step::done(Err(e)),
     };
-    let check = match validate(p, &secrets, ctx.config.allow_insecure_endpoints) {
+    let (check, login_paused) = match validate(p, &secrets, ctx.config.allow_insecure_endpoints) {
         Ok(v) => probe(p, v, ctx).await,
-        Err(check) => check,
+        Err(check) => (check, None),
     };
     let users = usage::of_provider(&ctx.stores, &p.name_any());
     let new = build_status(p, &check, &users, Timestamp::now());
@@ -153,7 +172,10 @@ async fn apply(p: &EmailProvider, ctx: &Context) -> Step<EmailProviderStatus> {
             None => Ok(reverify_later()),
         },
     };
-    Step::write(new, result)
+    Step {
+        login_paused,
+        ..Step::write(new, result)
+    }
 }
 
 /// The first failure of a provider check, if any.

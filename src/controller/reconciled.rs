@@ -26,6 +26,8 @@ pub struct Step<S> {
     pub result: Result<Action>,
     /// The Event note of a blocked deletion (counts, no names).
     pub deletion_blocked: Option<String>,
+    /// The Event note of a login pause this reconcile was the first to meet.
+    pub login_paused: Option<String>,
 }
 
 impl<S> Step<S> {
@@ -35,6 +37,7 @@ impl<S> Step<S> {
             status: Some(status),
             result,
             deletion_blocked: None,
+            login_paused: None,
         }
     }
 
@@ -44,6 +47,7 @@ impl<S> Step<S> {
             status: None,
             result,
             deletion_blocked: None,
+            login_paused: None,
         }
     }
 }

@@ -9,10 +9,12 @@ use kube::ResourceExt;
 use super::context::Context;
 use super::probe_cache::{probe_inputs_digest, spec_digest};
 use super::reconciled::{HeldWhileUsed, Reconciled, Step, reverify_later};
+use super::refusals;
 use super::{credentials, status_writer};
 use crate::api::conditions::{self, AUTHENTICATED, Desired, Reason};
 use crate::api::{ExchangeServiceAccount, ExchangeServiceAccountStatus};
 use crate::cache::Stores;
+use crate::exchange::lockout::login_identity;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -91,7 +93,14 @@ fn validate(
 }
 
 /// Authenticate, or remember that it worked while the inputs are unchanged.
-async fn probe(a: &ExchangeServiceAccount, v: Validated, ctx: &Context) -> Result<()> {
+/// Authenticate, or restate what was remembered while the inputs are unchanged (a
+/// success, or the refusal of the credentials); with the note of a login pause this
+/// probe was the first to meet.
+async fn probe(
+    a: &ExchangeServiceAccount,
+    v: Validated,
+    ctx: &Context,
+) -> (Result<()>, Option<String>) {
     let key = object_key(a);
     let inputs = probe_inputs_digest(&[
         a.uid().as_deref().unwrap_or_default(),
@@ -101,15 +110,26 @@ async fn probe(a: &ExchangeServiceAccount, v: Validated, ctx: &Context) -> Resul
         &v.service.trust().digest(),
     ]);
     if ctx.account_probes.get(&key, inputs).is_some() {
-        return Ok(());
+        return (Ok(()), None);
+    }
+    if let Some(refused) = ctx.account_probes.refusal(&key, inputs) {
+        return (Err(refused.into()), None);
     }
     let result = ctx
         .backend
         .authenticate(&v.provider, &v.service, &v.creds.credential)
         .await;
-    ctx.account_probes
-        .record(&key, inputs, result.is_ok().then_some(()));
-    result.map_err(Error::from)
+    let refused = result.as_ref().err();
+    refusals::remember(
+        &ctx.account_probes,
+        &key,
+        inputs,
+        result.is_ok().then_some(()),
+        refused,
+    );
+    let identity = login_identity(&v.creds.credential, "");
+    let notice = refusals::pause_notice(ctx.backend.as_ref(), &identity, refused);
+    (result.map_err(Error::from), notice)
 }
 
 async fn apply(a: &ExchangeServiceAccount, ctx: &Context) -> Step<ExchangeServiceAccountStatus> {
@@ -124,13 +144,17 @@ async fn apply(a: &ExchangeServiceAccount, ctx: &Context) -> Step<ExchangeServic
         Ok(secrets) => secrets,
         Err(e) => return Step::done(Err(e)),
     };
-    let checked = match validate(a, provider, &secrets, ctx.config.allow_insecure_endpoints) {
-        Ok(v) => probe(a, v, ctx).await,
-        Err(e) => Err(e),
-    };
+    let (checked, login_paused) =
+        match validate(a, provider, &secrets, ctx.config.allow_insecure_endpoints) {
+            Ok(v) => probe(a, v, ctx).await,
+            Err(e) => (Err(e), None),
+        };
     let users = usage::of_account(&ctx.stores, &a.name_any());
     let new = build_status(a, &checked, &users, Timestamp::now());
-    Step::write(new, checked.map(|()| reverify_later()))
+    Step {
+        login_paused,
+        ..Step::write(new, checked.map(|()| reverify_later()))
+    }
 }
 
 /// Pure: the complete status of a service account from its check and its users.

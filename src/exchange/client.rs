@@ -14,6 +14,7 @@ use super::errors::{RequestFailure, ensure_allowed, transport_failure};
 use super::ews::{self, Auth, FolderRequest};
 use super::graph::{self, Folder};
 use super::limits::ProbeLimits;
+use super::lockout::{LoginBudget, login_identity};
 use super::token::{Token, TokenSource};
 use super::{
     Credential, Failure, MailBackend, MailboxOutcome, MailboxProbe, ProviderOutcome, ProviderProbe,
@@ -33,6 +34,7 @@ pub struct ExchangeClient {
     metrics: Arc<Metrics>,
     timeout: Duration,
     allow_insecure: bool,
+    logins: LoginBudget,
 }
 
 impl ExchangeClient {
@@ -59,7 +61,26 @@ impl ExchangeClient {
             metrics,
             timeout,
             allow_insecure: config.allow_insecure_endpoints,
+            logins: LoginBudget::new(config.login_failures, config.login_window),
         })
+    }
+
+    /// Log in as `identity` within its failed-login budget: refused (`LoginPaused`)
+    /// without sending anything while the budget is spent; a refusal of the credentials
+    /// counts against it.
+    async fn login<T>(
+        &self,
+        identity: &str,
+        login: impl std::future::Future<Output = Result<T, Failure>>,
+    ) -> Result<T, Failure> {
+        let attempt = self
+            .logins
+            .attempt(identity)
+            .await
+            .map_err(|paused| paused.failure(self.logins.window()))?;
+        let result = login.await;
+        attempt.settle(&result);
+        result
     }
 
     /// How many probes wait for a per-mailbox or per-provider slot (a sign of throttling
@@ -187,14 +208,19 @@ impl ExchangeClient {
         ) {
             return failed(basic_with_graph(), None);
         }
-        let mut token = match self.token(&probe.credential, probe.service.trust()).await {
+        let identity = login_identity(&probe.credential, &probe.login);
+        let token = self.token(&probe.credential, probe.service.trust());
+        let mut token = match self.login(&identity, token).await {
             Ok(token) => token,
             Err(f) => return failed(f, None),
         };
         let rotated = token.as_ref().and_then(|t| t.rotated_refresh_token.clone());
-        let mut mailbox = self
-            .open_with_renewal(probe, &mut token, Folder::Inbox)
-            .await;
+        let inbox = self.open_with_renewal(probe, &mut token, Folder::Inbox);
+        // A Basic login happens with the request itself.
+        let mut mailbox = match &probe.credential {
+            Credential::Basic { .. } => self.login(&identity, inbox).await,
+            _ => inbox.await,
+        };
         if mailbox.is_ok()
             && probe.check_send
             && let (Service::Graph { .. }, Some(token)) = (&probe.service, &token)
@@ -248,12 +274,19 @@ impl ExchangeClient {
         result
     }
 
-    /// Credentials check without a mailbox: a token, or a Basic login EWS accepts.
+    /// Credentials check without a mailbox: a token, or a Basic login EWS accepts, within
+    /// the identity's failed-login budget.
     async fn check_credentials(
         &self,
         service: &Service,
         credential: &Credential,
     ) -> Result<(), Failure> {
+        let identity = login_identity(credential, "");
+        self.login(&identity, self.log_in(service, credential))
+            .await
+    }
+
+    async fn log_in(&self, service: &Service, credential: &Credential) -> Result<(), Failure> {
         match (service, credential) {
             (Service::Graph { .. }, Credential::Basic { .. }) => Err(basic_with_graph()),
             (Service::Ews { url, trust }, Credential::Basic { username, password }) => {
@@ -316,6 +349,10 @@ fn basic_with_graph() -> Failure {
 }
 
 impl MailBackend for ExchangeClient {
+    fn login_budget(&self) -> Option<&LoginBudget> {
+        Some(&self.logins)
+    }
+
     fn check_provider<'a>(&'a self, probe: &'a ProviderProbe) -> BoxFuture<'a, ProviderOutcome> {
         Box::pin(async move {
             let _slot = self.limits.acquire(&probe.provider, None).await;

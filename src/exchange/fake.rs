@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures::future::BoxFuture;
 use secrecy::SecretString;
 
+use super::lockout::{LoginBudget, login_identity};
 use super::{
     Credential, Failure, MailBackend, MailboxOutcome, MailboxProbe, ProviderOutcome, ProviderProbe,
     Service,
@@ -25,13 +26,29 @@ pub struct FakeBackend {
     provider_calls: AtomicUsize,
     auth_calls: AtomicUsize,
     mailbox_calls: AtomicUsize,
+    logins: AtomicUsize,
     verified: Mutex<Vec<String>>,
+    budget: Option<LoginBudget>,
 }
 
 impl FakeBackend {
     /// A backend where every check passes.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A backend that keeps a failed-login budget as the real client does: mailbox
+    /// verifications past it answer `LoginPaused` without "reaching the server".
+    pub fn with_login_budget(failures: usize, window: std::time::Duration) -> Self {
+        FakeBackend {
+            budget: Some(LoginBudget::new(failures, window)),
+            ..Self::default()
+        }
+    }
+
+    /// Mailbox verifications that reached the server (were not paused by the budget).
+    pub fn logins(&self) -> usize {
+        self.logins.load(Ordering::SeqCst)
     }
 
     /// Make `check_provider` for this provider report the endpoint unreachable with `failure`.
@@ -97,6 +114,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl MailBackend for FakeBackend {
+    fn login_budget(&self) -> Option<&LoginBudget> {
+        self.budget.as_ref()
+    }
+
     fn check_provider<'a>(&'a self, probe: &'a ProviderProbe) -> BoxFuture<'a, ProviderOutcome> {
         self.provider_calls.fetch_add(1, Ordering::SeqCst);
         let failure = lock(&self.provider_failures).get(&probe.provider).cloned();
@@ -134,7 +155,25 @@ impl MailBackend for FakeBackend {
             })
         });
         Box::pin(async move {
+            let identity = login_identity(&probe.credential, &probe.login);
+            let attempt = match &self.budget {
+                Some(budget) => match budget.attempt(&identity).await {
+                    Ok(attempt) => Some(attempt),
+                    Err(paused) => {
+                        return MailboxOutcome {
+                            mailbox: Err(paused.failure(budget.window())),
+                            calendar: None,
+                            rotated_refresh_token: None,
+                        };
+                    }
+                },
+                None => None,
+            };
+            self.logins.fetch_add(1, Ordering::SeqCst);
             let mailbox = failure.map_or(Ok(()), Err);
+            if let Some(attempt) = attempt {
+                attempt.settle(&mailbox);
+            }
             let calendar = (probe.check_calendar && mailbox.is_ok()).then_some(Ok(()));
             MailboxOutcome {
                 mailbox,

@@ -148,6 +148,10 @@ pub trait MailBackend: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), Failure>>;
     /// Verify one mailbox (inbox, and the calendar when asked).
     fn verify_mailbox<'a>(&'a self, probe: &'a MailboxProbe) -> BoxFuture<'a, MailboxOutcome>;
+    /// The failed-login budget the backend keeps, if any (its pauses are announced).
+    fn login_budget(&self) -> Option<&lockout::LoginBudget> {
+        None
+    }
 }
 pub mod body;
 pub mod client;
@@ -159,6 +163,7 @@ pub mod failure;
 pub mod fake;
 pub mod graph;
 pub mod limits;
+pub mod lockout;
 pub mod token;
 mod token_http;
 pub mod trust;

@@ -165,6 +165,8 @@ class DefaultRenderTest(unittest.TestCase):
             main["args"],
             [
                 "run", "--log-format", "text",
+                "--login-failures-per-window", "3",
+                "--login-failure-window-seconds", "1800",
                 "--webhook-addr", "0.0.0.0:9443",
                 "--webhook-service", "mailops-webhook",
                 "--webhook-secret", "mailops-webhook-tls",
@@ -427,6 +429,16 @@ class ValuesTest(unittest.TestCase):
         (rule,) = rules_for(operator_role(objects), "", "secrets")
         self.assertEqual(rule["verbs"], ["get", "list", "watch", "patch"])
         self.assertNotIn("--no-secret-write-back", container(objects)["args"])
+
+    def test_the_login_budget_reaches_the_container(self):
+        objects, _ = render({})
+        args = container(objects)["args"]
+        self.assertEqual(args[args.index("--login-failures-per-window") + 1], "3")
+        self.assertEqual(args[args.index("--login-failure-window-seconds") + 1], "1800")
+        objects, _ = render({"loginBudget": {"failuresPerWindow": 2, "windowSeconds": 3600}})
+        args = container(objects)["args"]
+        self.assertEqual(args[args.index("--login-failures-per-window") + 1], "2")
+        self.assertEqual(args[args.index("--login-failure-window-seconds") + 1], "3600")
 
     def test_log_settings_reach_the_container(self):
         objects, _ = render({"logFormat": "json", "logLevel": "info,mailops=debug"})
