@@ -170,9 +170,13 @@ pub fn harness() -> Harness {
 }
 
 pub fn harness_with(config: OperatorConfig) -> Harness {
+    harness_with_backend(config, FakeBackend::new())
+}
+
+pub fn harness_with_backend(config: OperatorConfig, backend: FakeBackend) -> Harness {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
-    let backend = Arc::new(FakeBackend::new());
+    let backend = Arc::new(backend);
     let (stores, writers) = cache::stores();
     let ctx = Context::new(
         client,
@@ -335,6 +339,28 @@ pub fn event_step(ns: &str, type_: &'static str, reason: &'static str) -> Step {
         respond: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
             "metadata": {"name": "e", "namespace": ns}, "eventTime": "2026-01-01T00:00:00.000000Z"}),
     }
+}
+
+/// An API server that accepts every write, answering a status write with `object` and an
+/// Event with itself, and records each as `(path, body)`; for scenarios of many writes.
+pub fn accepting_api(mut handle: Handle, object: Value) -> Arc<Mutex<Vec<(String, Value)>>> {
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let seen = writes.clone();
+    tokio::spawn(async move {
+        while let Some((request, send)) = handle.next_request().await {
+            let path = request.uri().path().to_string();
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let answer = if path.ends_with("/events") {
+                bytes.to_vec()
+            } else {
+                serde_json::to_vec(&object).unwrap()
+            };
+            seen.lock().unwrap().push((path, body));
+            send.send_response(Response::builder().body(Body::from(answer)).unwrap());
+        }
+    });
+    writes
 }
 
 /// `Action` keeps its delay private; its Debug form is `Action { requeue_after: Some(1.5s) }`.
