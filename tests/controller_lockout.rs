@@ -16,7 +16,7 @@ fn refused() -> Failure {
 
 /// A harness whose backend keeps a budget of 3 failures per 30 minutes, with a Basic
 /// provider for contoso.com, and an API server that accepts every write.
-fn lockout_harness() -> (Harness, Arc<Mutex<Vec<(String, Value)>>>) {
+fn lockout_harness() -> (Harness, Writes) {
     let config = OperatorConfig {
         identity: "test".into(),
         ..OperatorConfig::default()
@@ -39,7 +39,7 @@ fn ceo_binding(h: &mut Harness, i: usize) -> Arc<Guarded<MailboxBinding>> {
     h.binding(own_credentials_binding(&ns, "ceo", CEO, "ceo"))
 }
 
-fn events(writes: &Arc<Mutex<Vec<(String, Value)>>>, reason: &str) -> usize {
+fn events(writes: &Writes, reason: &str) -> usize {
     writes
         .lock()
         .unwrap()

@@ -341,9 +341,12 @@ pub fn event_step(ns: &str, type_: &'static str, reason: &'static str) -> Step {
     }
 }
 
+/// Requests an API server received, as `(path, body)`.
+pub type Writes = Arc<Mutex<Vec<(String, Value)>>>;
+
 /// An API server that accepts every write, answering a status write with `object` and an
 /// Event with itself, and records each as `(path, body)`; for scenarios of many writes.
-pub fn accepting_api(mut handle: Handle, object: Value) -> Arc<Mutex<Vec<(String, Value)>>> {
+pub fn accepting_api(mut handle: Handle, object: Value) -> Writes {
     let writes = Arc::new(Mutex::new(Vec::new()));
     let seen = writes.clone();
     tokio::spawn(async move {
