@@ -39,6 +39,8 @@ pub struct OperatorConfig {
     pub max_probes_per_provider: usize,
     /// Timeout of every request to Exchange or Entra ID.
     pub request_timeout: Duration,
+    /// Deadline of every request to the Kubernetes API but the watches.
+    pub kube_request_timeout: Duration,
     /// Failed logins allowed per account identity, cluster-wide, in any `login_window`.
     pub login_failures: usize,
     /// The window failed logins are counted in.
@@ -128,6 +130,7 @@ impl Default for OperatorConfig {
             reverify_interval: Duration::from_secs(3600),
             max_probes_per_provider: 8,
             request_timeout: Duration::from_secs(15),
+            kube_request_timeout: Duration::from_secs(30),
             login_failures: crate::exchange::lockout::DEFAULT_FAILURES,
             login_window: crate::exchange::lockout::DEFAULT_WINDOW,
             secret_write_back: true,
@@ -171,6 +174,11 @@ pub struct RunArgs {
     /// Timeout in seconds of every request to Exchange or Entra ID.
     #[arg(long, default_value_t = 15)]
     pub request_timeout_seconds: u64,
+    /// Deadline in seconds of every request to the Kubernetes API but the watches (whose
+    /// own timeouts stay): a request the API server never answers fails instead of
+    /// holding a reconcile for ever.
+    #[arg(long, default_value_t = 30)]
+    pub kube_request_timeout_seconds: u64,
     /// Failed logins allowed per account identity (a user name, an app, a mailbox's
     /// refresh token), cluster-wide, in any window; past them nothing is sent for it until
     /// the window passes, so mailops never locks an account out.
@@ -271,6 +279,7 @@ impl From<&RunArgs> for OperatorConfig {
             reverify_interval: Duration::from_secs(a.reverify_interval_seconds.max(60)),
             max_probes_per_provider: a.max_probes_per_provider.max(1),
             request_timeout: Duration::from_secs(a.request_timeout_seconds.max(1)),
+            kube_request_timeout: Duration::from_secs(a.kube_request_timeout_seconds.max(1)),
             login_failures: a.login_failures_per_window.max(1),
             login_window: Duration::from_secs(a.login_failure_window_seconds.max(60)),
             webhook: WebhookConfig::from(&a.webhook),

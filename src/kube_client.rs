@@ -9,6 +9,7 @@ use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::config::ClusterArgs;
+use crate::kube_deadline::wants_watch;
 use crate::metrics::Metrics;
 
 /// The client configuration `cluster` names: with neither flag, kube's own inference
@@ -34,11 +35,17 @@ pub async fn config(cluster: &ClusterArgs) -> crate::Result<kube::Config> {
     config.map_err(|e| crate::Error::Config(format!("no Kubernetes configuration found: {e}")))
 }
 
-/// A client for `cluster` (see [`config`]), counting its requests by verb.
-pub async fn build(cluster: &ClusterArgs, metrics: Arc<Metrics>) -> crate::Result<kube::Client> {
+/// A client for `cluster` (see [`config`]), counting its requests by verb, each request
+/// but the watches answered within `deadline` ([`crate::kube_deadline`]).
+pub async fn build(
+    cluster: &ClusterArgs,
+    metrics: Arc<Metrics>,
+    deadline: std::time::Duration,
+) -> crate::Result<kube::Client> {
     let mut config = config(cluster).await?;
     config.proxy_url = api_proxy(config.proxy_url.take(), || kubeconfig_proxy_url(cluster));
     let client = ClientBuilder::try_from(config)?
+        .with_layer(&crate::kube_deadline::DeadlineLayer::new(deadline))
         .with_layer(&KubeRequestMetricsLayer::new(metrics))
         .build();
     Ok(client)
@@ -111,13 +118,6 @@ pub fn request_verb(method: &Method, path: &str, query: Option<&str>) -> &'stati
         }
         _ => "other",
     }
-}
-
-/// Whether a query string asks for a watch (`watch=true` or `watch=1`).
-fn wants_watch(query: &str) -> bool {
-    query
-        .split('&')
-        .any(|pair| matches!(pair, "watch=true" | "watch=1"))
 }
 
 /// The path after the API prefix: `/api/v1/…` or `/apis/<group>/<version>/…`. Paths

@@ -14,6 +14,7 @@ pub mod exchange;
 pub mod health;
 pub mod http;
 pub mod kube_client;
+pub mod kube_deadline;
 pub mod metrics;
 pub mod redact;
 pub mod resolve;

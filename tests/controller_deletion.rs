@@ -151,15 +151,25 @@ async fn provider_is_released_once_the_last_binding_is_gone() {
     h.delete_binding(&b);
     let mut released = p.clone();
     released["metadata"]["finalizers"] = json!([]);
-    let v = h.verifier(vec![step(
-        Method::PATCH,
-        "/apis/mailops.dev/v1alpha1/emailproviders/exchange",
-        |query, body| {
-            assert!(query.contains("fieldManager=mailops-finalizer"), "{query}");
-            assert_eq!(body["metadata"]["finalizers"], json!([]), "{body}");
-        },
-        released,
-    )]);
+    let v = h.verifier(vec![
+        // The cache shows no user: a consistent read confirms it first.
+        quorum_list("mailboxbindings", "status.provider", "exchange", &[]),
+        quorum_list(
+            "exchangeserviceaccounts",
+            "spec.providerRef.name",
+            "exchange",
+            &[],
+        ),
+        step(
+            Method::PATCH,
+            "/apis/mailops.dev/v1alpha1/emailproviders/exchange",
+            |query, body| {
+                assert!(query.contains("fieldManager=mailops-finalizer"), "{query}");
+                assert_eq!(body["metadata"]["finalizers"], json!([]), "{body}");
+            },
+            released,
+        ),
+    ]);
     run(controller::reconcile_provider(obj, h.ctx.clone()))
         .await
         .unwrap();
@@ -171,19 +181,28 @@ async fn a_malformed_provider_nothing_uses_is_released_from_the_finalizer() {
     let mut h = harness();
     let obj = h.provider(malformed_provider_being_deleted());
     assert!(obj.0.is_err(), "the fixture must not deserialize");
-    let v = h.verifier(vec![step(
-        Method::PATCH,
-        "/apis/mailops.dev/v1alpha1/emailproviders/broken",
-        |_, body| {
-            assert_eq!(
-                body["metadata"]["finalizers"],
-                json!(["example.com/other"]),
-                "{body}"
-            );
-            assert_eq!(body["metadata"]["resourceVersion"], "41", "{body}");
-        },
-        json!({"apiVersion": API, "kind": "EmailProvider", "metadata": {"name": "broken"}}),
-    )]);
+    let v = h.verifier(vec![
+        quorum_list("mailboxbindings", "status.provider", "broken", &[]),
+        quorum_list(
+            "exchangeserviceaccounts",
+            "spec.providerRef.name",
+            "broken",
+            &[],
+        ),
+        step(
+            Method::PATCH,
+            "/apis/mailops.dev/v1alpha1/emailproviders/broken",
+            |_, body| {
+                assert_eq!(
+                    body["metadata"]["finalizers"],
+                    json!(["example.com/other"]),
+                    "{body}"
+                );
+                assert_eq!(body["metadata"]["resourceVersion"], "41", "{body}");
+            },
+            json!({"apiVersion": API, "kind": "EmailProvider", "metadata": {"name": "broken"}}),
+        ),
+    ]);
     run(controller::reconcile_provider(obj, h.ctx.clone()))
         .await
         .unwrap();

@@ -217,3 +217,87 @@ async fn a_failed_write_back_keeps_the_rotated_token_and_retries_it() {
     assert_eq!(h.backend.presented_refresh_tokens(), ["old-token"]);
     v.done().await;
 }
+
+#[tokio::test]
+async fn a_users_edit_between_read_and_write_back_wins() {
+    let mut h = harness();
+    oauth2_provider_and_jane_with_a_refresh_token(&mut h);
+    h.backend
+        .rotate_refresh_token("jane@contoso.com", "rotated");
+    let b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    let obj = h.binding(b.clone());
+    let written = Arc::new(Mutex::new(Value::Null));
+    let v = h.verifier(vec![
+        // The write-back is guarded by the version the token was read at; the user
+        // changed the Secret in between: 409.
+        Step {
+            status: 409,
+            ..step(
+                Method::PATCH,
+                JANE_SECRET,
+                |_, body| assert_eq!(body["metadata"]["resourceVersion"], "1", "{body}"),
+                json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                    "reason": "Conflict", "code": 409, "message": "the object has been modified"}),
+            )
+        },
+        status_step(written.clone(), b.clone()),
+        event_step("team-a", "Normal", "Verified"),
+    ]);
+    run(controller::reconcile_binding(obj, h.ctx.clone()))
+        .await
+        .unwrap();
+    assert!(
+        h.ctx.rotated_tokens.is_empty(),
+        "the rotated token gave way"
+    );
+    // The user's change arrives through the watch, and their token is what is verified.
+    h.secret_at(
+        "team-a",
+        "jane",
+        &[("refreshToken", "users-new-token")],
+        "5",
+    );
+    let obj = h.binding(with_status(b, &written));
+    run(controller::reconcile_binding(obj, h.ctx.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        h.backend.presented_refresh_tokens(),
+        ["old-token", "users-new-token"]
+    );
+    v.done().await;
+}
+
+#[tokio::test]
+async fn a_deleted_bindings_rotated_token_is_forgotten() {
+    let mut h = harness();
+    oauth2_provider_and_jane_with_a_refresh_token(&mut h);
+    h.backend.rotate_on_every_redemption("jane@contoso.com");
+    let b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    let obj = h.binding(b.clone());
+    // Write-back fails: the token is held in memory.
+    let v = h.verifier(vec![
+        Step {
+            status: 403,
+            ..step(
+                Method::PATCH,
+                JANE_SECRET,
+                |_, _| {},
+                json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                    "reason": "Forbidden", "code": 403, "message": "secrets is forbidden"}),
+            )
+        },
+        status_step(Arc::default(), b),
+        event_step("team-a", "Normal", "Verified"),
+    ]);
+    run(controller::reconcile_binding(obj.clone(), h.ctx.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(h.ctx.rotated_tokens.len(), 1);
+    h.delete_binding(&obj);
+    h.ctx.forget_deleted();
+    assert!(h.ctx.rotated_tokens.is_empty());
+    let jane = ("team-a".to_string(), "jane".to_string());
+    assert!(!h.ctx.stores.secret_data.holds(&jane));
+    v.done().await;
+}

@@ -95,9 +95,13 @@ fn the_kubernetes_api_ignores_https_proxy_and_follows_the_kubeconfigs_proxy_url(
     let plain = kubeconfig(&api, None);
     unsafe { std::env::set_var("KUBECONFIG", &plain.0) };
     runtime.block_on(async {
-        let client = mailops::kube_client::build(&Default::default(), Arc::new(Metrics::new()))
-            .await
-            .unwrap();
+        let client = mailops::kube_client::build(
+            &Default::default(),
+            Arc::new(Metrics::new()),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
         let version = client.apiserver_version().await.unwrap();
         assert_eq!(version.git_version, "v1.36.0");
     });
@@ -111,9 +115,13 @@ fn the_kubernetes_api_ignores_https_proxy_and_follows_the_kubeconfigs_proxy_url(
     let proxied = kubeconfig(&api, Some(&proxy.url()));
     unsafe { std::env::set_var("KUBECONFIG", &proxied.0) };
     runtime.block_on(async {
-        let client = mailops::kube_client::build(&Default::default(), Arc::new(Metrics::new()))
-            .await
-            .unwrap();
+        let client = mailops::kube_client::build(
+            &Default::default(),
+            Arc::new(Metrics::new()),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
         client.apiserver_version().await.unwrap();
     });
     assert_eq!(requests.load(Ordering::SeqCst), 2);

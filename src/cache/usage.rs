@@ -32,8 +32,12 @@ impl Users {
         self.accounts + self.bindings
     }
 
-    /// From the accounts and the bindings' count with the first of them.
-    fn from(accounts: Vec<String>, (bindings, first_bindings): (usize, Vec<BindingKey>)) -> Users {
+    /// From the accounts and the bindings' count with the first of them (from the index,
+    /// or from a LIST).
+    pub fn new(
+        accounts: Vec<String>,
+        (bindings, first_bindings): (usize, Vec<BindingKey>),
+    ) -> Users {
         let room = NAMED_USERS.saturating_sub(accounts.len());
         let first = accounts
             .iter()
@@ -73,7 +77,7 @@ pub fn of_provider(stores: &Stores, name: &str) -> Users {
             }
         })
         .collect();
-    Users::from(
+    Users::new(
         accounts,
         stores.index.attached_to_provider_sample(name, NAMED_USERS),
     )
@@ -81,7 +85,7 @@ pub fn of_provider(stores: &Stores, name: &str) -> Users {
 
 /// Users of a service account: the bindings attached through it.
 pub fn of_account(stores: &Stores, name: &str) -> Users {
-    Users::from(
+    Users::new(
         Vec::new(),
         stores.index.attached_to_account_sample(name, NAMED_USERS),
     )
@@ -128,7 +132,7 @@ mod tests {
     fn the_in_use_message_names_ten_and_counts_the_rest() {
         let bindings: Vec<BindingKey> =
             (0..12).map(|i| ("ns".into(), format!("b{i:02}"))).collect();
-        let users = Users::from(vec![], (bindings.len(), bindings));
+        let users = Users::new(vec![], (bindings.len(), bindings));
         assert_eq!((users.bindings, users.first.len()), (12, 10));
         let m = in_use_message(&users);
         assert!(

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use super::context::Context;
-use super::deletion::blocked_deletion;
+use super::deletion::deletion_step;
 use super::events::Report;
 use super::reconciled::{HeldWhileUsed, Reconciled, Step};
 use super::{finalizer, policy, status_writer};
@@ -27,7 +27,7 @@ where
     Guarded<K>: Resource<DynamicType = ()>,
 {
     let Ok(typed) = &obj.0 else {
-        return report_malformed(&ctx, &obj, |_| true).await;
+        return report_malformed(&ctx, &obj, true).await;
     };
     ctx.forget_deleted();
     let started = Instant::now();
@@ -47,7 +47,7 @@ where
     Guarded<K>: Resource<DynamicType = ()>,
 {
     let Ok(typed) = &obj.0 else {
-        let in_use = |name: &str| !K::users(&ctx.stores, name).is_empty();
+        let in_use = still_used::<K>(&ctx, &obj).await;
         return report_malformed(&ctx, &obj, in_use).await;
     };
     ctx.forget_deleted();
@@ -70,10 +70,11 @@ async fn held_step<K: HeldWhileUsed>(obj: &K, ctx: &Context) -> (Report, Result<
         // Not ours to release: another finalizer keeps it, or it is on its way out.
         return (Report::default(), Ok(Action::await_change()));
     }
-    let step = blocked_deletion(obj, ctx);
+    let step = deletion_step(obj, ctx).await;
+    // A blocked deletion says so in the status; only an unused object has nothing to say.
+    let unused = step.status.is_none() && step.result.is_ok();
     let (report, result) = write_step(obj, ctx, step).await;
-    // Still used (or the write failed): the finalizer stays.
-    if result.is_err() {
+    if !unused || result.is_err() {
         return (report, result);
     }
     match finalizer::release::<K>(&api, &obj.name_any()).await {
@@ -119,15 +120,27 @@ async fn write_step<K: Reconciled>(
     }
 }
 
+/// Whether anything uses a malformed object being deleted, by the cache or, when that
+/// shows nothing, by a consistent read (a failed read counts as used: the finalizer stays).
+async fn still_used<K: HeldWhileUsed>(ctx: &Context, obj: &Guarded<K>) -> bool
+where
+    Guarded<K>: Resource<DynamicType = ()>,
+{
+    let name = obj.name_any();
+    if obj.meta().deletion_timestamp.is_none() || !K::users(&ctx.stores, &name).is_empty() {
+        return true;
+    }
+    let deleting = obj.meta().deletion_timestamp.as_ref();
+    K::users_by_quorum_read(&ctx.client, &name, deleting)
+        .await
+        .map_or(true, |users| !users.is_empty())
+}
+
 /// Report an object that could not be deserialized (logged and counted) and wait for a
 /// change: the watch and the other objects go on. One being deleted that nothing uses
-/// (`in_use` by name) is released from the in-use finalizer, which needs no typed object:
+/// (`in_use`) is released from the in-use finalizer, which needs no typed object:
 /// a malformed provider or account must not be stuck in deletion until fixed.
-async fn report_malformed<K>(
-    ctx: &Context,
-    obj: &Guarded<K>,
-    in_use: impl Fn(&str) -> bool,
-) -> Result<Action>
+async fn report_malformed<K>(ctx: &Context, obj: &Guarded<K>, in_use: bool) -> Result<Action>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
     Guarded<K>: Resource<DynamicType = ()>,
@@ -145,7 +158,7 @@ where
             .record_reconcile(kind, "malformed", Duration::ZERO);
     }
     let held = obj.finalizers().iter().any(|f| f == IN_USE_FINALIZER);
-    if obj.meta().deletion_timestamp.is_some() && held && !in_use(&obj.name_any()) {
+    if obj.meta().deletion_timestamp.is_some() && held && !in_use {
         let api: Api<Guarded<K>> = Api::all(ctx.client.clone());
         finalizer::drop_entry(&api, obj).await?;
         info!(kind, name = %obj.name_any(), "released a malformed object nothing uses");

@@ -44,6 +44,14 @@ impl HeldWhileUsed for EmailProvider {
         usage::of_provider(stores, name)
     }
 
+    fn users_by_quorum_read<'a>(
+        client: &'a kube::Client,
+        name: &'a str,
+        deleting: Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    ) -> BoxFuture<'a, crate::Result<Users>> {
+        super::deletion::provider_users_by_quorum_read(client, name, deleting)
+    }
+
     fn forget(&self, ctx: &Context) {
         ctx.provider_probes.forget(&object_key(self));
     }

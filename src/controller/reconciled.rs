@@ -5,6 +5,7 @@
 use std::fmt::Debug;
 
 use futures::future::BoxFuture;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use kube::{Api, Client, Resource};
 use serde::Serialize;
@@ -75,6 +76,14 @@ pub trait HeldWhileUsed: Reconciled<Status: CountedStatus> {
     fn users(stores: &Stores, name: &str) -> Users;
     /// Forget what was remembered of the object (it is released).
     fn forget(&self, ctx: &Context);
+    /// Who uses the object of this name, whose deletion began at `deleting`, by a
+    /// consistent read from the API server: asked before the finalizer is released, when
+    /// the cache shows no user.
+    fn users_by_quorum_read<'a>(
+        client: &'a Client,
+        name: &'a str,
+        deleting: Option<&'a Time>,
+    ) -> BoxFuture<'a, Result<Users>>;
 }
 
 /// After a healthy check: nothing is scheduled here. Its probe, remembered in the kind's

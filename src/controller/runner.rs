@@ -51,7 +51,12 @@ pub async fn run_operator(config: OperatorConfig) -> Result<()> {
         true => HealthState::with_webhook(),
         false => HealthState::default(),
     });
-    let client = crate::kube_client::build(&config.cluster, metrics.clone()).await?;
+    let client = crate::kube_client::build(
+        &config.cluster,
+        metrics.clone(),
+        config.kube_request_timeout,
+    )
+    .await?;
     let backend: Arc<dyn MailBackend> = Arc::new(crate::exchange::client::ExchangeClient::new(
         &config,
         metrics.clone(),

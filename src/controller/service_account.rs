@@ -46,6 +46,14 @@ impl HeldWhileUsed for ExchangeServiceAccount {
         usage::of_account(stores, name)
     }
 
+    fn users_by_quorum_read<'a>(
+        client: &'a kube::Client,
+        name: &'a str,
+        deleting: Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    ) -> BoxFuture<'a, crate::Result<Users>> {
+        super::deletion::account_users_by_quorum_read(client, name, deleting)
+    }
+
     fn forget(&self, ctx: &Context) {
         ctx.account_probes.forget(&object_key(self));
     }

@@ -80,6 +80,8 @@ pub trait HasConditions {
 pub trait CountedStatus: HasConditions + Clone + Default {
     /// Set the conditions and the generation they describe.
     fn set_conditions(&mut self, conditions: Vec<Condition>, generation: Option<i64>);
+    /// The generation the status describes.
+    fn observed_generation(&self) -> Option<i64>;
     /// Set the counts from the users.
     fn set_counts(&mut self, users: &Users);
 }
@@ -88,6 +90,10 @@ impl CountedStatus for crate::api::EmailProviderStatus {
     fn set_conditions(&mut self, conditions: Vec<Condition>, generation: Option<i64>) {
         self.conditions = conditions;
         self.observed_generation = generation;
+    }
+
+    fn observed_generation(&self) -> Option<i64> {
+        self.observed_generation
     }
 
     fn set_counts(&mut self, users: &Users) {
@@ -100,6 +106,10 @@ impl CountedStatus for crate::api::ExchangeServiceAccountStatus {
     fn set_conditions(&mut self, conditions: Vec<Condition>, generation: Option<i64>) {
         self.conditions = conditions;
         self.observed_generation = generation;
+    }
+
+    fn observed_generation(&self) -> Option<i64> {
+        self.observed_generation
     }
 
     fn set_counts(&mut self, users: &Users) {

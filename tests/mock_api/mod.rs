@@ -176,6 +176,29 @@ pub fn harness_with(config: OperatorConfig) -> Harness {
 pub fn harness_with_backend(config: OperatorConfig, backend: FakeBackend) -> Harness {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
+    harness_over(client, handle, config, backend)
+}
+
+/// A harness whose client puts the operator's deadline on every request but watches,
+/// as `mailops run` does.
+pub fn harness_with_deadline(deadline: Duration) -> Harness {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::client::ClientBuilder::new(service, "default")
+        .with_layer(&mailops::kube_deadline::DeadlineLayer::new(deadline))
+        .build();
+    let config = OperatorConfig {
+        identity: "test".into(),
+        ..OperatorConfig::default()
+    };
+    harness_over(client, handle, config, FakeBackend::new())
+}
+
+fn harness_over(
+    client: Client,
+    handle: Handle,
+    config: OperatorConfig,
+    backend: FakeBackend,
+) -> Harness {
     let backend = Arc::new(backend);
     let (stores, writers) = cache::stores();
     let ctx = Context::new(
@@ -271,6 +294,39 @@ impl Harness {
             &Event::Apply(n),
         );
     }
+}
+
+/// A consistent LIST of `resource` (`mailboxbindings`, `exchangeserviceaccounts`) by the
+/// field selector `field=value`, answered with the metadata of `found` (`(namespace,
+/// name)`, namespace empty for a cluster-scoped kind).
+pub fn quorum_list(resource: &str, field: &str, value: &str, found: &[(&str, &str)]) -> Step {
+    let selector = format!(
+        "fieldSelector={}",
+        format!("{field}={value}").replace('=', "%3D")
+    );
+    let items: Vec<Value> = found
+        .iter()
+        .map(|(ns, name)| {
+            let mut meta = json!({"name": name, "creationTimestamp": "2026-01-01T00:00:00Z"});
+            if !ns.is_empty() {
+                meta["namespace"] = json!(ns);
+            }
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": meta})
+        })
+        .collect();
+    step(
+        Method::GET,
+        &format!("/apis/mailops.dev/v1alpha1/{resource}"),
+        move |query, _| {
+            assert!(query.contains(&selector), "{query} lacks {selector}");
+            assert!(
+                !query.contains("resourceVersion"),
+                "a consistent read: {query}"
+            );
+        },
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+               "metadata": {"resourceVersion": "7"}, "items": items}),
+    )
 }
 
 /// A Secret as the API server returns it.
