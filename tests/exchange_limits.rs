@@ -49,6 +49,38 @@ async fn a_rotated_refresh_token_is_returned() {
     assert!(unchanged.rotated_refresh_token.is_none());
 }
 
+#[tokio::test]
+async fn a_rotated_refresh_token_is_stored_before_the_mailbox_is_opened() {
+    let mut behaviour = graph_behaviour(&["Mail.Read"]);
+    behaviour.refresh_tokens.insert(
+        "rt-1".into(),
+        Grant {
+            returns: "rt-2".into(),
+            scp: "Mail.Read".into(),
+        },
+    );
+    let h = Arc::new(harness(behaviour, "Microsoft365").await);
+    // What Graph had seen when the sink was handed the token.
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let sink = {
+        let (h, seen) = (h.clone(), seen.clone());
+        mailops::exchange::RotationSink(Arc::new(move |token: SecretString| {
+            let (h, seen) = (h.clone(), seen.clone());
+            Box::pin(async move {
+                let graph = h.fake.requests_to("/v1.0").len();
+                *seen.lock().unwrap() = Some((token.expose_secret().to_string(), graph));
+            })
+        }))
+    };
+    let mut probe = h.probe(ALICE, h.refresh("rt-1"), false);
+    probe.store_rotated = Some(sink);
+    let outcome = h.verify(&probe).await;
+    assert_eq!(outcome.mailbox, Ok(()));
+    // A crash once the access token is in use can no longer lose the rotated token.
+    assert_eq!(*seen.lock().unwrap(), Some(("rt-2".to_string(), 0)));
+    assert_eq!(h.fake.requests_to("/v1.0").len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_bindings_through_one_service_account_share_one_token_request() {
     let addresses: Vec<String> = (0..100).map(|i| format!("user{i}@contoso.com")).collect();
@@ -347,6 +379,7 @@ async fn plain_http_is_refused_without_the_flag_and_nothing_is_sent() {
         via_service_account: true,
         check_calendar: false,
         check_send: false,
+        store_rotated: None,
     };
     let outcome = client.verify_mailbox(&probe).await;
     assert_eq!(failure(&outcome).reason, Reason::InsecureEndpoint);

@@ -135,6 +135,7 @@ async fn no_secret_reaches_logs_messages_or_debug_output() {
         via_service_account: true,
         check_calendar: true,
         check_send: true,
+        store_rotated: None,
     };
 
     let mut reports: Vec<String> = Vec::new();

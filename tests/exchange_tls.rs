@@ -244,6 +244,7 @@ fn app_probe(authority: &str, ews_base: &str, trust: &Trust) -> MailboxProbe {
         via_service_account: true,
         check_calendar: false,
         check_send: false,
+        store_rotated: None,
     }
 }
 

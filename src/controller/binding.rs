@@ -22,7 +22,9 @@ use super::credentials;
 use super::probe_cache::{Confirmed, ProbeCache, probe_inputs_digest, spec_digest};
 use super::reconciled::{Reconciled, Step, reverify_later};
 use super::refusals;
-use super::write_back::{OwnSecret, adopt_rotated, write_back_refresh_token};
+use super::write_back::{
+    OwnSecret, SinkResult, TokenStore, adopt_rotated, write_back_refresh_token,
+};
 use crate::api::conditions::{self, Reason};
 use crate::api::{
     AuthenticatedVia, EmailProvider, ExchangeServiceAccount, MailboxBinding, MailboxBindingStatus,
@@ -298,6 +300,8 @@ pub struct Probed {
     verified: Verified,
     own: Option<OwnSecret>,
     to_write: Option<SecretString>,
+    /// A rotated token was stored as it arrived, and how that went.
+    stored: Option<Result<()>>,
     login_paused: Option<String>,
 }
 
@@ -311,16 +315,20 @@ pub async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Probe
         .filter(|_| ctx.config.secret_write_back);
     let key = object_key(b);
     let inputs = probe_inputs(b, &v);
-    let probed = |verified, rotated: Option<SecretString>, login_paused| Probed {
+    let probed = |verified, stored: Option<Result<()>>, login_paused| Probed {
         resolution: v.resolution.clone(),
         verified,
         own: v.own.clone(),
-        to_write: rotated.or(unwritten.clone()),
+        // A token stored as it arrived supersedes one held from before.
+        to_write: unwritten.clone().filter(|_| stored.is_none()),
+        stored,
         login_paused,
     };
     if let Some(remembered) = remembered(&ctx.mailbox_probes, &key, inputs) {
         return probed(remembered, None, None);
     }
+    let sunk: SinkResult = Arc::default();
+    let store = TokenStore::of(ctx);
     let r = &v.resolution;
     let identity = login_identity(&v.creds.credential, &r.login);
     let probe = MailboxProbe {
@@ -332,13 +340,11 @@ pub async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Probe
         via_service_account: r.via == AuthenticatedVia::ServiceAccount,
         check_calendar: r.settings.calendar,
         check_send: r.settings.sending,
+        store_rotated: v.own.clone().map(|own| store.sink(own, sunk.clone())),
     };
     let mut outcome = ctx.backend.verify_mailbox(&probe).await;
-    let rotated = outcome.rotated_refresh_token.take();
-    if let (Some(token), Some(own)) = (&rotated, &v.own) {
-        ctx.rotated_tokens
-            .rotated(&own.key, own.base, token.clone());
-    }
+    outcome.rotated_refresh_token = None;
+    let stored = sunk.lock().unwrap_or_else(|e| e.into_inner()).take();
     let at = Timestamp::now();
     let failure = failure_of(&outcome);
     refusals::remember(
@@ -349,7 +355,7 @@ pub async fn probe(b: &MailboxBinding, mut v: Validated, ctx: &Context) -> Probe
         failure,
     );
     let login_paused = refusals::pause_notice(ctx.backend.as_ref(), &identity, failure);
-    probed(Verified { outcome, at }, rotated, login_paused)
+    probed(Verified { outcome, at }, stored, login_paused)
 }
 
 /// What a binding's probe depends on, digested.
@@ -395,8 +401,9 @@ fn failure_of(o: &MailboxOutcome) -> Option<&crate::exchange::Failure> {
 /// Store a rotated refresh token in the binding's own Secret; a failure is reported (the
 /// token stays held and this is tried again).
 pub async fn write_back(p: Probed, ctx: &Context) -> Outcome {
-    let write_back_failed = match (&p.to_write, &p.own) {
-        (Some(token), Some(own)) => write_back_refresh_token(ctx, own, token).await.err(),
+    let write_back_failed = match (&p.to_write, &p.own, p.stored) {
+        (_, _, Some(stored)) => stored.err(),
+        (Some(token), Some(own), None) => write_back_refresh_token(ctx, own, token).await.err(),
         _ => None,
     };
     Outcome::Verified {

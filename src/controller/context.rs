@@ -37,7 +37,7 @@ pub struct Context {
     /// Mailbox verifications that succeeded, with when they ran.
     pub mailbox_probes: ProbeCache<Confirmed>,
     /// Refresh tokens the authority rotated, until the Secrets show them.
-    pub rotated_tokens: RotatedTokens,
+    pub rotated_tokens: Arc<RotatedTokens>,
 }
 
 impl Context {
@@ -64,7 +64,7 @@ impl Context {
             provider_probes: ProbeCache::new(every),
             account_probes: ProbeCache::new(every),
             mailbox_probes: ProbeCache::new(every),
-            rotated_tokens: RotatedTokens::default(),
+            rotated_tokens: Arc::default(),
         }
     }
 

@@ -5,9 +5,11 @@
 //! probe, a token rotated earlier and not yet seen in the Secret is used in place of the
 //! stored one ([`adopt_rotated`]).
 
+use std::sync::{Arc, Mutex};
+
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::context::Context;
@@ -16,7 +18,7 @@ use super::probe_cache::value_digest;
 use super::rotation::{RotatedTokens, SecretView};
 use crate::Result;
 use crate::api::REFRESH_TOKEN_KEY;
-use crate::exchange::Credential;
+use crate::exchange::{Credential, RotationSink};
 
 /// The binding's own Secret when it holds a refresh token (the only credential the
 /// authority rotates).
@@ -91,59 +93,108 @@ pub fn adopt_rotated(
     unwritten.then_some(token)
 }
 
-/// Store a refresh token the authority rotated in the binding's Secret, so the next
-/// verification (and the mail client) uses the live one. Until it is written it is held
-/// in memory (and this is tried again at the next reconcile).
+/// What storing a rotated token needs, apart from the reconcile: the backend calls it
+/// (through [`TokenStore::sink`]) the moment a token is rotated, before the access token
+/// that came with it is used.
+#[derive(Clone)]
+pub struct TokenStore {
+    client: Client,
+    tokens: Arc<RotatedTokens>,
+    enabled: bool,
+}
+
+/// What a sink made of the token it was handed: `None` until it was called.
+pub type SinkResult = Arc<Mutex<Option<Result<()>>>>;
+
+impl TokenStore {
+    /// The reconcile's client, rotation memory and write-back setting.
+    pub fn of(ctx: &Context) -> Self {
+        TokenStore {
+            client: ctx.client.clone(),
+            tokens: ctx.rotated_tokens.clone(),
+            enabled: ctx.config.secret_write_back,
+        }
+    }
+
+    /// A freshly rotated token: held in memory first (so a failed write loses nothing),
+    /// then written back.
+    pub async fn rotated(&self, own: &OwnSecret, token: SecretString) -> Result<()> {
+        self.tokens.rotated(&own.key, own.base, token.clone());
+        self.write(own, &token).await
+    }
+
+    /// A sink for the backend that stores a rotated token of `own` and records how that
+    /// went in `result`.
+    pub fn sink(&self, own: OwnSecret, result: SinkResult) -> RotationSink {
+        let store = self.clone();
+        RotationSink(Arc::new(move |token| {
+            let (store, own, result) = (store.clone(), own.clone(), result.clone());
+            Box::pin(async move {
+                let stored = store.rotated(&own, token).await;
+                *result.lock().unwrap_or_else(|e| e.into_inner()) = Some(stored);
+            })
+        }))
+    }
+
+    /// Store a refresh token the authority rotated in the binding's Secret, so the next
+    /// verification (and the mail client) uses the live one. Until it is written it is
+    /// held in memory (and this is tried again at the next reconcile).
+    pub async fn write(&self, own: &OwnSecret, token: &SecretString) -> Result<()> {
+        let (ns, name) = (own.namespace.as_str(), own.name.as_str());
+        if !self.enabled {
+            // Without write-back the old refresh token keeps working until it expires; say
+            // so, so the admin can rotate the Secret before it does.
+            tracing::warn!(
+                namespace = ns,
+                secret = name,
+                "the authority rotated this mailbox's refresh token, but write-back is off (--no-secret-write-back): update the Secret's refreshToken before the old one expires"
+            );
+            return Ok(());
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        // Guarded by the version the token was read at: a user's change since then wins.
+        let patch = serde_json::json!({
+            "metadata": { "resourceVersion": own.version },
+            "data": { REFRESH_TOKEN_KEY: k8s_openapi::ByteString(token.expose_secret().as_bytes().to_vec()) }
+        });
+        let written = match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(written) => written,
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                // The user changed the Secret since we read it: their token wins, and their
+                // change (already on its way through the watch) is verified as theirs.
+                self.tokens.forget(&own.key);
+                tracing::info!(
+                    namespace = ns,
+                    secret = name,
+                    "the Secret changed before a rotated refresh token was stored; keeping the user's"
+                );
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!(namespace = ns, secret = name, error = %e,
+                    "cannot store a rotated refresh token; holding it and retrying");
+                return Err(e.into());
+            }
+        };
+        self.tokens
+            .written(&own.key, &written.resource_version().unwrap_or_default());
+        tracing::info!(
+            namespace = ns,
+            secret = name,
+            "stored a rotated refresh token"
+        );
+        Ok(())
+    }
+}
+
+/// Write back a token rotated earlier and held since (see [`TokenStore::write`]).
 pub async fn write_back_refresh_token(
     ctx: &Context,
     own: &OwnSecret,
     token: &SecretString,
 ) -> Result<()> {
-    let (ns, name) = (own.namespace.as_str(), own.name.as_str());
-    if !ctx.config.secret_write_back {
-        // Without write-back the old refresh token keeps working until it expires; say
-        // so, so the admin can rotate the Secret before it does.
-        tracing::warn!(
-            namespace = ns,
-            secret = name,
-            "the authority rotated this mailbox's refresh token, but write-back is off (--no-secret-write-back): update the Secret's refreshToken before the old one expires"
-        );
-        return Ok(());
-    }
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    // Guarded by the version the token was read at: a user's change since then wins.
-    let patch = serde_json::json!({
-        "metadata": { "resourceVersion": own.version },
-        "data": { REFRESH_TOKEN_KEY: k8s_openapi::ByteString(token.expose_secret().as_bytes().to_vec()) }
-    });
-    let written = match api
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(written) => written,
-        Err(kube::Error::Api(s)) if s.code == 409 => {
-            // The user changed the Secret since we read it: their token wins, and their
-            // change (already on its way through the watch) is verified as theirs.
-            ctx.rotated_tokens.forget(&own.key);
-            tracing::info!(
-                namespace = ns,
-                secret = name,
-                "the Secret changed before a rotated refresh token was stored; keeping the user's"
-            );
-            return Ok(());
-        }
-        Err(e) => {
-            tracing::warn!(namespace = ns, secret = name, error = %e,
-                "cannot store a rotated refresh token; holding it and retrying");
-            return Err(e.into());
-        }
-    };
-    ctx.rotated_tokens
-        .written(&own.key, &written.resource_version().unwrap_or_default());
-    tracing::info!(
-        namespace = ns,
-        secret = name,
-        "stored a rotated refresh token"
-    );
-    Ok(())
+    TokenStore::of(ctx).write(own, token).await
 }

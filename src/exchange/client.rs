@@ -215,6 +215,9 @@ impl ExchangeClient {
             Err(f) => return failed(f, None),
         };
         let rotated = token.as_ref().and_then(|t| t.rotated_refresh_token.clone());
+        if let (Some(sink), Some(rotated)) = (&probe.store_rotated, &rotated) {
+            sink.store(rotated.clone()).await;
+        }
         let inbox = self.open_with_renewal(probe, &mut token, Folder::Inbox);
         // A Basic login happens with the request itself.
         let mut mailbox = match &probe.credential {

@@ -170,6 +170,10 @@ impl MailBackend for FakeBackend {
                 None => None,
             };
             self.logins.fetch_add(1, Ordering::SeqCst);
+            // As the real client: a rotated token is stored before the mailbox is opened.
+            if let (Some(sink), Some(rotated)) = (&probe.store_rotated, &rotated) {
+                sink.store(SecretString::from(rotated.clone())).await;
+            }
             let mailbox = failure.map_or(Ok(()), Err);
             if let Some(attempt) = attempt {
                 attempt.settle(&mailbox);

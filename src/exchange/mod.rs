@@ -2,6 +2,8 @@
 //! types, so controllers are tested with a fake and the real EWS / Graph client lives
 //! beside it.
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use secrecy::SecretString;
 
@@ -122,6 +124,28 @@ pub struct MailboxProbe {
     pub check_calendar: bool,
     /// Also check the right to send (`Mail.Send` for Graph app tokens).
     pub check_send: bool,
+    /// Where a refresh token the authority rotates is stored the moment it arrives,
+    /// before the access token that came with it is used (a crash after that loses
+    /// nothing); the outcome still carries it.
+    pub store_rotated: Option<RotationSink>,
+}
+
+/// Stores a rotated refresh token (the binding's Secret); see
+/// [`MailboxProbe::store_rotated`].
+#[derive(Clone)]
+pub struct RotationSink(pub Arc<dyn Fn(SecretString) -> BoxFuture<'static, ()> + Send + Sync>);
+
+impl RotationSink {
+    /// Store `token`, and wait until it is stored (or its storing failed).
+    pub async fn store(&self, token: SecretString) {
+        (self.0)(token).await
+    }
+}
+
+impl std::fmt::Debug for RotationSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RotationSink")
+    }
 }
 
 /// Result of a mailbox verification.

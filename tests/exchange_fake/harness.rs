@@ -148,6 +148,7 @@ impl Harness {
             via_service_account,
             check_calendar: false,
             check_send: false,
+            store_rotated: None,
         }
     }
 
