@@ -29,6 +29,23 @@ fn status_step(written: Arc<Mutex<Value>>, b: Value) -> Step {
     )
 }
 
+/// The one status write a change of input brings: Ready stays True, and only the
+/// digest of what was verified moves.
+fn inputs_moved_step(written: &Arc<Mutex<Value>>, b: Value) -> Step {
+    let before = written.clone();
+    step(
+        Method::PATCH,
+        JANE_STATUS,
+        move |_, body| {
+            let before = before.lock().unwrap()["verifiedInputs"].clone();
+            assert_eq!(condition(body, "Ready")["status"], "True", "{body}");
+            assert!(before.is_string(), "the first status recorded its inputs");
+            assert_ne!(body["status"]["verifiedInputs"], before, "{body}");
+        },
+        b,
+    )
+}
+
 fn with_status(mut b: Value, status: &Arc<Mutex<Value>>) -> Value {
     b["status"] = status.lock().unwrap().clone();
     b
@@ -151,6 +168,8 @@ async fn a_change_of_the_secret_by_the_user_is_verified_with_the_new_token() {
         status_step(written.clone(), b.clone()),
         event_step("team-a", "Normal", "Verified"),
         step(Method::PATCH, JANE_SECRET, |_, _| {}, secret_answer("4")),
+        // The user's change is a change of input: the status records what was verified.
+        inputs_moved_step(&written, b.clone()),
     ]);
     run(controller::reconcile_binding(obj, h.ctx.clone()))
         .await
@@ -205,6 +224,8 @@ async fn a_failed_write_back_keeps_the_rotated_token_and_retries_it() {
             },
             secret_answer("2"),
         ),
+        // The token is stored now: the status says under which versions it was verified.
+        inputs_moved_step(&written, b.clone()),
     ]);
     let err = run(controller::reconcile_binding(obj, h.ctx.clone()))
         .await
@@ -242,6 +263,7 @@ async fn a_users_edit_between_read_and_write_back_wins() {
         },
         status_step(written.clone(), b.clone()),
         event_step("team-a", "Normal", "Verified"),
+        inputs_moved_step(&written, b.clone()),
     ]);
     run(controller::reconcile_binding(obj, h.ctx.clone()))
         .await

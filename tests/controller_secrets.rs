@@ -53,6 +53,21 @@ fn verified_status(written: Arc<Mutex<Value>>, b: Value) -> Step {
     )
 }
 
+/// A status write that only moves `verifiedInputs`.
+fn inputs_recorded(written: Arc<Mutex<Value>>, b: Value) -> Step {
+    step(
+        Method::PATCH,
+        JANE_STATUS,
+        move |_, body| {
+            let mut before = written.lock().unwrap().clone();
+            assert_ne!(body["status"]["verifiedInputs"], before["verifiedInputs"]);
+            before["verifiedInputs"] = body["status"]["verifiedInputs"].clone();
+            assert_eq!(body["status"], before, "nothing else moved");
+        },
+        b,
+    )
+}
+
 #[tokio::test]
 async fn only_a_referenced_secret_is_read_and_held_and_only_once() {
     let mut h = harness();
@@ -95,8 +110,10 @@ async fn a_new_version_is_read_again_and_verified_only_when_its_values_changed()
         event_step("team-a", "Normal", "Verified"),
         // A label edit: a new version, the same password.
         get_jane("6", "pw"),
-        // A new password.
+        // A new password: verified, and the status records the inputs it was verified
+        // with (a label edit did not: a restart re-verifies that one once).
         get_jane("7", "new-pw"),
+        inputs_recorded(written.clone(), b.clone()),
     ]);
     run(controller::reconcile_binding(obj, h.ctx.clone()))
         .await

@@ -142,6 +142,33 @@ fn jane() -> MailboxBinding {
     b
 }
 
+#[test]
+fn a_verdict_known_already_keeps_the_inputs_the_status_recorded() {
+    let mut b = jane();
+    b.status = serde_json::from_value(
+        json!({"lastVerifiedTime": "2026-01-01T00:00:00Z", "verifiedInputs": "000000000000beef"}),
+    )
+    .unwrap();
+    let verdict = |inputs| Outcome::Verified {
+        resolution: resolution(),
+        inputs,
+        verified: Verified {
+            outcome: MailboxOutcome {
+                mailbox: Ok(()),
+                calendar: None,
+                rotated_refresh_token: None,
+            },
+            at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        },
+        write_back_failed: None,
+        login_paused: None,
+    };
+    let kept = binding::build_status(&b, &verdict(None), now());
+    assert_eq!(kept.verified_inputs.as_deref(), Some("000000000000beef"));
+    let probed = binding::build_status(&b, &verdict(Some(0xfeed)), now());
+    assert_eq!(probed.verified_inputs.as_deref(), Some("000000000000feed"));
+}
+
 fn resolution() -> Resolution {
     Resolution {
         provider: "contoso".into(),
@@ -183,6 +210,7 @@ fn an_unresolved_binding_status_names_nothing_it_could_not_resolve() {
 fn a_verified_binding_status_records_where_and_through_what() {
     let outcome = Outcome::Verified {
         resolution: resolution(),
+        inputs: Some(0xfeed),
         verified: Verified {
             outcome: MailboxOutcome {
                 mailbox: Ok(()),
@@ -212,6 +240,7 @@ fn a_verified_binding_status_records_where_and_through_what() {
             "serviceAccount": "org",
             "endpoint": "https://mail.contoso.com/EWS/Exchange.asmx",
             "lastVerifiedTime": "2026-03-01T11:59:00Z",
+            "verifiedInputs": "000000000000feed",
         })
     );
 }

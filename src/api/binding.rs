@@ -155,6 +155,11 @@ pub struct MailboxBindingStatus {
     /// has the time of the latest verification of each kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verified_time: Option<Time>,
+    /// A digest of what the verdict depends on: the specs, the resolution, the versions
+    /// of the Secrets read (never their values). A restarted operator that finds the
+    /// same digest takes the verdict as it stands, and writes and asks nothing for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_inputs: Option<String>,
 }
 
 impl MailboxBinding {

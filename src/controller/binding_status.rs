@@ -4,6 +4,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+use super::restart::recorded;
 use crate::Error;
 use crate::api::conditions::{self, AUTHORIZED, CALENDAR_CONNECTED, Desired, Reason, VERIFIED};
 use crate::api::{MailboxBinding, MailboxBindingStatus};
@@ -40,6 +41,12 @@ pub enum Outcome {
     Verified {
         /// The resolution.
         resolution: Resolution,
+        /// The digest of its inputs but the Secrets' values, recorded with a verdict Exchange
+        /// just gave or after our own write-back. `None` when the verdict was known already
+        /// (the status keeps what it recorded: a Secret version that moved with its values
+        /// unchanged, a label edit, is not worth a status write per binding; a restart
+        /// re-verifies those once).
+        inputs: Option<u64>,
         /// The answer.
         verified: Verified,
         /// A rotated refresh token could not be written back (it is held, and retried).
@@ -88,6 +95,14 @@ pub fn build_status(b: &MailboxBinding, outcome: &Outcome, now: Timestamp) -> Ma
             )
         }
     };
+    let verified_inputs = match outcome {
+        Outcome::Verified {
+            inputs, verified, ..
+        } if is_verdict(&verified.outcome) => inputs
+            .map(recorded)
+            .or_else(|| old.and_then(|s| s.verified_inputs.clone())),
+        _ => None,
+    };
     MailboxBindingStatus {
         observed_generation: b.metadata.generation,
         conditions: conditions::materialize(
@@ -105,6 +120,17 @@ pub fn build_status(b: &MailboxBinding, outcome: &Outcome, now: Timestamp) -> Ma
             old.and_then(|s| s.last_verified_time.as_ref()),
             confirmed_at,
         ),
+        verified_inputs,
+    }
+}
+
+/// Whether an outcome is a verdict worth trusting after a restart: Exchange confirmed the
+/// mailbox, or refused the credentials (not to be sent again). Anything else (the server
+/// unreachable, throttling) is asked again.
+fn is_verdict(o: &MailboxOutcome) -> bool {
+    match outcome_error(o) {
+        None => true,
+        Some(e) => e.reason() == Some(Reason::InvalidCredentials),
     }
 }
 

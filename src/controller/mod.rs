@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod binding;
+pub mod binding_probe;
 pub mod binding_status;
 pub mod context;
 pub mod credentials;
@@ -24,6 +25,7 @@ pub mod probe_cache;
 pub mod provider;
 pub mod reconciled;
 pub mod refusals;
+pub mod restart;
 pub mod rotation;
 pub mod runner;
 pub mod service_account;

@@ -53,6 +53,11 @@ pub struct Confirmed {
 }
 
 impl Confirmed {
+    /// A confirmation at `at`, with the calendar or without.
+    pub fn new(calendar: bool, at: Timestamp) -> Self {
+        Confirmed { calendar, at }
+    }
+
     /// What to remember of an outcome: nothing unless Exchange confirmed the mailbox (and
     /// its calendar, when that was checked).
     pub fn of(outcome: &MailboxOutcome, at: Timestamp) -> Option<Confirmed> {
@@ -83,20 +88,64 @@ pub struct ProbeCache<T> {
     sooner: Notify,
 }
 
+/// What a probe depended on, digested twice: `stable`, over the specs, the resolution and
+/// the resourceVersions of the Secrets read (what a restarted operator recomputes without
+/// reading any Secret's data, and finds in the status it wrote); and `values`, over the
+/// values read from those Secrets (this process only), which tells a new version of a
+/// Secret with the same values (a label edit, our own write-back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inputs {
+    /// The digest a status records.
+    pub stable: u64,
+    /// The digest of the values read, when they were.
+    pub values: Option<u64>,
+}
+
+impl From<u64> for Inputs {
+    fn from(stable: u64) -> Self {
+        Inputs {
+            stable,
+            values: None,
+        }
+    }
+}
+
 struct Remembered<T> {
     by_key: HashMap<Arc<str>, Entry<T>>,
     /// Credentials the server refused, by the inputs they were refused with: not tried
     /// again until those change (a retry on a timer is how accounts get locked out).
-    refused: HashMap<Arc<str>, (u64, Failure)>,
+    refused: HashMap<Arc<str>, (Inputs, Failure)>,
     /// When each remembered probe is due to be verified again; a key leaves it when it
     /// comes due (its entry stays, stale, until probed again) or is forgotten.
     due: Timetable<Arc<str>>,
 }
 
 struct Entry<T> {
-    inputs: u64,
-    at: Instant,
+    inputs: Inputs,
+    /// Fresh until then; also when it is due to be verified again.
+    due: Instant,
     value: T,
+}
+
+/// The entry of `key` whose inputs are `stable`, or whose values are `values` (then
+/// re-keyed on `stable`: a new version with the same values); `None` when stale.
+fn lookup<'a, V>(
+    map: &'a mut HashMap<Arc<str>, V>,
+    key: &str,
+    stable: u64,
+    values: Option<u64>,
+    inputs: impl Fn(&mut V) -> &mut Inputs,
+) -> Option<&'a mut V> {
+    let entry = map.get_mut(key)?;
+    let found = inputs(entry);
+    if found.stable == stable {
+        return Some(entry);
+    }
+    if values.is_some() && found.values == values {
+        found.stable = stable;
+        return Some(entry);
+    }
+    None
 }
 
 impl<T: Clone> ProbeCache<T> {
@@ -117,19 +166,38 @@ impl<T: Clone> ProbeCache<T> {
         self.remembered.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The remembered value for `key` if its inputs are unchanged and it is younger than
-    /// the period.
-    pub fn get(&self, key: &str, inputs: u64) -> Option<T> {
-        self.lock()
-            .by_key
-            .get(key)
-            .filter(|e| e.inputs == inputs && e.at.elapsed() < self.ttl)
+    /// The remembered value for `key` if its inputs are unchanged (by `stable`, or by
+    /// `values` when they were read) and it is not due yet.
+    pub fn get(&self, key: &str, stable: u64, values: Option<u64>) -> Option<T> {
+        let now = Instant::now();
+        let mut r = self.lock();
+        lookup(&mut r.by_key, key, stable, values, |e| &mut e.inputs)
+            .filter(|e| now < e.due)
             .map(|e| e.value.clone())
     }
 
     /// Remember a successful probe and when to verify it again, or forget a failed one:
     /// only success is worth reusing (a failure has its own back-off).
-    pub fn record(&self, key: &str, inputs: u64, value: Option<T>) {
+    pub fn record(&self, key: &str, inputs: impl Into<Inputs>, value: Option<T>) {
+        // Never earlier than the period, so the probe is stale by the time it comes up.
+        let due = Instant::now() + backoff::reverify_after(self.ttl);
+        self.remember(key, inputs.into(), value, due);
+    }
+
+    /// Take what a status says as verified at `verified` (a restart, a new leader): it is
+    /// due a period after that, or, when that has passed, at a random moment of the next
+    /// period, so that a restart spreads its re-verifications as they were spread before.
+    pub fn trust(&self, key: &str, stable: u64, value: T, verified: Instant) {
+        let now = Instant::now();
+        let mut due = verified + backoff::reverify_after(self.ttl);
+        if due <= now {
+            let spread = rand::Rng::random_range(&mut rand::rng(), 0.0..1.0);
+            due = now + self.ttl.mul_f64(spread);
+        }
+        self.remember(key, stable.into(), Some(value), due);
+    }
+
+    fn remember(&self, key: &str, inputs: Inputs, value: Option<T>, due: Instant) {
         let mut r = self.lock();
         r.refused.remove(key);
         let Some(value) = value else {
@@ -137,11 +205,8 @@ impl<T: Clone> ProbeCache<T> {
             r.due.remove(key);
             return;
         };
-        let at = Instant::now();
-        // Never earlier than the period, so the probe is stale by the time it comes up.
-        let due = at + backoff::reverify_after(self.ttl);
         let key: Arc<str> = Arc::from(key);
-        r.by_key.insert(key.clone(), Entry { inputs, at, value });
+        r.by_key.insert(key.clone(), Entry { inputs, due, value });
         r.due.set(key, due);
         let sooner = r.due.next() == Some(due);
         drop(r);
@@ -152,23 +217,24 @@ impl<T: Clone> ProbeCache<T> {
 
     /// The server refused the credentials of `key` at these inputs: remember it, so that
     /// the same credentials are not sent again.
-    pub fn refuse(&self, key: &str, inputs: u64, failure: Failure) {
-        self.record(key, inputs, None);
+    pub fn refuse(&self, key: &str, inputs: impl Into<Inputs>, failure: Failure) {
+        let inputs = inputs.into();
+        self.remember(key, inputs, None, Instant::now());
         self.lock()
             .refused
             .insert(Arc::from(key), (inputs, failure));
     }
 
-    /// The refusal remembered for `key`, if its inputs are still those refused.
-    pub fn refusal(&self, key: &str, inputs: u64) -> Option<Failure> {
-        let r = self.lock();
-        let (refused_at, failure) = r.refused.get(key)?;
-        (*refused_at == inputs).then(|| failure.clone())
+    /// The refusal remembered for `key`, if its inputs are still those refused (by
+    /// `stable`, or by `values` when they were read).
+    pub fn refusal(&self, key: &str, stable: u64, values: Option<u64>) -> Option<Failure> {
+        let mut r = self.lock();
+        lookup(&mut r.refused, key, stable, values, |e| &mut e.0).map(|e| e.1.clone())
     }
 
     /// Forget `key` (the object is gone, or its probe no longer holds).
     pub fn forget(&self, key: &str) {
-        self.record(key, 0, None);
+        self.remember(key, 0.into(), None, Instant::now());
     }
 
     /// The next key due at or before `now`; else when the next one is due, if any.
@@ -238,14 +304,22 @@ mod tests {
     async fn a_probe_holds_for_the_period_and_comes_due_just_after_it() {
         let cache = Arc::new(ProbeCache::new(HOUR));
         cache.record("MailboxBinding/ns/a", 7, Some(()));
-        assert_eq!(cache.get("MailboxBinding/ns/a", 7), Some(()));
-        assert_eq!(cache.get("MailboxBinding/ns/a", 8), None, "inputs changed");
+        assert_eq!(cache.get("MailboxBinding/ns/a", 7, None), Some(()));
+        assert_eq!(
+            cache.get("MailboxBinding/ns/a", 8, None),
+            None,
+            "inputs changed"
+        );
         let start = Instant::now();
         let key = cache.next_due().await;
         assert_eq!(&*key, "MailboxBinding/ns/a");
         let waited = start.elapsed();
         assert!(waited >= HOUR && waited <= HOUR.mul_f64(1.1), "{waited:?}");
-        assert_eq!(cache.get("MailboxBinding/ns/a", 7), None, "stale when due");
+        assert_eq!(
+            cache.get("MailboxBinding/ns/a", 7, None),
+            None,
+            "stale when due"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -312,13 +386,59 @@ mod tests {
         let cache: ProbeCache<()> = ProbeCache::new(HOUR);
         let refused = Failure::new(Reason::InvalidCredentials, "401");
         cache.refuse("b", 7, refused.clone());
-        assert_eq!(cache.refusal("b", 7), Some(refused));
-        assert_eq!(cache.refusal("b", 8), None, "new credentials are tried");
+        assert_eq!(cache.refusal("b", 7, None), Some(refused));
+        assert_eq!(
+            cache.refusal("b", 8, None),
+            None,
+            "new credentials are tried"
+        );
         cache.record("b", 8, Some(()));
-        assert_eq!(cache.refusal("b", 7), None);
+        assert_eq!(cache.refusal("b", 7, None), None);
         cache.refuse("b", 9, Failure::new(Reason::InvalidCredentials, "401"));
         cache.forget("b");
-        assert_eq!(cache.refusal("b", 9), None);
+        assert_eq!(cache.refusal("b", 9, None), None);
+    }
+
+    #[test]
+    fn a_new_version_with_the_same_values_is_the_same_input() {
+        let cache: ProbeCache<()> = ProbeCache::new(HOUR);
+        let first = Inputs {
+            stable: 1,
+            values: Some(10),
+        };
+        cache.record("b", first, Some(()));
+        assert_eq!(
+            cache.get("b", 2, None),
+            None,
+            "a new version, values unread"
+        );
+        assert_eq!(cache.get("b", 2, Some(11)), None, "new values");
+        assert_eq!(cache.get("b", 2, Some(10)), Some(()), "the same values");
+        assert_eq!(
+            cache.get("b", 2, None),
+            Some(()),
+            "re-keyed on the new version"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trusted_status_is_due_a_period_after_it_or_spread_over_the_next() {
+        let cache: ProbeCache<()> = ProbeCache::new(HOUR);
+        tokio::time::advance(3 * HOUR).await;
+        let now = Instant::now();
+        cache.trust("recent", 1, (), now - Duration::from_secs(600));
+        cache.trust("old", 2, (), now - 2 * HOUR);
+        assert_eq!(cache.get("recent", 1, None), Some(()));
+        assert_eq!(cache.get("old", 2, None), Some(()), "not due at once");
+        let mut due = std::pin::pin!(due_keys(Arc::new(cache), |c| c));
+        let first = due.next().await.unwrap();
+        let at = Instant::now() - now;
+        // Within the next period either way: "old" at a random moment of it, "recent" 50
+        // to 56 minutes from now.
+        assert!(at <= HOUR, "{first} due after {at:?}");
+        let second = due.next().await.unwrap();
+        assert!(Instant::now() - now <= HOUR, "{second}");
+        assert_ne!(first, second);
     }
 
     #[test]

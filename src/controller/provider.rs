@@ -127,10 +127,10 @@ async fn probe(p: &EmailProvider, v: Validated, ctx: &Context) -> (Check, Option
         address: v.endpoints.service_address.clone(),
         outcome,
     };
-    if let Some(o) = ctx.provider_probes.get(&key, inputs) {
+    if let Some(o) = ctx.provider_probes.get(&key, inputs, None) {
         return (probed(o), None);
     }
-    if let Some(refused) = ctx.provider_probes.refusal(&key, inputs) {
+    if let Some(refused) = ctx.provider_probes.refusal(&key, inputs, None) {
         let o = ProviderOutcome {
             reachable: Ok(()),
             authenticated: Some(Err(refused)),

@@ -4,7 +4,7 @@
 //! the pause of an identity whose budget is spent is announced by one Event, from the
 //! object whose probe first meets it.
 
-use super::probe_cache::ProbeCache;
+use super::probe_cache::{Inputs, ProbeCache};
 use crate::api::conditions::Reason;
 use crate::exchange::lockout::Paused;
 use crate::exchange::{Failure, MailBackend};
@@ -14,7 +14,7 @@ use crate::exchange::{Failure, MailBackend};
 pub fn remember<T: Clone>(
     cache: &ProbeCache<T>,
     key: &str,
-    inputs: u64,
+    inputs: impl Into<Inputs>,
     success: Option<T>,
     failure: Option<&Failure>,
 ) {

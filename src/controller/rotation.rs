@@ -102,6 +102,13 @@ impl RotatedTokens {
         }
     }
 
+    /// Whether a token rotated for `secret` still waits to be written.
+    pub fn unwritten(&self, secret: &str) -> bool {
+        self.lock()
+            .get(secret)
+            .is_some_and(|h| h.written_version.is_none())
+    }
+
     /// Forget `secret` (nobody reads it any more, or the user's change won).
     pub fn forget(&self, secret: &str) {
         self.lock().remove(secret);

@@ -117,10 +117,10 @@ async fn probe(
         &v.creds.versions.join(","),
         &v.service.trust().digest(),
     ]);
-    if ctx.account_probes.get(&key, inputs).is_some() {
+    if ctx.account_probes.get(&key, inputs, None).is_some() {
         return (Ok(()), None);
     }
-    if let Some(refused) = ctx.account_probes.refusal(&key, inputs) {
+    if let Some(refused) = ctx.account_probes.refusal(&key, inputs, None) {
         return (Err(refused.into()), None);
     }
     let result = ctx

@@ -60,6 +60,11 @@ impl OwnSecret {
         })
     }
 
+    /// Its key in the caches.
+    pub fn secret_key(&self) -> crate::cache::SecretKey {
+        (self.namespace.clone(), self.name.clone())
+    }
+
     /// The probe-input entry of a stored token with this digest.
     fn entry(&self, digest: u64) -> String {
         format!("{}/{}#{digest:x}", self.key, REFRESH_TOKEN_KEY)
@@ -103,8 +108,9 @@ pub struct TokenStore {
     enabled: bool,
 }
 
-/// What a sink made of the token it was handed: `None` until it was called.
-pub type SinkResult = Arc<Mutex<Option<Result<()>>>>;
+/// What a sink made of the token it was handed: `None` until it was called; then the
+/// resourceVersion it wrote, if it wrote one.
+pub type SinkResult = Arc<Mutex<Option<Result<Option<String>>>>>;
 
 impl TokenStore {
     /// The reconcile's client, rotation memory and write-back setting.
@@ -118,7 +124,7 @@ impl TokenStore {
 
     /// A freshly rotated token: held in memory first (so a failed write loses nothing),
     /// then written back.
-    pub async fn rotated(&self, own: &OwnSecret, token: SecretString) -> Result<()> {
+    pub async fn rotated(&self, own: &OwnSecret, token: SecretString) -> Result<Option<String>> {
         self.tokens.rotated(&own.key, own.base, token.clone());
         self.write(own, &token).await
     }
@@ -139,7 +145,9 @@ impl TokenStore {
     /// Store a refresh token the authority rotated in the binding's Secret, so the next
     /// verification (and the mail client) uses the live one. Until it is written it is
     /// held in memory (and this is tried again at the next reconcile).
-    pub async fn write(&self, own: &OwnSecret, token: &SecretString) -> Result<()> {
+    /// Returns the resourceVersion written (`None`: nothing was, by setting or because the
+    /// user's change won).
+    pub async fn write(&self, own: &OwnSecret, token: &SecretString) -> Result<Option<String>> {
         let (ns, name) = (own.namespace.as_str(), own.name.as_str());
         if !self.enabled {
             // Without write-back the old refresh token keeps working until it expires; say
@@ -149,7 +157,7 @@ impl TokenStore {
                 secret = name,
                 "the authority rotated this mailbox's refresh token, but write-back is off (--no-secret-write-back): update the Secret's refreshToken before the old one expires"
             );
-            return Ok(());
+            return Ok(None);
         }
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         // Guarded by the version the token was read at: a user's change since then wins.
@@ -171,7 +179,7 @@ impl TokenStore {
                     secret = name,
                     "the Secret changed before a rotated refresh token was stored; keeping the user's"
                 );
-                return Ok(());
+                return Ok(None);
             }
             Err(e) => {
                 tracing::warn!(namespace = ns, secret = name, error = %e,
@@ -179,14 +187,14 @@ impl TokenStore {
                 return Err(e.into());
             }
         };
-        self.tokens
-            .written(&own.key, &written.resource_version().unwrap_or_default());
+        let version = written.resource_version().unwrap_or_default();
+        self.tokens.written(&own.key, &version);
         tracing::info!(
             namespace = ns,
             secret = name,
             "stored a rotated refresh token"
         );
-        Ok(())
+        Ok(Some(version))
     }
 }
 
@@ -195,6 +203,6 @@ pub async fn write_back_refresh_token(
     ctx: &Context,
     own: &OwnSecret,
     token: &SecretString,
-) -> Result<()> {
+) -> Result<Option<String>> {
     TokenStore::of(ctx).write(own, token).await
 }
