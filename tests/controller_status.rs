@@ -54,6 +54,7 @@ fn a_reachable_basic_provider_status() {
             reachable: Ok(()),
             authenticated: None,
         },
+        inputs: 0xabc,
     };
     let status = provider::build_status(&p, &check, &users(1, 2), now());
     assert_eq!(
@@ -66,6 +67,7 @@ fn a_reachable_basic_provider_status() {
                 cond("Authenticated", "True", "NotRequested", "Basic provider: no app token to obtain"),
             ],
             "serviceAddress": "mail.contoso.com",
+            "verifiedInputs": "0000000000000abc",
             "mailboxCount": 2,
             "serviceAccountCount": 1,
         })
@@ -116,7 +118,7 @@ fn a_service_account_refused_by_entra_status() {
         "AADSTS7000215: invalid client secret",
     )
     .into());
-    let status = service_account::build_status(&a, &refused, &users(0, 1), now());
+    let status = service_account::build_status(&a, (&refused, Some(0xabc)), &users(0, 1), now());
     let message = "InvalidCredentials: AADSTS7000215: invalid client secret";
     assert_eq!(
         serde_json::to_value(&status).unwrap(),
@@ -127,6 +129,7 @@ fn a_service_account_refused_by_entra_status() {
                 cond("Authenticated", "False", "InvalidCredentials", message),
             ],
             "mailboxCount": 1,
+            "verifiedInputs": "0000000000000abc",
         })
     );
 }

@@ -80,7 +80,8 @@ async fn an_unchanged_status_makes_no_request() {
     assert_eq!(h.backend.provider_calls(), 1);
 
     // The API server now holds that status; reconciling again must be silent even for a
-    // fresh context (after a restart), which has no probe memory and so asks Exchange.
+    // fresh context (after a restart): it has no probe memory, but the status records the
+    // inputs its verdict was reached with, and those have not changed.
     let mut h2 = Harness { handle: None, ..h };
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let ctx = Context::new(
@@ -100,8 +101,8 @@ async fn an_unchanged_status_makes_no_request() {
     v.done().await;
     assert_eq!(
         h2.backend.provider_calls(),
-        2,
-        "a fresh context has no probe memory"
+        1,
+        "a fresh context trusts the status for these inputs"
     );
 }
 

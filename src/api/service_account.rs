@@ -121,4 +121,9 @@ pub struct ExchangeServiceAccountStatus {
     /// Number of MailboxBindings authenticated through this account.
     #[serde(default)]
     pub mailbox_count: i32,
+    /// A digest of what the verdict depends on: the spec, the versions of the Secrets
+    /// read (never their values). A restarted operator that finds the same digest takes
+    /// the verdict as it stands, and writes and asks nothing for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_inputs: Option<String>,
 }

@@ -105,6 +105,22 @@ impl Stores {
         Ok(found)
     }
 
+    /// The Secrets `keys` with the resourceVersions the cache knows (`None`: absent): what
+    /// a verification's inputs are digested from before any data is read.
+    pub fn secret_versions(
+        &self,
+        keys: impl IntoIterator<Item = SecretKey>,
+    ) -> Vec<(SecretKey, Option<String>)> {
+        keys.into_iter()
+            .map(|key| {
+                let version = self
+                    .secret_meta(&key.0, &key.1)
+                    .map(|m| m.resource_version().unwrap_or_default());
+                (key, version)
+            })
+            .collect()
+    }
+
     /// A Secret's metadata as cached.
     pub fn secret_meta(&self, namespace: &str, name: &str) -> Option<Arc<SecretMeta>> {
         self.secrets.get(&ObjectRef::new(name).within(namespace))

@@ -11,15 +11,15 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
-use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::{Api, Client, ResourceExt};
 
-use super::binding_probe::{self, Checked, stable_digest};
+use super::binding_probe::{self, Checked};
 use super::binding_status::{Outcome, build_status, outcome_error};
 use super::context::Context;
 use super::probe_cache::{probe_inputs_digest, spec_digest};
 use super::reconciled::{Reconciled, Step, reverify_later};
+use super::restart::stable_digest;
 use crate::api::conditions::{self, Reason};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding, MailboxBindingStatus};
 use crate::cache::index::{secret_of_binding, secret_of_provider, secrets_of_account};
@@ -58,7 +58,7 @@ async fn apply(b: &MailboxBinding, ctx: &Context) -> Step<MailboxBindingStatus> 
     if let Outcome::Pending = outcome {
         return Step::done(Ok(Action::await_change()));
     }
-    let new = build_status(b, &outcome, Timestamp::now());
+    let new = build_status(b, &outcome, super::clock::now());
     let login_paused = match &outcome {
         Outcome::Verified { login_paused, .. } => login_paused.clone(),
         _ => None,
@@ -115,17 +115,12 @@ pub fn dereference(b: &MailboxBinding, stores: &Stores, allow_insecure: bool) ->
         ),
         Err(_) => (None, None),
     };
-    let secrets = secret_of_binding(b)
-        .into_iter()
-        .chain(typed(&provider).and_then(secret_of_provider))
-        .chain(typed(&account).map(secrets_of_account).unwrap_or_default())
-        .map(|key| {
-            let version = stores
-                .secret_meta(&key.0, &key.1)
-                .map(|m| m.resource_version().unwrap_or_default());
-            (key, version)
-        })
-        .collect();
+    let secrets = stores.secret_versions(
+        secret_of_binding(b)
+            .into_iter()
+            .chain(typed(&provider).and_then(secret_of_provider))
+            .chain(typed(&account).map(secrets_of_account).unwrap_or_default()),
+    );
     Snapshot {
         resolution,
         provider,

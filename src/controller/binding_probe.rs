@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use secrecy::SecretString;
 
@@ -19,7 +18,7 @@ use super::context::Context;
 use super::credentials;
 use super::probe_cache::{Confirmed, Inputs, ProbeCache, probe_inputs_digest};
 use super::refusals;
-use super::restart;
+use super::restart::{self, stable_digest};
 use super::write_back::{
     OwnSecret, SinkResult, TokenStore, adopt_rotated, write_back_refresh_token,
 };
@@ -51,15 +50,6 @@ pub struct Checked {
     /// the Secrets' versions ([`stable_digest`]). Recorded in the status, so a restarted
     /// operator can trust it.
     pub stable: u64,
-}
-
-/// `base` with the Secrets' versions.
-pub fn stable_digest(base: u64, secrets: &[(SecretKey, Option<String>)]) -> u64 {
-    let versions: Vec<String> = secrets
-        .iter()
-        .map(|((ns, name), v)| format!("{ns}/{name}@{}", v.as_deref().unwrap_or("-")))
-        .collect();
-    probe_inputs_digest(&[&base.to_string(), &versions.join(",")])
 }
 
 impl Checked {
@@ -248,7 +238,7 @@ async fn probe(
     let mut outcome = ctx.backend.verify_mailbox(&probe).await;
     outcome.rotated_refresh_token = None;
     let stored = sunk.lock().unwrap_or_else(|e| e.into_inner()).take();
-    let at = Timestamp::now();
+    let at = super::clock::now();
     let key = object_key(b);
     let failure = failure_of(&outcome);
     let cache = &ctx.mailbox_probes;
@@ -294,7 +284,7 @@ fn restated(verdict: std::result::Result<Confirmed, Failure>) -> Verified {
                 calendar: None,
                 rotated_refresh_token: None,
             },
-            at: Timestamp::now(),
+            at: super::clock::now(),
         },
     }
 }

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod binding;
 pub mod binding_probe;
 pub mod binding_status;
+pub mod clock;
 pub mod context;
 pub mod credentials;
 pub mod deletion;

@@ -184,6 +184,14 @@ impl<T: Clone> ProbeCache<T> {
         self.remember(key, inputs.into(), value, due);
     }
 
+    /// Whether anything is remembered of `key`, fresh or due: a status is trusted only for
+    /// a key this process has not verified yet (once its own verification comes due, it
+    /// is verified again, whatever the status says).
+    pub fn knows(&self, key: &str) -> bool {
+        let r = self.lock();
+        r.by_key.contains_key(key) || r.refused.contains_key(key)
+    }
+
     /// Take what a status says as verified at `verified` (a restart, a new leader): it is
     /// due a period after that, or, when that has passed, at a random moment of the next
     /// period, so that a restart spreads its re-verifications as they were spread before.

@@ -7,9 +7,10 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::context::Context;
-use super::probe_cache::{probe_inputs_digest, spec_digest};
+use super::probe_cache::{Inputs, probe_inputs_digest, spec_digest};
 use super::reconciled::{HeldWhileUsed, Reconciled, Step, reverify_later};
 use super::refusals;
+use super::restart::{self, Recorded, recorded as recorded_inputs, stable_digest};
 use super::{credentials, status_writer};
 use crate::Error;
 use crate::api::conditions::{self, AUTHENTICATED, Desired, REACHABLE, Reason};
@@ -25,7 +26,7 @@ use crate::cache::index::secret_of_provider;
 use crate::cache::usage::{self, Users};
 use crate::cache::{SecretKey, object_key};
 use crate::endpoints::{ProviderEndpoints, provider_endpoints};
-use crate::exchange::{ProviderOutcome, ProviderProbe, Service};
+use crate::exchange::{Failure, ProviderOutcome, ProviderProbe, Service};
 
 impl Reconciled for EmailProvider {
     type Status = EmailProviderStatus;
@@ -75,6 +76,9 @@ pub enum Check {
         address: String,
         /// The answer.
         outcome: ProviderOutcome,
+        /// The digest of the inputs it was given for ([`stable_inputs`]), recorded in the
+        /// status with a verdict.
+        inputs: u64,
     },
 }
 
@@ -90,51 +94,104 @@ fn validate(
     p: &EmailProvider,
     secrets: &BTreeMap<SecretKey, Arc<Secret>>,
     allow_insecure: bool,
-) -> std::result::Result<Validated, Check> {
-    let endpoints = provider_endpoints(&p.spec, allow_insecure).map_err(Check::InvalidEndpoints)?;
-    let service = credentials::service(p, &endpoints).map_err(Check::InvalidEndpoints)?;
+) -> std::result::Result<Validated, Box<Check>> {
+    let invalid = |e| Box::new(Check::InvalidEndpoints(e));
+    let endpoints = provider_endpoints(&p.spec, allow_insecure).map_err(invalid)?;
+    let service = credentials::service(p, &endpoints).map_err(invalid)?;
     match credentials::provider_app(p, &endpoints, secrets) {
         Ok(app) => Ok(Validated {
             endpoints,
             service,
             app,
         }),
-        Err(error) => Err(Check::InvalidApp {
+        Err(error) => Err(Box::new(Check::InvalidApp {
             address: endpoints.service_address,
             error,
-        }),
+        })),
     }
 }
 
-/// The backend's answer, or the remembered one while the inputs are unchanged.
-/// The backend's answer, or the remembered one while the inputs are unchanged (a success,
-/// or the app credentials' refusal); with the note of a login pause this probe was the
-/// first to meet.
-async fn probe(p: &EmailProvider, v: Validated, ctx: &Context) -> (Check, Option<String>) {
-    let versions = v
-        .app
-        .as_ref()
-        .map(|a| a.versions.join(","))
-        .unwrap_or_default();
-    let inputs = probe_inputs_digest(&[
+/// The digest of what a provider's verdict depends on but the Secrets' values: its uid,
+/// its spec, the versions of the Secrets it reads (from the cache's metadata).
+fn stable_inputs(p: &EmailProvider, stores: &Stores) -> u64 {
+    let base = probe_inputs_digest(&[
         p.uid().as_deref().unwrap_or_default(),
         &spec_digest(&p.spec),
-        &versions,
-        &v.service.trust().digest(),
     ]);
+    stable_digest(base, &stores.secret_versions(secret_of_provider(p)))
+}
+
+/// A verdict known without reading a Secret: remembered for these inputs, or what the
+/// status records for them (a restart, a new leader).
+fn known(p: &EmailProvider, stable: u64, ctx: &Context) -> Option<Check> {
+    let endpoints = provider_endpoints(&p.spec, ctx.config.allow_insecure_endpoints).ok()?;
+    let (key, cache) = (object_key(p), &ctx.provider_probes);
+    let recorded = p.status.as_ref().map(|s| Recorded {
+        observed: s.observed_generation,
+        inputs: s.verified_inputs.as_deref(),
+        conditions: &s.conditions,
+    });
+    let outcome = cache
+        .get(&key, stable, None)
+        .or_else(|| cache.refusal(&key, stable, None).map(refused))
+        .or_else(|| {
+            let at = (p.metadata.generation, stable);
+            let verdict = restart::trust_verdict(&key, at, recorded, cache, restated(p))?;
+            Some(verdict.unwrap_or_else(refused))
+        })?;
+    Some(Check::Probed {
+        address: endpoints.service_address,
+        outcome,
+        inputs: stable,
+    })
+}
+
+/// The outcome a `Ready` status stands for.
+fn restated(p: &EmailProvider) -> ProviderOutcome {
+    let authenticated = p
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, AUTHENTICATED));
+    let basic = authenticated.is_some_and(|c| c.reason == Reason::NotRequested.as_str());
+    ProviderOutcome {
+        reachable: Ok(()),
+        authenticated: (!basic).then_some(Ok(())),
+    }
+}
+
+fn refused(failure: Failure) -> ProviderOutcome {
+    ProviderOutcome {
+        reachable: Ok(()),
+        authenticated: Some(Err(failure)),
+    }
+}
+
+/// The backend's answer, or the remembered one while the values read are unchanged (a
+/// success, or the app credentials' refusal); with the note of a login pause this probe
+/// was the first to meet.
+async fn probe(
+    p: &EmailProvider,
+    v: Validated,
+    stable: u64,
+    ctx: &Context,
+) -> (Check, Option<String>) {
+    let versions = v.app.as_ref().map(|a| a.versions.join(","));
+    let values = probe_inputs_digest(&[&versions.unwrap_or_default(), &v.service.trust().digest()]);
+    let inputs = Inputs {
+        stable,
+        values: Some(values),
+    };
     let key = object_key(p);
     let probed = |outcome| Check::Probed {
         address: v.endpoints.service_address.clone(),
         outcome,
+        inputs: stable,
     };
-    if let Some(o) = ctx.provider_probes.get(&key, inputs, None) {
-        return (probed(o), None);
-    }
-    if let Some(refused) = ctx.provider_probes.refusal(&key, inputs, None) {
-        let o = ProviderOutcome {
-            reachable: Ok(()),
-            authenticated: Some(Err(refused)),
-        };
+    let cache = &ctx.provider_probes;
+    let remembered = cache
+        .get(&key, stable, inputs.values)
+        .or_else(|| cache.refusal(&key, stable, inputs.values).map(refused));
+    if let Some(o) = remembered {
         return (probed(o), None);
     }
     let credential = v.app.as_ref().map(|a| a.credential.clone());
@@ -147,32 +204,40 @@ async fn probe(p: &EmailProvider, v: Validated, ctx: &Context) -> (Check, Option
     let o = ctx.backend.check_provider(&probe).await;
     let refused = o.authenticated.as_ref().and_then(|a| a.as_ref().err());
     let ok = failure(&o).is_none();
-    refusals::remember(
-        &ctx.provider_probes,
-        &key,
-        inputs,
-        ok.then(|| o.clone()),
-        refused,
-    );
+    refusals::remember(cache, &key, inputs, ok.then(|| o.clone()), refused);
     let notice = identity.and_then(|id| refusals::pause_notice(ctx.backend.as_ref(), &id, refused));
     (probed(o), notice)
 }
 
-async fn apply(p: &EmailProvider, ctx: &Context) -> Step<EmailProviderStatus> {
-    let secrets = match ctx
+/// Read the provider's Secrets, validate and probe.
+async fn verify(
+    p: &EmailProvider,
+    stable: u64,
+    ctx: &Context,
+) -> crate::Result<(Check, Option<String>)> {
+    let secrets = ctx
         .stores
         .read_secrets(&ctx.client, secret_of_provider(p))
-        .await
-    {
-        Ok(secrets) => secrets,
-        Err(e) => return Step::done(Err(e)),
-    };
-    let (check, login_paused) = match validate(p, &secrets, ctx.config.allow_insecure_endpoints) {
-        Ok(v) => probe(p, v, ctx).await,
-        Err(check) => (check, None),
+        .await?;
+    Ok(
+        match validate(p, &secrets, ctx.config.allow_insecure_endpoints) {
+            Ok(v) => probe(p, v, stable, ctx).await,
+            Err(check) => (*check, None),
+        },
+    )
+}
+
+async fn apply(p: &EmailProvider, ctx: &Context) -> Step<EmailProviderStatus> {
+    let stable = stable_inputs(p, &ctx.stores);
+    let (check, login_paused) = match known(p, stable, ctx) {
+        Some(check) => (check, None),
+        None => match verify(p, stable, ctx).await {
+            Ok(verified) => verified,
+            Err(e) => return Step::done(Err(e)),
+        },
     };
     let users = usage::of_provider(&ctx.stores, &p.name_any());
-    let new = build_status(p, &check, &users, Timestamp::now());
+    let new = build_status(p, &check, &users, super::clock::now());
     let result = match check {
         Check::InvalidEndpoints(e) | Check::InvalidApp { error: e, .. } => Err(e),
         Check::Probed { outcome, .. } => match failure(&outcome) {
@@ -217,6 +282,23 @@ pub fn build_status(
         service_address: address,
         mailbox_count: status_writer::count(users.bindings),
         service_account_count: status_writer::count(users.accounts),
+        verified_inputs: verdict_inputs(check).map(recorded_inputs),
+    }
+}
+
+/// The inputs of a verdict worth trusting after a restart: the backend confirmed the
+/// provider, or refused its app credentials (not to be sent again).
+fn verdict_inputs(check: &Check) -> Option<u64> {
+    let Check::Probed {
+        outcome, inputs, ..
+    } = check
+    else {
+        return None;
+    };
+    match failure(outcome) {
+        None => Some(*inputs),
+        Some(f) if f.reason == Reason::InvalidCredentials => Some(*inputs),
+        Some(_) => None,
     }
 }
 

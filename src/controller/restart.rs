@@ -6,17 +6,16 @@
 //! due a period after that time (or, that being past, spread over the next period, as the
 //! verifications were spread before).
 //!
-//! [`Checked::stable`]: super::binding::Checked::stable
+//! [`Checked::stable`]: super::binding_probe::Checked::stable
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 use tokio::time::Instant;
 
-use super::probe_cache::{Confirmed, ProbeCache};
+use super::probe_cache::{Confirmed, ProbeCache, probe_inputs_digest};
 use crate::api::MailboxBinding;
-use crate::api::conditions::{self, CALENDAR_CONNECTED, READY, Reason, VERIFIED};
-use crate::cache::object_key;
+use crate::api::conditions::{self, AUTHENTICATED, CALENDAR_CONNECTED, READY, Reason, VERIFIED};
+use crate::cache::{SecretKey, object_key};
 use crate::exchange::Failure;
 
 /// How a digest of inputs is written in a status.
@@ -24,9 +23,19 @@ pub fn recorded(stable: u64) -> String {
     format!("{stable:016x}")
 }
 
+/// A digest of `base` (specs and such) with the resourceVersions of the Secrets read,
+/// computed from the cache's metadata before any Secret's data is read.
+pub fn stable_digest(base: u64, secrets: &[(SecretKey, Option<String>)]) -> u64 {
+    let versions: Vec<String> = secrets
+        .iter()
+        .map(|((ns, name), v)| format!("{ns}/{name}@{}", v.as_deref().unwrap_or("-")))
+        .collect();
+    probe_inputs_digest(&[&base.to_string(), &versions.join(",")])
+}
+
 /// The monotonic instant of a wall-clock time in the past (now, for one in the future).
 pub fn instant_of(time: &Time) -> Instant {
-    let ago = Timestamp::now().duration_since(time.0);
+    let ago = super::clock::now().duration_since(time.0);
     let ago = std::time::Duration::try_from(ago).unwrap_or_default();
     Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
 }
@@ -43,12 +52,18 @@ pub fn describes(
 
 /// The verdict a binding's status records for these inputs, taken into `cache`: a
 /// confirmation at its `lastVerifiedTime`, or a refusal of the credentials (not sent
-/// again). `None` when the status does not describe them.
+/// again). `None` when the status does not describe them, or when `cache` knows the
+/// binding already (its own verification came due: the status is not a reason to skip
+/// it).
 pub fn trust_binding(
     b: &MailboxBinding,
     stable: u64,
     cache: &ProbeCache<Confirmed>,
 ) -> Option<Result<Confirmed, Failure>> {
+    let key = object_key(b);
+    if cache.knows(&key) {
+        return None;
+    }
     let s = b.status.as_ref()?;
     let current = describes(
         b.meta().generation,
@@ -60,7 +75,6 @@ pub fn trust_binding(
         return None;
     }
     let verified = conditions::find(&s.conditions, VERIFIED)?;
-    let key = object_key(b);
     if is_true(&s.conditions, READY) && verified.status == "True" {
         let at = s.last_verified_time.as_ref()?;
         let calendar = is_true(&s.conditions, CALENDAR_CONNECTED);
@@ -71,6 +85,55 @@ pub fn trust_binding(
     if verified.reason == Reason::InvalidCredentials.as_str() {
         let refused = Failure::new(Reason::InvalidCredentials, verified.message.clone());
         cache.refuse(&key, stable, refused.clone());
+        return Some(Err(refused));
+    }
+    None
+}
+
+/// What a provider's or account's status says, as far as its verdict goes.
+pub struct Recorded<'a> {
+    /// `status.observedGeneration`.
+    pub observed: Option<i64>,
+    /// `status.verifiedInputs`.
+    pub inputs: Option<&'a str>,
+    /// `status.conditions`.
+    pub conditions: &'a [Condition],
+}
+
+/// The verdict a provider's or account's status records for these inputs, taken into
+/// `cache`: `Ready` (as `value`, due a period after `Ready` last turned, spread when
+/// that is past), or the refusal of its credentials. `None` when the status does not
+/// describe them.
+pub fn trust_verdict<T: Clone>(
+    key: &str,
+    (generation, stable): (Option<i64>, u64),
+    recorded: Option<Recorded<'_>>,
+    cache: &ProbeCache<T>,
+    value: T,
+) -> Option<Result<T, Failure>> {
+    let s = recorded.filter(|_| !cache.knows(key))?;
+    if !describes(generation, s.observed, s.inputs, stable) {
+        return None;
+    }
+    if let Some(ready) = conditions::find(s.conditions, READY).filter(|c| c.status == "True") {
+        cache.trust(
+            key,
+            stable,
+            value.clone(),
+            instant_of(&ready.last_transition_time),
+        );
+        return Some(Ok(value));
+    }
+    let authenticated = conditions::find(s.conditions, AUTHENTICATED)?;
+    if authenticated.status == "False"
+        && authenticated.reason == Reason::InvalidCredentials.as_str()
+    {
+        // The message as the status has it, without the reason an error's text leads with.
+        let message = &authenticated.message;
+        let prefix = format!("{}: ", Reason::InvalidCredentials.as_str());
+        let message = message.strip_prefix(&prefix).unwrap_or(message);
+        let refused = Failure::new(Reason::InvalidCredentials, message.to_string());
+        cache.refuse(key, stable, refused.clone());
         return Some(Err(refused));
     }
     None

@@ -7,9 +7,10 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::context::Context;
-use super::probe_cache::{probe_inputs_digest, spec_digest};
+use super::probe_cache::{Inputs, probe_inputs_digest, spec_digest};
 use super::reconciled::{HeldWhileUsed, Reconciled, Step, reverify_later};
 use super::refusals;
+use super::restart::{self, Recorded, stable_digest};
 use super::{credentials, status_writer};
 use crate::api::conditions::{self, AUTHENTICATED, Desired, Reason};
 use crate::api::{ExchangeServiceAccount, ExchangeServiceAccountStatus};
@@ -100,27 +101,69 @@ fn validate(
     })
 }
 
-/// Authenticate, or remember that it worked while the inputs are unchanged.
-/// Authenticate, or restate what was remembered while the inputs are unchanged (a
+/// The digest of what an account's verdict depends on but the Secrets' values: its uid
+/// and spec, its provider's spec, the versions of the Secrets read (cache metadata).
+fn stable_inputs(
+    a: &ExchangeServiceAccount,
+    provider: Option<&EmailProvider>,
+    secrets: &[(SecretKey, Option<String>)],
+    allow_insecure: bool,
+) -> u64 {
+    let base = probe_inputs_digest(&[
+        a.uid().as_deref().unwrap_or_default(),
+        &spec_digest(&a.spec),
+        &provider.map(|p| spec_digest(&p.spec)).unwrap_or_default(),
+        &allow_insecure.to_string(),
+    ]);
+    stable_digest(base, secrets)
+}
+
+/// A verdict known without reading a Secret: remembered for these inputs, or what the
+/// status records for them (a restart, a new leader).
+fn known(a: &ExchangeServiceAccount, stable: u64, ctx: &Context) -> Option<Result<()>> {
+    let (key, cache) = (object_key(a), &ctx.account_probes);
+    if cache.get(&key, stable, None).is_some() {
+        return Some(Ok(()));
+    }
+    if let Some(refused) = cache.refusal(&key, stable, None) {
+        return Some(Err(refused.into()));
+    }
+    let recorded = a.status.as_ref().map(|s| Recorded {
+        observed: s.observed_generation,
+        inputs: s.verified_inputs.as_deref(),
+        conditions: &s.conditions,
+    });
+    let at = (a.metadata.generation, stable);
+    restart::trust_verdict(&key, at, recorded, cache, ()).map(|v| v.map_err(Error::from))
+}
+
+/// Authenticate, or restate what was remembered while the values read are unchanged (a
 /// success, or the refusal of the credentials); with the note of a login pause this
 /// probe was the first to meet.
 async fn probe(
     a: &ExchangeServiceAccount,
     v: Validated,
+    stable: u64,
     ctx: &Context,
 ) -> (Result<()>, Option<String>) {
     let key = object_key(a);
-    let inputs = probe_inputs_digest(&[
-        a.uid().as_deref().unwrap_or_default(),
-        &spec_digest(&a.spec),
+    let values = probe_inputs_digest(&[
         &v.provider_spec,
         &v.creds.versions.join(","),
         &v.service.trust().digest(),
     ]);
-    if ctx.account_probes.get(&key, inputs, None).is_some() {
+    let inputs = Inputs {
+        stable,
+        values: Some(values),
+    };
+    if ctx
+        .account_probes
+        .get(&key, stable, inputs.values)
+        .is_some()
+    {
         return (Ok(()), None);
     }
-    if let Some(refused) = ctx.account_probes.refusal(&key, inputs, None) {
+    if let Some(refused) = ctx.account_probes.refusal(&key, stable, inputs.values) {
         return (Err(refused.into()), None);
     }
     let result = ctx
@@ -128,16 +171,27 @@ async fn probe(
         .authenticate(&v.provider, &v.service, &v.creds.credential)
         .await;
     let refused = result.as_ref().err();
-    refusals::remember(
-        &ctx.account_probes,
-        &key,
-        inputs,
-        result.is_ok().then_some(()),
-        refused,
-    );
+    let ok = result.is_ok().then_some(());
+    refusals::remember(&ctx.account_probes, &key, inputs, ok, refused);
     let identity = login_identity(&v.creds.credential, "");
     let notice = refusals::pause_notice(ctx.backend.as_ref(), &identity, refused);
     (result.map_err(Error::from), notice)
+}
+
+/// Read the Secrets, validate and authenticate.
+async fn verify(
+    a: &ExchangeServiceAccount,
+    provider: Option<Arc<Guarded<EmailProvider>>>,
+    (keys, stable): (Vec<SecretKey>, u64),
+    ctx: &Context,
+) -> Result<(Result<()>, Option<String>)> {
+    let secrets = ctx.stores.read_secrets(&ctx.client, keys).await?;
+    Ok(
+        match validate(a, provider, &secrets, ctx.config.allow_insecure_endpoints) {
+            Ok(v) => probe(a, v, stable, ctx).await,
+            Err(e) => (Err(e), None),
+        },
+    )
 }
 
 async fn apply(a: &ExchangeServiceAccount, ctx: &Context) -> Step<ExchangeServiceAccountStatus> {
@@ -145,30 +199,43 @@ async fn apply(a: &ExchangeServiceAccount, ctx: &Context) -> Step<ExchangeServic
     // provider's app) reads.
     let provider = ctx.stores.provider(&a.spec.provider_ref.name);
     let typed = provider.as_ref().and_then(|g| g.0.as_ref().ok());
-    let keys = secrets_of_account(a)
+    let keys: Vec<SecretKey> = secrets_of_account(a)
         .into_iter()
-        .chain(typed.and_then(secret_of_provider));
-    let secrets = match ctx.stores.read_secrets(&ctx.client, keys).await {
-        Ok(secrets) => secrets,
-        Err(e) => return Step::done(Err(e)),
+        .chain(typed.and_then(secret_of_provider))
+        .collect();
+    let versions = ctx.stores.secret_versions(keys.clone());
+    let stable = stable_inputs(a, typed, &versions, ctx.config.allow_insecure_endpoints);
+    let (checked, login_paused) = match known(a, stable, ctx) {
+        Some(verdict) => (verdict, None),
+        None => match verify(a, provider.clone(), (keys, stable), ctx).await {
+            Ok(verified) => verified,
+            Err(e) => return Step::done(Err(e)),
+        },
     };
-    let (checked, login_paused) =
-        match validate(a, provider, &secrets, ctx.config.allow_insecure_endpoints) {
-            Ok(v) => probe(a, v, ctx).await,
-            Err(e) => (Err(e), None),
-        };
     let users = usage::of_account(&ctx.stores, &a.name_any());
-    let new = build_status(a, &checked, &users, Timestamp::now());
+    let inputs = is_verdict(&checked).then_some(stable);
+    let new = build_status(a, (&checked, inputs), &users, super::clock::now());
     Step {
         login_paused,
         ..Step::write(new, checked.map(|()| reverify_later()))
     }
 }
 
+/// Whether a check is a verdict worth trusting after a restart: the credentials worked,
+/// or were refused (not to be sent again).
+fn is_verdict(checked: &Result<()>) -> bool {
+    match checked {
+        Ok(()) => true,
+        Err(e) => e.reason() == Some(Reason::InvalidCredentials),
+    }
+}
+
 /// Pure: the complete status of a service account from its check and its users.
+///
+/// `inputs`: the digest of what a verdict was reached with, recorded for a restart.
 pub fn build_status(
     a: &ExchangeServiceAccount,
-    checked: &Result<()>,
+    (checked, inputs): (&Result<()>, Option<u64>),
     users: &Users,
     now: Timestamp,
 ) -> ExchangeServiceAccountStatus {
@@ -182,6 +249,7 @@ pub fn build_status(
             now,
         ),
         mailbox_count: status_writer::count(users.bindings),
+        verified_inputs: inputs.map(restart::recorded),
     }
 }
 
