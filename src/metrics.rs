@@ -67,6 +67,7 @@ pub struct Metrics {
     token_requests: Family<ResultLabels, Counter>,
     probes: Family<ProbeLabels, Counter>,
     objects: Family<ObjectLabels, Gauge>,
+    last_verification: Family<KindLabels, Gauge>,
     leader: Gauge,
 }
 
@@ -118,6 +119,12 @@ impl Metrics {
             "mailops objects by kind and Ready status",
             objects.clone(),
         );
+        let last_verification = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "last_verification_timestamp_seconds",
+            "When Exchange last confirmed an object of this kind (Unix seconds): the exact time, where status.lastVerifiedTime moves at most daily",
+            last_verification.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -132,8 +139,15 @@ impl Metrics {
             token_requests,
             probes,
             objects,
+            last_verification,
             leader,
         }
+    }
+
+    /// Exchange confirmed an object of `kind` at `at` (Unix seconds).
+    pub fn verified(&self, kind: &'static str, at: i64) {
+        let gauge = self.last_verification.get_or_create(&KindLabels { kind });
+        gauge.set(gauge.get().max(at));
     }
 
     /// Count one finished reconcile and its duration.

@@ -124,6 +124,12 @@ async fn first_operator() -> BTreeMap<String, Value> {
             .unwrap();
     }
     assert_eq!(h.backend.mailbox_calls(), 3);
+    // The exact time of the latest verification, which the status rounds to a day.
+    let metrics = h.ctx.metrics.encode();
+    for kind in ["EmailProvider", "ExchangeServiceAccount", "MailboxBinding"] {
+        let line = format!("mailops_last_verification_timestamp_seconds{{kind=\"{kind}\"}} ");
+        assert!(metrics.contains(&line), "{kind}: {metrics}");
+    }
     statuses(&writes)
 }
 

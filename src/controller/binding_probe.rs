@@ -242,7 +242,11 @@ async fn probe(
     let key = object_key(b);
     let failure = failure_of(&outcome);
     let cache = &ctx.mailbox_probes;
-    refusals::remember(cache, &key, inputs, Confirmed::of(&outcome, at), failure);
+    let confirmed = Confirmed::of(&outcome, at);
+    if confirmed.is_some() {
+        ctx.metrics.verified("MailboxBinding", at.as_second());
+    }
+    refusals::remember(cache, &key, inputs, confirmed, failure);
     let identity = login_identity(&p.creds.credential, &r.login);
     let login_paused = refusals::pause_notice(ctx.backend.as_ref(), &identity, failure);
     Probed {

@@ -204,6 +204,10 @@ async fn probe(
     let o = ctx.backend.check_provider(&probe).await;
     let refused = o.authenticated.as_ref().and_then(|a| a.as_ref().err());
     let ok = failure(&o).is_none();
+    if ok {
+        ctx.metrics
+            .verified("EmailProvider", super::clock::now().as_second());
+    }
     refusals::remember(cache, &key, inputs, ok.then(|| o.clone()), refused);
     let notice = identity.and_then(|id| refusals::pause_notice(ctx.backend.as_ref(), &id, refused));
     (probed(o), notice)

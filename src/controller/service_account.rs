@@ -172,6 +172,10 @@ async fn probe(
         .await;
     let refused = result.as_ref().err();
     let ok = result.is_ok().then_some(());
+    if ok.is_some() {
+        let now = super::clock::now().as_second();
+        ctx.metrics.verified("ExchangeServiceAccount", now);
+    }
     refusals::remember(&ctx.account_probes, &key, inputs, ok, refused);
     let identity = login_identity(&v.creds.credential, "");
     let notice = refusals::pause_notice(ctx.backend.as_ref(), &identity, refused);
