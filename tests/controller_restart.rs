@@ -105,7 +105,16 @@ fn status_of(written: &BTreeMap<String, Value>, kind: &str, name: &str) -> Value
 
 /// The first operator: every object verified, its statuses written.
 async fn first_operator() -> BTreeMap<String, Value> {
-    let mut h = harness();
+    first_operator_with(FakeBackend::new()).await.0
+}
+
+/// The statuses the first operator wrote, and its metrics.
+async fn first_operator_with(backend: FakeBackend) -> (BTreeMap<String, Value>, String) {
+    let config = OperatorConfig {
+        identity: "test".into(),
+        ..OperatorConfig::default()
+    };
+    let mut h = harness_with_backend(config, backend);
     let writes = accepting(h.handle.take().unwrap());
     secrets(&mut h, None);
     h.namespace("team-a", &[]);
@@ -114,9 +123,8 @@ async fn first_operator() -> BTreeMap<String, Value> {
     run(controller::reconcile_provider(p, h.ctx.clone()))
         .await
         .unwrap();
-    run(controller::reconcile_service_account(a, h.ctx.clone()))
-        .await
-        .unwrap();
+    // A refused account is an error of its reconcile (it waits for a change).
+    let _ = run(controller::reconcile_service_account(a, h.ctx.clone())).await;
     for name in MAILBOXES {
         let b = h.binding(binding(name));
         run(controller::reconcile_binding(b, h.ctx.clone()))
@@ -124,13 +132,7 @@ async fn first_operator() -> BTreeMap<String, Value> {
             .unwrap();
     }
     assert_eq!(h.backend.mailbox_calls(), 3);
-    // The exact time of the latest verification, which the status rounds to a day.
-    let metrics = h.ctx.metrics.encode();
-    for kind in ["EmailProvider", "ExchangeServiceAccount", "MailboxBinding"] {
-        let line = format!("mailops_last_verification_timestamp_seconds{{kind=\"{kind}\"}} ");
-        assert!(metrics.contains(&line), "{kind}: {metrics}");
-    }
-    statuses(&writes)
+    (statuses(&writes), h.ctx.metrics.encode())
 }
 
 /// A second operator over the objects as the first left them (and, with `changed`, one
@@ -158,9 +160,8 @@ async fn restarted(written: &BTreeMap<String, Value>, changed: Option<&str>) -> 
     run(controller::reconcile_provider(p, h.ctx.clone()))
         .await
         .unwrap();
-    run(controller::reconcile_service_account(a, h.ctx.clone()))
-        .await
-        .unwrap();
+    // A refused account is an error of its reconcile (it waits for a change).
+    let _ = run(controller::reconcile_service_account(a, h.ctx.clone())).await;
     let mut bindings = BTreeMap::new();
     for name in MAILBOXES {
         let status = status_of(written, "mailboxbindings", name);
@@ -192,7 +193,12 @@ async fn due_within<T: Clone>(
 
 #[tokio::test(start_paused = true)]
 async fn a_restart_over_current_statuses_writes_and_asks_nothing_then_verifies_each_once() {
-    let written = first_operator().await;
+    let (written, metrics) = first_operator_with(FakeBackend::new()).await;
+    // The exact time of the latest verification, which the status rounds to a day.
+    for kind in ["EmailProvider", "ExchangeServiceAccount", "MailboxBinding"] {
+        let line = format!("mailops_last_verification_timestamp_seconds{{kind=\"{kind}\"}} ");
+        assert!(metrics.contains(&line), "{kind}: {metrics}");
+    }
     assert!(
         written
             .values()
@@ -349,5 +355,34 @@ async fn steady_state_writes_at_most_one_status_per_binding_a_day() {
         writes.len() >= n * (DAYS as usize - 1),
         "lastVerifiedTime still moves daily: {} writes",
         writes.len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_credentials_recorded_in_a_status_are_not_sent_again_after_a_restart() {
+    let backend = FakeBackend::new();
+    let refused = Failure::new(Reason::InvalidCredentials, "the password was refused");
+    backend.fail_authentication("exchange", refused);
+    let (written, _) = first_operator_with(backend).await;
+    let account = status_of(&written, "exchangeserviceaccounts", "svc");
+    assert_eq!(
+        condition(&json!({"status": account}), "Ready")["reason"],
+        "InvalidCredentials"
+    );
+    let r = restarted(&written, None).await;
+    assert_eq!(
+        r.h.backend.auth_calls(),
+        0,
+        "a refusal is not retried on a timer or a restart"
+    );
+    assert!(r.writes.lock().unwrap().is_empty(), "{:?}", r.writes);
+    assert!(
+        due_within(
+            &r.h.ctx.account_probes,
+            r.h.ctx.config.reverify_interval * 2
+        )
+        .await
+        .is_empty(),
+        "and it never comes due: it waits for a change"
     );
 }

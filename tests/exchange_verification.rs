@@ -1,17 +1,13 @@
-//! The real Exchange client against a fake Entra ID + EWS + Graph: success paths and how
-//! each kind of failure is reported (reason and message).
+//! The real Exchange client against a fake Entra ID + EWS + Graph: a mailbox verified over
+//! EWS and Graph (Basic, impersonation, app tokens), what each refusal of a mailbox is
+//! reported as, and what a provider check counts as reachable.
 
 mod exchange_fake;
 
-use std::time::Duration;
-
+use exchange_fake::Behaviour;
 use exchange_fake::harness::*;
-use exchange_fake::{Behaviour, Mode};
 use mailops::api::conditions::Reason;
-use mailops::exchange::{Credential, MailBackend, OAuthApp};
-use secrecy::SecretString;
-
-// ---------------------------------------------------------------- success paths
+use mailops::exchange::{MailBackend, ProviderProbe};
 
 #[tokio::test]
 async fn ews_basic_login_opens_inbox_and_calendar_without_impersonation() {
@@ -136,84 +132,6 @@ async fn graph_app_only_opens_inbox_and_calendar() {
 // ---------------------------------------------------------------- Entra ID errors
 
 #[tokio::test]
-async fn wrong_client_secret_is_invalid_credentials_with_aadsts7000215() {
-    let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
-    let outcome = h.verify(&h.probe(ALICE, h.app(APP, "wrong"), true)).await;
-    let f = failure(&outcome);
-    assert_eq!(f.reason, Reason::InvalidCredentials);
-    assert_eq!(
-        f.message,
-        "Entra ID: AADSTS7000215: the client secret is wrong or expired (invalid_client)"
-    );
-    assert!(outcome.calendar.is_none());
-    assert!(
-        h.fake.requests_to("/v1.0/").is_empty(),
-        "no mailbox request without a token"
-    );
-    let metrics = h.metrics.encode();
-    assert!(
-        metrics.contains(r#"mailops_token_requests_total{result="InvalidCredentials"} 1"#),
-        "{metrics}"
-    );
-}
-
-#[tokio::test]
-async fn unknown_application_is_reported_with_aadsts700016() {
-    let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
-    let f = h
-        .client
-        .authenticate("p", &h.service(), &h.app("no-such-app", SECRET))
-        .await
-        .unwrap_err();
-    assert_eq!(f.reason, Reason::InvalidCredentials);
-    assert_eq!(
-        f.message,
-        "Entra ID: AADSTS700016: application not found in the tenant (unauthorized_client)"
-    );
-}
-
-#[tokio::test]
-async fn unknown_tenant_is_reported_with_aadsts90002() {
-    let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
-    let Credential::ClientCredentials(OAuthApp { authority, .. }) = h.app(APP, SECRET) else {
-        unreachable!()
-    };
-    let credential = Credential::ClientCredentials(OAuthApp {
-        authority,
-        tenant_id: "fabrikam".into(),
-        client_id: APP.into(),
-        client_secret: SecretString::from(SECRET),
-        scopes: vec![],
-    });
-    let f = h
-        .client
-        .authenticate("p", &h.service(), &credential)
-        .await
-        .unwrap_err();
-    assert_eq!(f.reason, Reason::InvalidCredentials);
-    assert_eq!(
-        f.message,
-        "Entra ID: AADSTS90002: tenant not found (invalid_request)"
-    );
-}
-
-#[tokio::test]
-async fn expired_refresh_token_is_invalid_credentials() {
-    let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
-    let outcome = h.verify(&h.probe(ALICE, h.refresh("stale"), false)).await;
-    let f = failure(&outcome);
-    assert_eq!(f.reason, Reason::InvalidCredentials);
-    assert!(
-        f.message.starts_with("Entra ID: AADSTS700082:"),
-        "{}",
-        f.message
-    );
-    assert!(f.message.ends_with("(invalid_grant)"), "{}", f.message);
-}
-
-// ---------------------------------------------------------------- mailbox errors
-
-#[tokio::test]
 async fn unknown_mailbox_over_ews_is_mailbox_not_found() {
     let h = harness(
         Behaviour::default().user("svc", "pw").mailboxes(&[ALICE]),
@@ -326,133 +244,124 @@ async fn ews_wrong_password_is_invalid_credentials() {
 // ---------------------------------------------------------------- throttling, timeouts, garbage
 
 #[tokio::test]
-async fn graph_429_is_throttled_with_retry_after() {
-    let mut behaviour = graph_behaviour(&["Mail.Read"]);
-    behaviour.graph_mode = Mode::Throttle("37".into());
-    let h = harness(behaviour, "Microsoft365").await;
-    let outcome = h.verify(&h.probe(ALICE, h.app(APP, SECRET), true)).await;
+async fn sending_needs_the_mail_send_role() {
+    let without = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
+    let mut probe = without.probe(ALICE, without.app(APP, SECRET), true);
+    probe.check_send = true;
+    probe.check_calendar = true;
+    let outcome = without.verify(&probe).await;
     let f = failure(&outcome);
-    assert_eq!(f.reason, Reason::Throttled);
-    assert_eq!(f.retry_after, Some(Duration::from_secs(37)));
-    assert!(f.message.contains("HTTP 429"), "{}", f.message);
-}
-
-#[tokio::test]
-async fn token_429_with_an_http_date_is_throttled() {
-    let mut behaviour = graph_behaviour(&["Mail.Read"]);
-    let later = std::time::SystemTime::now() + Duration::from_secs(600);
-    behaviour.token_mode = Mode::Throttle(httpdate::fmt_http_date(later));
-    let h = harness(behaviour, "Microsoft365").await;
-    let f = h
-        .client
-        .authenticate("p", &h.service(), &h.app(APP, SECRET))
-        .await
-        .unwrap_err();
-    assert_eq!(f.reason, Reason::Throttled);
-    let delay = f.retry_after.expect("a Retry-After date gives a delay");
-    assert!(
-        delay > Duration::from_secs(500) && delay <= Duration::from_secs(600),
-        "{delay:?}"
-    );
-}
-
-#[tokio::test]
-async fn a_hanging_graph_times_out_as_unreachable() {
-    let mut behaviour = graph_behaviour(&["Mail.Read"]);
-    behaviour.graph_mode = Mode::Hang;
-    let h = harness_with(
-        behaviour,
-        "Microsoft365",
-        config(Duration::from_millis(1500), 8),
-    )
-    .await;
-    let outcome = h.verify(&h.probe(ALICE, h.app(APP, SECRET), true)).await;
-    let f = failure(&outcome);
-    assert_eq!(f.reason, Reason::Unreachable);
-    assert!(
-        f.message.contains("timed out after 1500ms"),
-        "{}",
-        f.message
-    );
-    assert!(
-        f.message
-            .starts_with("Microsoft Graph at https://127.0.0.1:"),
-        "{}",
-        f.message
-    );
-}
-
-#[tokio::test]
-async fn a_hanging_token_endpoint_times_out_as_unreachable() {
-    let mut behaviour = graph_behaviour(&["Mail.Read"]);
-    behaviour.token_mode = Mode::Hang;
-    let h = harness_with(
-        behaviour,
-        "Microsoft365",
-        config(Duration::from_millis(1500), 8),
-    )
-    .await;
-    let f = h
-        .client
-        .authenticate("p", &h.service(), &h.app(APP, SECRET))
-        .await
-        .unwrap_err();
-    assert_eq!(f.reason, Reason::Unreachable);
-    assert!(f.message.contains("the token endpoint"), "{}", f.message);
-    assert!(
-        f.message.contains("timed out after 1500ms"),
-        "{}",
-        f.message
-    );
-}
-
-#[tokio::test]
-async fn malformed_ews_xml_is_a_clear_failure() {
-    let mut behaviour = Behaviour::default().user("svc", "pw").mailboxes(&[ALICE]);
-    behaviour.ews_mode = Mode::Malformed;
-    let h = harness(behaviour, "Exchange").await;
-    let outcome = h.verify(&h.probe(ALICE, basic("svc", "pw"), true)).await;
-    let f = failure(&outcome);
-    assert_eq!(f.reason, Reason::UnexpectedResponse);
-    assert!(
-        f.message.starts_with(&format!(
-            "EWS at {}/EWS/Exchange.asmx answered HTTP 200 with malformed XML:",
-            h.fake.base()
-        )),
-        "{}",
-        f.message
-    );
-}
-
-#[tokio::test]
-async fn malformed_graph_json_is_a_clear_failure() {
-    let mut behaviour = graph_behaviour(&["Mail.Read"]);
-    behaviour.graph_mode = Mode::Malformed;
-    let h = harness(behaviour, "Microsoft365").await;
-    let outcome = h.verify(&h.probe(ALICE, h.app(APP, SECRET), true)).await;
-    let f = failure(&outcome);
-    assert_eq!(f.reason, Reason::UnexpectedResponse);
+    assert_eq!(f.reason, Reason::MissingPermission);
     assert_eq!(
         f.message,
-        "Microsoft Graph answered HTTP 200 for the inbox of alice@contoso.com with malformed JSON (no folder id)"
+        "sending is enabled but the access token lacks the Mail.Send permission (it has: Mail.Read); grant Mail.Send to the app and consent"
     );
+    // The mailbox itself was reached, so the calendar is still checked.
+    assert_eq!(outcome.calendar, Some(Ok(())));
+
+    let with = harness(graph_behaviour(&["Mail.Read", "Mail.Send"]), "Microsoft365").await;
+    let mut probe = with.probe(ALICE, with.app(APP, SECRET), true);
+    probe.check_send = true;
+    assert_eq!(with.verify(&probe).await.mailbox, Ok(()));
+}
+
+// ---------------------------------------------------------------- limits
+
+#[tokio::test]
+async fn basic_credentials_cannot_talk_to_graph() {
+    let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
+    let outcome = h.verify(&h.probe(ALICE, basic(ALICE, "pw"), false)).await;
+    assert_eq!(failure(&outcome).reason, Reason::AuthMethodMismatch);
+    assert!(h.fake.recorded().is_empty());
 }
 
 #[tokio::test]
-async fn a_malformed_token_response_is_a_clear_failure() {
-    let mut behaviour = graph_behaviour(&["Mail.Read"]);
-    behaviour.token_mode = Mode::Malformed;
-    let h = harness(behaviour, "Microsoft365").await;
+async fn a_basic_service_account_authenticates_without_a_mailbox_of_its_own() {
+    let h = harness(Behaviour::default().user("svc", "pw"), "Exchange").await;
+    let service = h.service();
+    assert_eq!(
+        h.client
+            .authenticate("p", &service, &basic("svc", "pw"))
+            .await,
+        Ok(())
+    );
     let f = h
         .client
-        .authenticate("p", &h.service(), &h.app(APP, SECRET))
+        .authenticate("p", &service, &basic("svc", "bad"))
         .await
         .unwrap_err();
-    assert_eq!(f.reason, Reason::UnexpectedResponse);
-    assert!(
-        f.message
-            .contains("answered with something that is not a token response"),
-        "{}",
-        f.message
+    assert_eq!(f.reason, Reason::InvalidCredentials);
+}
+
+#[tokio::test]
+async fn provider_check_counts_any_http_answer_as_reachable_and_gets_a_token() {
+    let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
+    let outcome = h
+        .client
+        .check_provider(&ProviderProbe {
+            provider: "p".into(),
+            service: h.service(),
+            credential: Some(h.app(APP, SECRET)),
+        })
+        .await;
+    // The fake answers GET /v1.0 with 404: still an answer.
+    assert_eq!(outcome.reachable, Ok(()));
+    assert_eq!(outcome.authenticated, Some(Ok(())));
+
+    let ews = harness(Behaviour::default(), "Exchange").await;
+    let outcome = ews
+        .client
+        .check_provider(&ProviderProbe {
+            provider: "p".into(),
+            service: ews.service(),
+            credential: None,
+        })
+        .await;
+    assert_eq!(outcome.reachable, Ok(()));
+    assert_eq!(outcome.authenticated, None);
+}
+
+#[tokio::test]
+async fn the_fake_ews_refuses_an_unquoted_soap_action() {
+    let h = harness(
+        Behaviour::default().user(ALICE, "pw").mailboxes(&[ALICE]),
+        "Exchange",
+    )
+    .await;
+    let url = format!("{}/EWS/Exchange.asmx", h.fake.base());
+    let action = "http://schemas.microsoft.com/exchange/services/2006/messages/GetFolder";
+    let ca = reqwest::Certificate::from_pem(h.fake.ca_pem().as_bytes()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let send = |soap_action: String| {
+        http.post(&url)
+            .basic_auth(ALICE, Some("pw"))
+            .header("SOAPAction", soap_action)
+            .body(mailops::exchange::ews::get_folder_envelope("inbox", None))
+            .send()
+    };
+    let unquoted = send(action.to_string()).await.unwrap();
+    assert_eq!(unquoted.status(), 400);
+    let quoted = send(format!("\"{action}\"")).await.unwrap();
+    assert_eq!(quoted.status(), 200);
+}
+
+#[tokio::test]
+async fn ews_requests_carry_a_quoted_soap_action() {
+    let h = harness(
+        Behaviour::default().user(ALICE, "pw").mailboxes(&[ALICE]),
+        "Exchange",
+    )
+    .await;
+    let outcome = h.verify(&h.probe(ALICE, basic(ALICE, "pw"), false)).await;
+    assert_eq!(outcome.mailbox, Ok(()));
+    let request = &h.fake.requests_to("/EWS/")[0];
+    assert_eq!(
+        request.headers["soapaction"],
+        r#""http://schemas.microsoft.com/exchange/services/2006/messages/GetFolder""#
     );
 }
+
+// ---------------------------------------------------------------- oversized answers

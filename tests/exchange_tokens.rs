@@ -1,6 +1,6 @@
-//! The real Exchange client against a fake Entra ID + EWS + Graph: token sharing and
-//! renewal, refresh-token rotation, permission checks, concurrency limits, provider checks
-//! and endpoint policy.
+//! The real Exchange client against a fake Entra ID: what each refusal of the app or the
+//! refresh token is reported as, one token shared and renewed ahead of expiry, a revoked
+//! token replaced once, a rotated refresh token handed back (and stored first).
 
 mod exchange_fake;
 
@@ -8,17 +8,89 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use exchange_fake::harness::*;
-use exchange_fake::{Behaviour, FakeExchange, Grant};
+use exchange_fake::{Behaviour, Grant};
 use mailops::api::conditions::Reason;
-use mailops::exchange::client::ExchangeClient;
-use mailops::exchange::{
-    Credential, MailBackend, MailboxProbe, OAuthApp, ProviderProbe, Service, Trust,
-};
-use mailops::metrics::Metrics;
+use mailops::exchange::{Credential, MailBackend, OAuthApp};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
-// ---------------------------------------------------------------- tokens
+#[tokio::test]
+async fn wrong_client_secret_is_invalid_credentials_with_aadsts7000215() {
+    let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
+    let outcome = h.verify(&h.probe(ALICE, h.app(APP, "wrong"), true)).await;
+    let f = failure(&outcome);
+    assert_eq!(f.reason, Reason::InvalidCredentials);
+    assert_eq!(
+        f.message,
+        "Entra ID: AADSTS7000215: the client secret is wrong or expired (invalid_client)"
+    );
+    assert!(outcome.calendar.is_none());
+    assert!(
+        h.fake.requests_to("/v1.0/").is_empty(),
+        "no mailbox request without a token"
+    );
+    let metrics = h.metrics.encode();
+    assert!(
+        metrics.contains(r#"mailops_token_requests_total{result="InvalidCredentials"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_application_is_reported_with_aadsts700016() {
+    let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
+    let f = h
+        .client
+        .authenticate("p", &h.service(), &h.app("no-such-app", SECRET))
+        .await
+        .unwrap_err();
+    assert_eq!(f.reason, Reason::InvalidCredentials);
+    assert_eq!(
+        f.message,
+        "Entra ID: AADSTS700016: application not found in the tenant (unauthorized_client)"
+    );
+}
+
+#[tokio::test]
+async fn unknown_tenant_is_reported_with_aadsts90002() {
+    let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
+    let Credential::ClientCredentials(OAuthApp { authority, .. }) = h.app(APP, SECRET) else {
+        unreachable!()
+    };
+    let credential = Credential::ClientCredentials(OAuthApp {
+        authority,
+        tenant_id: "fabrikam".into(),
+        client_id: APP.into(),
+        client_secret: SecretString::from(SECRET),
+        scopes: vec![],
+    });
+    let f = h
+        .client
+        .authenticate("p", &h.service(), &credential)
+        .await
+        .unwrap_err();
+    assert_eq!(f.reason, Reason::InvalidCredentials);
+    assert_eq!(
+        f.message,
+        "Entra ID: AADSTS90002: tenant not found (invalid_request)"
+    );
+}
+
+#[tokio::test]
+async fn expired_refresh_token_is_invalid_credentials() {
+    let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
+    let outcome = h.verify(&h.probe(ALICE, h.refresh("stale"), false)).await;
+    let f = failure(&outcome);
+    assert_eq!(f.reason, Reason::InvalidCredentials);
+    assert!(
+        f.message.starts_with("Entra ID: AADSTS700082:"),
+        "{}",
+        f.message
+    );
+    assert!(f.message.ends_with("(invalid_grant)"), "{}", f.message);
+}
+
+// ---------------------------------------------------------------- mailbox errors
 
 #[tokio::test]
 async fn a_rotated_refresh_token_is_returned() {
@@ -213,68 +285,94 @@ async fn a_token_that_expires_at_once_serves_the_callers_waiting_for_it_and_no_l
 }
 
 #[tokio::test]
-async fn sending_needs_the_mail_send_role() {
-    let without = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
-    let mut probe = without.probe(ALICE, without.app(APP, SECRET), true);
-    probe.check_send = true;
+async fn a_revoked_cached_app_token_is_replaced_once_over_graph() {
+    let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
+    let mut probe = h.probe(ALICE, h.app(APP, SECRET), true);
     probe.check_calendar = true;
-    let outcome = without.verify(&probe).await;
+    assert_eq!(h.verify(&probe).await.mailbox, Ok(()));
+    assert_eq!(h.fake.token_requests(), 1);
+    h.fake.revoke_tokens();
+    let outcome = h.verify(&probe).await;
+    assert_eq!(outcome.mailbox, Ok(()));
+    assert_eq!(outcome.calendar, Some(Ok(())));
+    assert_eq!(h.fake.token_requests(), 2, "one fresh token");
+    // Inbox and calendar, then inbox refused, inbox again and calendar with the new token.
+    assert_eq!(h.fake.requests_to("/v1.0/users/").len(), 2 + 3);
+    // The new token is cached in place of the revoked one.
+    assert_eq!(h.verify(&probe).await.mailbox, Ok(()));
+    assert_eq!(h.fake.token_requests(), 2);
+}
+
+#[tokio::test]
+async fn a_revoked_cached_app_token_is_replaced_once_over_ews() {
+    let h = harness(
+        Behaviour::default()
+            .app(APP, SECRET, &["full_access_as_app"])
+            .mailboxes(&[BOB]),
+        "Exchange",
+    )
+    .await;
+    let probe = h.probe(BOB, h.app(APP, SECRET), true);
+    assert_eq!(h.verify(&probe).await.mailbox, Ok(()));
+    h.fake.revoke_tokens();
+    assert_eq!(h.verify(&probe).await.mailbox, Ok(()));
+    assert_eq!(h.fake.token_requests(), 2);
+    assert_eq!(h.fake.requests_to("/EWS/").len(), 1 + 2);
+}
+
+#[tokio::test]
+async fn a_second_401_is_reported_without_another_retry() {
+    let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
+    let probe = h.probe(ALICE, h.app(APP, SECRET), true);
+    assert_eq!(h.verify(&probe).await.mailbox, Ok(()));
+    h.fake.update(|b| b.refuse_tokens = true);
+    let outcome = h.verify(&probe).await;
     let f = failure(&outcome);
-    assert_eq!(f.reason, Reason::MissingPermission);
+    assert_eq!(f.reason, Reason::InvalidCredentials);
     assert_eq!(
         f.message,
-        "sending is enabled but the access token lacks the Mail.Send permission (it has: Mail.Read); grant Mail.Send to the app and consent"
+        "Microsoft Graph: InvalidAuthenticationToken: the access token was refused (HTTP 401)"
     );
-    // The mailbox itself was reached, so the calendar is still checked.
-    assert_eq!(outcome.calendar, Some(Ok(())));
-
-    let with = harness(graph_behaviour(&["Mail.Read", "Mail.Send"]), "Microsoft365").await;
-    let mut probe = with.probe(ALICE, with.app(APP, SECRET), true);
-    probe.check_send = true;
-    assert_eq!(with.verify(&probe).await.mailbox, Ok(()));
+    assert_eq!(h.fake.token_requests(), 2);
+    assert_eq!(h.fake.requests_to("/v1.0/users/").len(), 1 + 2);
 }
 
-// ---------------------------------------------------------------- limits
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_most_two_probes_per_mailbox_are_in_flight() {
-    let gate = Arc::new(Semaphore::new(0));
+#[tokio::test]
+async fn a_401_on_a_token_fetched_for_the_probe_is_not_retried() {
     let mut behaviour = graph_behaviour(&["Mail.Read"]);
-    behaviour.gate = Some(gate.clone());
-    let h = Arc::new(harness(behaviour, "Microsoft365").await);
-    let tasks: Vec<_> = (0..6)
-        .map(|_| {
-            let h = h.clone();
-            let probe = h.probe(ALICE, h.app(APP, SECRET), true);
-            tokio::spawn(async move { h.verify(&probe).await.mailbox })
-        })
-        .collect();
-    settle(&h, 2, 4).await;
-    gate.add_permits(1000);
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), Ok(()));
+    behaviour.refuse_tokens = true;
+    behaviour.refresh_tokens.insert(
+        "rt".into(),
+        exchange_fake::Grant {
+            returns: "rt".into(),
+            scp: "Mail.Read".into(),
+        },
+    );
+    let h = harness(behaviour, "Microsoft365").await;
+    for credential in [h.app(APP, SECRET), h.refresh("rt")] {
+        let before = h.fake.token_requests();
+        let outcome = h.verify(&h.probe(ALICE, credential, true)).await;
+        assert_eq!(failure(&outcome).reason, Reason::InvalidCredentials);
+        assert_eq!(h.fake.token_requests(), before + 1);
     }
-    assert_eq!(h.fake.max_in_flight(), 2);
-    assert_eq!(h.fake.requests_to("/v1.0/users/").len(), 6);
+    assert_eq!(h.fake.requests_to("/v1.0/users/").len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_provider_cap_bounds_probes_across_mailboxes() {
-    let addresses: Vec<String> = (0..12).map(|i| format!("user{i}@contoso.com")).collect();
+async fn probes_refused_with_the_same_revoked_token_share_one_new_token() {
+    let addresses: Vec<String> = (0..4).map(|i| format!("user{i}@contoso.com")).collect();
     let refs: Vec<&str> = addresses.iter().map(String::as_str).collect();
     let gate = Arc::new(Semaphore::new(0));
-    let mut behaviour = Behaviour::default()
+    let behaviour = Behaviour::default()
         .app(APP, SECRET, &["Mail.Read"])
         .mailboxes(&refs);
-    behaviour.gate = Some(gate.clone());
-    let h = Arc::new(
-        harness_with(
-            behaviour,
-            "Microsoft365",
-            config(Duration::from_secs(10), 3),
-        )
-        .await,
-    );
+    let h = Arc::new(harness(behaviour, "Microsoft365").await);
+    h.client
+        .authenticate("p", &h.service(), &h.app(APP, SECRET))
+        .await
+        .unwrap();
+    h.fake.revoke_tokens();
+    h.fake.update(|b| b.gate = Some(gate.clone()));
     let tasks: Vec<_> = addresses
         .iter()
         .map(|email| {
@@ -283,137 +381,11 @@ async fn the_provider_cap_bounds_probes_across_mailboxes() {
             tokio::spawn(async move { h.verify(&probe).await.mailbox })
         })
         .collect();
-    settle(&h, 3, 9).await;
+    // All four hold the revoked token at the fake's gate before any is answered.
+    settle(&h, 4, 0).await;
     gate.add_permits(1000);
     for task in tasks {
         assert_eq!(task.await.unwrap(), Ok(()));
     }
-    assert_eq!(h.fake.max_in_flight(), 3);
-}
-
-// ---------------------------------------------------------------- providers and endpoints
-
-#[tokio::test]
-async fn provider_check_counts_any_http_answer_as_reachable_and_gets_a_token() {
-    let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
-    let outcome = h
-        .client
-        .check_provider(&ProviderProbe {
-            provider: "p".into(),
-            service: h.service(),
-            credential: Some(h.app(APP, SECRET)),
-        })
-        .await;
-    // The fake answers GET /v1.0 with 404: still an answer.
-    assert_eq!(outcome.reachable, Ok(()));
-    assert_eq!(outcome.authenticated, Some(Ok(())));
-
-    let ews = harness(Behaviour::default(), "Exchange").await;
-    let outcome = ews
-        .client
-        .check_provider(&ProviderProbe {
-            provider: "p".into(),
-            service: ews.service(),
-            credential: None,
-        })
-        .await;
-    assert_eq!(outcome.reachable, Ok(()));
-    assert_eq!(outcome.authenticated, None);
-}
-
-#[tokio::test]
-async fn a_closed_port_is_unreachable() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    let metrics = Arc::new(Metrics::new());
-    let client = ExchangeClient::new(&config(Duration::from_secs(5), 8), metrics).unwrap();
-    let outcome = client
-        .check_provider(&ProviderProbe {
-            provider: "p".into(),
-            service: Service::Ews {
-                url: format!("https://svc:hunter2@127.0.0.1:{port}/EWS/Exchange.asmx"),
-                trust: Trust::default(),
-            },
-            credential: None,
-        })
-        .await;
-    let f = outcome.reachable.unwrap_err();
-    assert_eq!(f.reason, Reason::Unreachable);
-    assert!(
-        f.message.starts_with(&format!(
-            "EWS at https://127.0.0.1:{port}/EWS/Exchange.asmx is unreachable:"
-        )),
-        "{}",
-        f.message
-    );
-    assert!(!f.message.contains("hunter2"), "{}", f.message);
-}
-
-/// The one test of `--allow-insecure-endpoints`: every other test speaks HTTPS.
-#[tokio::test]
-async fn plain_http_is_refused_without_the_flag_and_nothing_is_sent() {
-    let fake = FakeExchange::start_plain(graph_behaviour(&["Mail.Read"])).await;
-    let provider = provider_at(&fake.base(), "Microsoft365", serde_json::json!({}));
-    let refused = mailops::endpoints::provider_endpoints(&provider.spec, false).unwrap_err();
-    assert_eq!(refused.reason(), Some(Reason::InsecureEndpoint));
-    let endpoints = mailops::endpoints::provider_endpoints(&provider.spec, true).unwrap();
-    let mut config = config(Duration::from_secs(5), 8);
-    config.allow_insecure_endpoints = false;
-    let client = ExchangeClient::new(&config, Arc::new(Metrics::new())).unwrap();
-    let probe = MailboxProbe {
-        provider: "p".into(),
-        email: ALICE.into(),
-        login: ALICE.into(),
-        service: Service::Graph {
-            base: endpoints.mailbox_endpoint.clone(),
-            trust: Trust::default(),
-        },
-        credential: Credential::ClientCredentials(OAuthApp {
-            authority: endpoints.authority.clone(),
-            tenant_id: "contoso".into(),
-            client_id: APP.into(),
-            client_secret: SecretString::from(SECRET),
-            scopes: vec![],
-        }),
-        via_service_account: true,
-        check_calendar: false,
-        check_send: false,
-        store_rotated: None,
-    };
-    let outcome = client.verify_mailbox(&probe).await;
-    assert_eq!(failure(&outcome).reason, Reason::InsecureEndpoint);
-    assert!(fake.recorded().is_empty());
-
-    config.allow_insecure_endpoints = true;
-    let client = ExchangeClient::new(&config, Arc::new(Metrics::new())).unwrap();
-    let outcome = client.verify_mailbox(&probe).await;
-    assert_eq!(outcome.mailbox, Ok(()));
-    assert_eq!(fake.token_requests(), 1);
-}
-
-#[tokio::test]
-async fn basic_credentials_cannot_talk_to_graph() {
-    let h = harness(graph_behaviour(&["Mail.Read"]), "Microsoft365").await;
-    let outcome = h.verify(&h.probe(ALICE, basic(ALICE, "pw"), false)).await;
-    assert_eq!(failure(&outcome).reason, Reason::AuthMethodMismatch);
-    assert!(h.fake.recorded().is_empty());
-}
-
-#[tokio::test]
-async fn a_basic_service_account_authenticates_without_a_mailbox_of_its_own() {
-    let h = harness(Behaviour::default().user("svc", "pw"), "Exchange").await;
-    let service = h.service();
-    assert_eq!(
-        h.client
-            .authenticate("p", &service, &basic("svc", "pw"))
-            .await,
-        Ok(())
-    );
-    let f = h
-        .client
-        .authenticate("p", &service, &basic("svc", "bad"))
-        .await
-        .unwrap_err();
-    assert_eq!(f.reason, Reason::InvalidCredentials);
+    assert_eq!(h.fake.token_requests(), 2);
 }
