@@ -83,9 +83,10 @@ fn whole_numbers(value: &Value) -> Value {
     }
 }
 
-/// `CreateApplyAnnotation`: kubectl reads the annotations as a map of strings (anything
-/// else reads as none, and is replaced), and records the object, as JSON, in
-/// `last-applied-configuration`.
+/// `CreateApplyAnnotation`: kubectl reads the annotations as a map of strings, a `null`
+/// value as `""` (apimachinery's `NestedNullCoercingStringMap`, kubectl 1.33 and later;
+/// before, a `null` made it read none), anything else as no annotations at all (then
+/// replaced), and records the object, as JSON, in `last-applied-configuration`.
 fn add_last_applied(object: &mut Value) {
     let Some(fields) = object.as_object_mut() else {
         return;
@@ -96,8 +97,14 @@ fn add_last_applied(object: &mut Value) {
     let Value::Object(metadata) = metadata else {
         return;
     };
-    let mut annotations = match metadata.get("annotations") {
-        Some(Value::Object(map)) if map.values().all(Value::is_string) => map.clone(),
+    let mut annotations: Map<String, Value> = match metadata.get("annotations") {
+        Some(Value::Object(map)) if map.values().all(|v| v.is_string() || v.is_null()) => map
+            .iter()
+            .map(|(k, v)| match v {
+                Value::Null => (k.clone(), Value::String(String::new())),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect(),
         _ => Map::new(),
     };
     annotations.remove(LAST_APPLIED);
@@ -242,14 +249,17 @@ mod tests {
     }
 
     #[test]
-    fn annotations_with_a_null_read_as_none_and_are_replaced_by_kubectl() {
+    fn a_null_annotation_reads_as_empty_and_the_others_stay() {
         let body = apply_body(
             &json!({"metadata": {"name": "a", "annotations": {"n": null, "bad key": "x"}}}),
             false,
         )
         .unwrap();
         let annotations = body["metadata"]["annotations"].as_object().unwrap();
-        assert_eq!(annotations.keys().collect::<Vec<_>>(), [LAST_APPLIED]);
+        assert_eq!(annotations["n"], "");
+        assert_eq!(annotations["bad key"], "x");
+        let recorded = annotations[LAST_APPLIED].as_str().unwrap();
+        assert!(recorded.contains("\"n\":\"\""), "{recorded}");
     }
 
     #[test]
