@@ -71,8 +71,9 @@ impl ProbeLimits {
         self.waiting.load(Ordering::SeqCst)
     }
 
-    /// How many keys currently have a limiter (for tests: entries are removed when idle).
-    pub fn tracked_keys(&self) -> usize {
+    /// How many keys currently have a limiter (entries are removed when idle).
+    #[cfg(test)]
+    fn tracked_keys(&self) -> usize {
         lock(&self.per_mailbox.slots).len() + lock(&self.per_provider.slots).len()
     }
 }

@@ -96,11 +96,6 @@ impl Trust {
         self.0.bundle.len()
     }
 
-    /// Whether the public roots are trusted.
-    pub fn trusts_public_roots(&self) -> bool {
-        self.0.public_roots
-    }
-
     /// A short, stable text that changes whenever the trust does: for probe-input digests,
     /// so that a new bundle re-verifies what it applies to.
     pub fn digest(&self) -> String {

@@ -37,13 +37,6 @@ impl CertSlot {
         Ok(())
     }
 
-    /// Whether a certificate is installed.
-    pub fn is_filled(&self) -> bool {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
-    }
 }
 
 impl ResolvesServerCert for CertSlot {
