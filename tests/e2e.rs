@@ -7,15 +7,26 @@
 //!
 //! Everything lives in fresh namespaces and cluster-scoped objects with a random suffix;
 //! a guard removes them (finalizers first) even when a step fails, after dumping them.
+//!
+//! Besides the lifecycle, what tenants sharing a cluster must not be able to do (issue
+//! 19): tenants guessing one account's password get the failed-login budget and no more
+//! (the real Exchange client against the fake EWS). It runs an operator over the whole
+//! cluster: no other mailops operator may watch it meanwhile (`--test-threads=1`).
 
 mod e2e_support;
+mod exchange_fake;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use e2e_support::operator::{Backend, Operator};
+use e2e_support::world::exchange_config;
 use e2e_support::*;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::DeleteParams;
+use exchange_fake::{Behaviour, FakeExchange};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace, Secret};
+use kube::api::{DeleteParams, ListParams};
 use kube::runtime::wait::conditions;
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use mailops::api::conditions::{TERMINATING, find};
 use mailops::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
@@ -206,4 +217,252 @@ async fn operator_lifecycle_on_a_real_cluster() {
     .await;
 
     operator.abort();
+}
+
+// ------------------------------------------------------------------ shared by the tests below
+
+/// Label of the objects one run of a test applies, valued with its suffix.
+const RUN_LABEL: &str = "mailops-e2e-run";
+
+/// An Exchange Server provider with Basic authentication whose EWS is the fake's, trusted
+/// by its CA: the real Exchange client logs in there.
+async fn basic_provider_at(client: &Client, name: &str, domain: &str, fake: &FakeExchange) {
+    let providers: Api<EmailProvider> = Api::all(client.clone());
+    let body = json!({
+        "apiVersion": "mailops.dev/v1alpha1", "kind": "EmailProvider", "metadata": {"name": name},
+        "spec": {"serviceType": "Exchange", "serviceAddress": "127.0.0.1", "domains": [domain],
+                 "endpoints": {"ews": format!("{}/EWS/Exchange.asmx", fake.base())},
+                 "tls": {"caBundle": fake.ca_pem()},
+                 "authentication": {"method": "Basic"}},
+    });
+    apply(&providers, name, body).await;
+}
+
+/// A binding `name` in `ns` for `email`, logging in with the password of Secret `secret`,
+/// labelled for the run `run`.
+async fn password_binding(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    email: &str,
+    secret: &str,
+    run: &str,
+) {
+    let bindings: Api<MailboxBinding> = Api::namespaced(client.clone(), ns);
+    let body = json!({
+        "apiVersion": "mailops.dev/v1alpha1", "kind": "MailboxBinding",
+        "metadata": {"name": name, "labels": {RUN_LABEL: run}},
+        "spec": {"emailAddress": email, "authentication": {"credentialsSecretRef": {"name": secret}}},
+    });
+    apply(&bindings, name, body).await;
+}
+
+/// Some condition of `b` is `False` for `reason`.
+fn failed_for(b: &MailboxBinding, reason: &str) -> bool {
+    b.conditions()
+        .iter()
+        .any(|c| c.status == "False" && c.reason == reason)
+}
+
+/// The message of the condition of `b` that is `False` for `reason`.
+fn failure_message(b: &MailboxBinding, reason: &str) -> String {
+    b.conditions()
+        .iter()
+        .find(|c| c.status == "False" && c.reason == reason)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+// ------------------------------------------------------------------ lockout budget (issue 19.1)
+
+/// Failed logins per identity and window (`--login-failures-per-window`, its default).
+const BUDGET: usize = 3;
+/// The window (`--login-failure-window-seconds`), the shortest the flag takes.
+const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// Tenants each with a binding naming the CEO and a junk password of its own: twice the
+/// budget, so the budget is spent in two windows, each ending in a pause.
+const TENANTS: usize = 2 * BUDGET;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs a cluster"]
+async fn tenants_guessing_one_accounts_password_make_the_budget_of_logins_a_window_and_one_event_a_pause()
+ {
+    let kube = kube::Config::infer()
+        .await
+        .expect("a cluster in KUBECONFIG");
+    let client = Client::try_from(kube.clone()).expect("a client");
+    install_crds(&client).await;
+    let suffix = random_suffix();
+    let tenants: Vec<String> = (0..TENANTS)
+        .map(|i| format!("mailops-e2e-tenant{i}-{suffix}"))
+        .collect();
+    let finance = format!("mailops-e2e-finance-{suffix}");
+    let provider = format!("e2e-lockout-{suffix}");
+    let domain = format!("lockout-{suffix}.example.com");
+    let [ceo, cfo, cto] = ["ceo", "cfo", "cto"].map(|who| format!("{who}@{domain}"));
+    let _cleanup = Cleanup {
+        client: client.clone(),
+        namespaces: tenants.iter().chain([&finance]).cloned().collect(),
+        providers: vec![provider.clone()],
+        accounts: vec![],
+    };
+    let fake = FakeExchange::start(
+        Behaviour::default()
+            .user(&ceo, "the-right-one")
+            .user(&cfo, "right")
+            .user(&cto, "right")
+            .mailboxes(&[&ceo, &cfo, &cto]),
+    )
+    .await;
+    for ns in tenants.iter().chain([&finance]) {
+        create_namespace(&client, ns).await;
+    }
+    basic_provider_at(&client, &provider, &domain, &fake).await;
+    for (i, ns) in tenants.iter().enumerate() {
+        create_secret(&client, ns, "ceo", json!({"password": format!("junk-{i}")})).await;
+        password_binding(&client, ns, "ceo", &ceo, "ceo", &suffix).await;
+    }
+    let config = OperatorConfig {
+        login_failures: BUDGET,
+        login_window: LOGIN_WINDOW,
+        ..exchange_config(&format!("e2e-lockout-{suffix}"))
+    };
+    let mut op = Operator::start(config, kube.clone(), Backend::Exchange);
+    let started = Instant::now();
+
+    // First window: the budget of logins, the other tenants paused, one Event.
+    let ceo_bindings: Api<MailboxBinding> = Api::all(client.clone());
+    let first = wait_for_all_selected(
+        &ceo_bindings,
+        ceo_bindings_selected(&suffix),
+        "every CEO binding refused or paused",
+        WAIT,
+        |all| {
+            all.len() == TENANTS
+                && all
+                    .iter()
+                    .all(|b| failed_for(b, "InvalidCredentials") || failed_for(b, "LoginPaused"))
+        },
+    )
+    .await;
+    let refused = first
+        .iter()
+        .filter(|b| failed_for(b, "InvalidCredentials"))
+        .count();
+    assert_eq!(
+        (refused, TENANTS - refused),
+        (BUDGET, TENANTS - BUDGET),
+        "refused and paused"
+    );
+    assert_eq!(fake.basic_logins(&ceo).len(), BUDGET, "logins for the CEO");
+    let paused = first.iter().find(|b| failed_for(b, "LoginPaused")).unwrap();
+    let message = failure_message(paused, "LoginPaused");
+    assert!(
+        message.contains("paused until") && message.contains("lockout"),
+        "{message}"
+    );
+    assert!(!message.contains("junk"), "{message}");
+    wait_for_events(&client, &tenants, "LoginPaused", 1).await;
+
+    // Another account of the same domain is not held back by the CEO's pause.
+    create_secret(&client, &finance, "cfo", json!({"password": "right"})).await;
+    password_binding(&client, &finance, "cfo", &cfo, "cfo", &suffix).await;
+    let finance_bindings: Api<MailboxBinding> = Api::namespaced(client.clone(), &finance);
+    wait_for(&finance_bindings, "cfo", "Ready", ready_binding).await;
+    let first_pause_ends = fake.basic_logins(&ceo)[0] + LOGIN_WINDOW;
+    assert!(
+        Instant::now() < first_pause_ends,
+        "the CFO was verified only after the CEO's pause"
+    );
+    assert_eq!(fake.basic_logins(&cfo).len(), 1);
+
+    // A refused password is not sent again; each edit of the Secret is one new attempt.
+    let cto_logins = || fake.basic_logins(&cto).len();
+    create_secret(&client, &finance, "cto", json!({"password": "junk"})).await;
+    password_binding(&client, &finance, "cto", &cto, "cto", &suffix).await;
+    let refused_now =
+        |b: Option<&MailboxBinding>| b.is_some_and(|b| failed_for(b, "InvalidCredentials"));
+    wait_for(&finance_bindings, "cto", "refused", refused_now).await;
+    assert_eq!(cto_logins(), 1);
+    create_secret(
+        &client,
+        &finance,
+        "cto",
+        json!({"password": "second-guess"}),
+    )
+    .await;
+    eventually("a login with the edited password", WAIT, || {
+        cto_logins() >= 2
+    })
+    .await;
+    wait_for(&finance_bindings, "cto", "refused", refused_now).await;
+    create_secret(&client, &finance, "cto", json!({"password": "right"})).await;
+    wait_for(&finance_bindings, "cto", "Ready", ready_binding).await;
+    assert_eq!(cto_logins(), 3, "one login per version of the password");
+
+    // Once the window has passed, the paused tenants get their turn: the budget again,
+    // a second pause, a second Event; no refused password is tried again.
+    let all_refused = wait_for_all_selected(
+        &ceo_bindings,
+        ceo_bindings_selected(&suffix),
+        "every CEO binding refused",
+        LOGIN_WINDOW + WAIT,
+        |all| all.len() == TENANTS && all.iter().all(|b| failed_for(b, "InvalidCredentials")),
+    )
+    .await;
+    assert_eq!(all_refused.len(), TENANTS);
+    wait_for_events(&client, &tenants, "LoginPaused", 2).await;
+    let logins = fake.basic_logins(&ceo);
+    assert_eq!(logins.len(), TENANTS, "one login per junk password");
+    for (earlier, later) in logins.iter().zip(&logins[BUDGET..]) {
+        assert!(
+            *later - *earlier >= LOGIN_WINDOW,
+            "{} failed logins within {:?}",
+            BUDGET + 1,
+            *later - *earlier
+        );
+    }
+    assert_eq!(cto_logins(), 3, "the refused passwords were sent again");
+    let events = events_of(&client, &tenants, "LoginPaused").await;
+    assert_eq!(events, 2, "one LoginPaused Event per pause");
+    op.assert_running();
+    let offsets: Vec<String> = logins
+        .iter()
+        .map(|t| format!("{:.1}s", t.duration_since(started).as_secs_f64()))
+        .collect();
+    println!(
+        "lockout: {TENANTS} tenants, budget {BUDGET} per {LOGIN_WINDOW:?}: CEO logins at {offsets:?} after the start; {events} LoginPaused Events; CFO Ready during the pause; CTO 3 logins for 3 passwords"
+    );
+}
+
+/// The CEO bindings of the run `suffix` (named `ceo`, labelled for it).
+fn ceo_bindings_selected(suffix: &str) -> watcher::Config {
+    watcher::Config::default()
+        .labels(&format!("{RUN_LABEL}={suffix}"))
+        .fields("metadata.name=ceo")
+}
+
+/// The Events of `reason` about objects in `namespaces`.
+async fn events_of(client: &Client, namespaces: &[String], reason: &str) -> usize {
+    let mut count = 0;
+    for ns in namespaces {
+        let events: Api<CoreEvent> = Api::namespaced(client.clone(), ns);
+        let params = ListParams::default().fields(&format!("reason={reason}"));
+        count += events.list(&params).await.unwrap().items.len();
+    }
+    count
+}
+
+/// Wait until at least `n` Events of `reason` are about objects in `namespaces`.
+async fn wait_for_events(client: &Client, namespaces: &[String], reason: &str, n: usize) {
+    let events: Api<CoreEvent> = Api::all(client.clone());
+    let selected = watcher::Config::default().fields(&format!("reason={reason}"));
+    let what = format!("{n} {reason} Event(s)");
+    wait_for_all_selected(&events, selected, &what, WAIT, |all| {
+        let ours = all
+            .iter()
+            .filter(|e| e.namespace().is_some_and(|ns| namespaces.contains(&ns)));
+        ours.count() >= n
+    })
+    .await;
 }
