@@ -10,8 +10,10 @@
 //!
 //! Besides the lifecycle, what tenants sharing a cluster must not be able to do (issue
 //! 19): tenants guessing one account's password get the failed-login budget and no more
-//! (the real Exchange client against the fake EWS). It runs an operator over the whole
-//! cluster: no other mailops operator may watch it meanwhile (`--test-threads=1`).
+//! (the real Exchange client against the fake EWS), and 1,000 unrelated 512 KiB Secrets
+//! do not grow the operator's memory (`mailops run` as a process, its RSS printed). Each
+//! runs an operator over the whole cluster: no other mailops operator may watch it
+//! meanwhile (`--test-threads=1`).
 
 mod e2e_support;
 mod exchange_fake;
@@ -20,11 +22,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use e2e_support::operator::{Backend, Operator};
+use e2e_support::process::OperatorProcess;
 use e2e_support::world::exchange_config;
 use e2e_support::*;
 use exchange_fake::{Behaviour, FakeExchange};
+use futures::StreamExt;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace, Secret};
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::wait::conditions;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
@@ -465,4 +470,125 @@ async fn wait_for_events(client: &Client, namespaces: &[String], reason: &str, n
         ours.count() >= n
     })
     .await;
+}
+
+// ------------------------------------------------------------------ Secrets by reference (issue 19.2)
+
+/// Unrelated Secrets created while the operator runs.
+const BULK_SECRETS: usize = 1000;
+/// The size of each one's data.
+const BULK_SECRET_BYTES: usize = 512 * 1024;
+/// The namespaces they are spread over.
+const BULK_NAMESPACES: usize = 4;
+/// Created at once: the API server holds 512 MiB of them.
+const CREATE_AT_ONCE: usize = 8;
+/// How much the operator's resident memory may grow for them.
+const RSS_GROWTH_LIMIT_KIB: u64 = 5 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs a cluster"]
+async fn a_thousand_unrelated_512k_secrets_leave_the_operators_memory_within_5_mib() {
+    let client = Client::try_default()
+        .await
+        .expect("a cluster in KUBECONFIG");
+    install_crds(&client).await;
+    let suffix = random_suffix();
+    let home = format!("mailops-e2e-rss-{suffix}");
+    let bulk: Vec<String> = (0..BULK_NAMESPACES)
+        .map(|i| format!("mailops-e2e-bulk{i}-{suffix}"))
+        .collect();
+    let provider = format!("e2e-rss-{suffix}");
+    let domain = format!("rss-{suffix}.example.com");
+    let [probe, marker] = ["probe", "marker"].map(|who| format!("{who}@{domain}"));
+    let _cleanup = Cleanup {
+        client: client.clone(),
+        namespaces: bulk.iter().chain([&home]).cloned().collect(),
+        providers: vec![provider.clone()],
+        accounts: vec![],
+    };
+    report_other_mailops_objects(&client).await;
+    let fake = FakeExchange::start(
+        Behaviour::default()
+            .user(&probe, "pw")
+            .user(&marker, "pw")
+            .mailboxes(&[&probe, &marker]),
+    )
+    .await;
+    for ns in bulk.iter().chain([&home]) {
+        create_namespace(&client, ns).await;
+    }
+    // One binding verified before the first measure, so the client for Exchange is warm;
+    // one waiting for a Secret that comes after the bulk (see below).
+    basic_provider_at(&client, &provider, &domain, &fake).await;
+    create_secret(&client, &home, "probe", json!({"password": "pw"})).await;
+    password_binding(&client, &home, "probe", &probe, "probe", &suffix).await;
+    password_binding(&client, &home, "marker", &marker, "marker", &suffix).await;
+
+    let mut op = OperatorProcess::start(&format!("rss-{suffix}"), &[]);
+    let bindings: Api<MailboxBinding> = Api::namespaced(client.clone(), &home);
+    wait_for(&bindings, "probe", "Ready", ready_binding).await;
+    let missing = |b: Option<&MailboxBinding>| b.is_some_and(|b| failed_for(b, "SecretNotFound"));
+    wait_for(&bindings, "marker", "waiting for its Secret", missing).await;
+    let before = op.settled_rss_kib().await;
+
+    let took = create_bulk_secrets(&client, &bulk).await;
+    // The Secret watch is one stream over the cluster, delivered in order: once the
+    // operator has seen the marker's Secret, made after the bulk, it has seen the bulk.
+    create_secret(&client, &home, "marker", json!({"password": "pw"})).await;
+    wait_for(&bindings, "marker", "Ready", ready_binding).await;
+    let after = op.settled_rss_kib().await;
+
+    let growth = after.saturating_sub(before);
+    println!(
+        "secrets: operator (pid {}, this build) RSS {before} KiB before, {after} KiB after {BULK_SECRETS} unrelated Secrets of {} KiB (created in {took:.1?}): {growth:+} KiB",
+        op.pid(),
+        BULK_SECRET_BYTES / 1024,
+        growth = after as i64 - before as i64,
+    );
+    assert!(
+        growth < RSS_GROWTH_LIMIT_KIB,
+        "the operator's RSS grew by {growth} KiB for Secrets it does not reference"
+    );
+    op.stop();
+}
+
+/// Say what mailops objects of others the cluster holds: the operator reconciles them too.
+async fn report_other_mailops_objects(client: &Client) {
+    let providers: Api<EmailProvider> = Api::all(client.clone());
+    let accounts: Api<ExchangeServiceAccount> = Api::all(client.clone());
+    let bindings: Api<MailboxBinding> = Api::all(client.clone());
+    let all = ListParams::default();
+    let counts = (
+        providers.list_metadata(&all).await.unwrap().items.len(),
+        accounts.list_metadata(&all).await.unwrap().items.len(),
+        bindings.list_metadata(&all).await.unwrap().items.len(),
+    );
+    if counts != (0, 0, 0) {
+        eprintln!(
+            "other mailops objects in the cluster (providers, accounts, bindings): {counts:?}"
+        );
+    }
+}
+
+/// Create [`BULK_SECRETS`] Secrets of [`BULK_SECRET_BYTES`] spread over `namespaces`,
+/// [`CREATE_AT_ONCE`] at a time; returns how long it took.
+async fn create_bulk_secrets(client: &Client, namespaces: &[String]) -> Duration {
+    let start = Instant::now();
+    let blob = ByteString(vec![b'x'; BULK_SECRET_BYTES]);
+    futures::stream::iter(0..BULK_SECRETS)
+        .for_each_concurrent(CREATE_AT_ONCE, |i| {
+            let secrets: Api<Secret> =
+                Api::namespaced(client.clone(), &namespaces[i % namespaces.len()]);
+            let mut secret = Secret::default();
+            secret.metadata.name = Some(format!("unrelated-{i:04}"));
+            secret.data = Some([("blob".to_string(), blob.clone())].into());
+            async move {
+                secrets
+                    .create(&PostParams::default(), &secret)
+                    .await
+                    .unwrap_or_else(|e| panic!("creating Secret {i}: {e}"));
+            }
+        })
+        .await;
+    start.elapsed()
 }
