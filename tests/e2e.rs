@@ -9,11 +9,12 @@
 //! a guard removes them (finalizers first) even when a step fails, after dumping them.
 //!
 //! Besides the lifecycle, what tenants sharing a cluster must not be able to do (issue
-//! 19): tenants guessing one account's password get the failed-login budget and no more
-//! (the real Exchange client against the fake EWS), and 1,000 unrelated 512 KiB Secrets
-//! do not grow the operator's memory (`mailops run` as a process, its RSS printed). Each
-//! runs an operator over the whole cluster: no other mailops operator may watch it
-//! meanwhile (`--test-threads=1`).
+//! 19) and the release race of issue 20: tenants guessing one account's password get
+//! the failed-login budget and no more (the real Exchange client against the fake EWS),
+//! 1,000 unrelated 512 KiB Secrets do not grow the operator's memory (`mailops run` as a
+//! process, its RSS printed), and a provider deleted while a binding for it is created
+//! is never released under it. Each runs an operator over the whole cluster: no other
+//! mailops operator may watch it meanwhile (`--test-threads=1`).
 
 mod e2e_support;
 mod exchange_fake;
@@ -21,9 +22,9 @@ mod exchange_fake;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e_support::operator::{Backend, Operator};
+use e2e_support::operator::{Backend, Operator, test_config};
 use e2e_support::process::OperatorProcess;
-use e2e_support::world::exchange_config;
+use e2e_support::world::{Env, Via, exchange_config};
 use e2e_support::*;
 use exchange_fake::{Behaviour, FakeExchange};
 use futures::StreamExt;
@@ -32,13 +33,15 @@ use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace, Secret};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::wait::conditions;
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use mailops::api::conditions::{TERMINATING, find};
 use mailops::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use mailops::config::OperatorConfig;
 use mailops::exchange::MailBackend;
 use mailops::exchange::fake::FakeBackend;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a cluster"]
@@ -591,4 +594,258 @@ async fn create_bulk_secrets(client: &Client, namespaces: &[String]) -> Duration
         })
         .await;
     start.elapsed()
+}
+
+// ------------------------------------------------------------------ release race (issue 20)
+
+/// Rounds of the race.
+const RACE_ROUNDS: usize = 20;
+
+/// How a round of the race ended.
+#[derive(Debug, PartialEq, Eq)]
+enum RaceEnd {
+    /// The provider is held for the binding: `Terminating=True` `InUse` naming it, and
+    /// the binding `Ready` on it.
+    Held,
+    /// The provider is gone and the binding says `ProviderNotFound`.
+    Released,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs a cluster"]
+async fn a_provider_deleted_while_a_binding_for_it_is_created_is_never_released_under_it() {
+    let rounds: Vec<String> = (0..RACE_ROUNDS).map(|i| format!("race{i:02}")).collect();
+    let round_names: Vec<&str> = rounds.iter().map(String::as_str).collect();
+    let (env, _cleanup) = Env::new("race", &round_names, &[]).await;
+    create_secret(&env.client, &env.ns, "pw", json!({"password": "pw"})).await;
+    let fake = Arc::new(FakeBackend::new());
+    let mut op = Operator::start(
+        test_config(&env.name("op")),
+        env.kube.clone(),
+        Backend::Fake(fake),
+    );
+    let mut ends = Vec::new();
+    for round in &rounds {
+        ends.push(race_round(&env, round).await);
+        op.assert_running();
+    }
+    let held = ends.iter().filter(|(e, _)| *e == RaceEnd::Held).count();
+    let binding_first = ends.iter().filter(|(_, first)| *first).count();
+    println!(
+        "release race: {RACE_ROUNDS} rounds: {held} held for the new binding (InUse), {} released (binding ProviderNotFound; the binding already there at the release in {binding_first}); none released under an attached binding, no finalizer left",
+        RACE_ROUNDS - held
+    );
+}
+
+/// One round: a Ready provider, then at the same moment its deletion and a binding for
+/// its domain; see [`settle`] for what may come of it. Then the binding goes, and with it
+/// the provider, whichever way it ended: no finalizer is left behind. Returns how it
+/// ended, and whether the binding was there already when the provider went (the release
+/// had to reckon with it) rather than created after.
+async fn race_round(env: &Env, round: &str) -> (RaceEnd, bool) {
+    let (provider, domain) = (env.name(round), env.domain(round));
+    env.basic_provider(&provider, &domain).await;
+    let ready = wait_for(&env.providers(), &provider, "Ready", ready_provider).await;
+    let uid = ready.unwrap().uid().unwrap();
+    let provider_history = History::watch(env.providers(), &provider).await;
+    let binding_history = History::watch(env.bindings(), round).await;
+
+    let email = format!("{round}@{domain}");
+    let (providers, delete) = (env.providers(), DeleteParams::default());
+    let (deleted, ()) = tokio::join!(
+        providers.delete(&provider, &delete),
+        env.binding(round, &email, Via::Password),
+    );
+    deleted.unwrap_or_else(|e| panic!("deleting {provider}: {e}"));
+    let end = settle(
+        &provider_history,
+        &binding_history,
+        &provider,
+        &env.ns,
+        round,
+    )
+    .await;
+
+    // At the revision the provider went, the binding as the API server held it did not
+    // name it (one etcd: resourceVersions are its revisions, ordered across kinds).
+    let mut binding_first = false;
+    if let Some(gone_at) = provider_history.deleted_at() {
+        let before = binding_history.last_before(gone_at);
+        binding_first = before.is_some();
+        let attached = before.and_then(|b| b.status.and_then(|s| s.provider));
+        assert_ne!(
+            attached.as_deref(),
+            Some(provider.as_str()),
+            "{round}: the provider was deleted (revision {gone_at}) while the binding was attached to it: {:#?}",
+            binding_history.versions()
+        );
+    }
+
+    env.bindings()
+        .delete(round, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        &env.bindings(),
+        round,
+        "deleted",
+        |b: Option<&MailboxBinding>| b.is_none(),
+    )
+    .await;
+    wait_for(
+        &env.providers(),
+        &provider,
+        "deleted",
+        conditions::is_deleted(&uid),
+    )
+    .await;
+    (end, binding_first)
+}
+
+/// Wait until the round has settled one of the two allowed ways, [`RaceEnd::Held`] or
+/// [`RaceEnd::Released`]; a binding `Ready` on a provider that is gone is neither, and
+/// times out with the last state seen.
+async fn settle(
+    provider: &History<EmailProvider>,
+    binding: &History<MailboxBinding>,
+    provider_name: &str,
+    ns: &str,
+    binding_name: &str,
+) -> RaceEnd {
+    let named = format!("MailboxBinding {ns}/{binding_name}");
+    let end = |p: Option<&EmailProvider>, b: Option<&MailboxBinding>| {
+        let b = b?;
+        match p {
+            None => failed_for(b, "ProviderNotFound").then_some(RaceEnd::Released),
+            Some(p) => {
+                let held = p.meta().deletion_timestamp.is_some()
+                    && find(p.conditions(), TERMINATING).is_some_and(|c| {
+                        c.status == "True" && c.reason == "InUse" && c.message.contains(&named)
+                    });
+                let on_it =
+                    b.status.as_ref().and_then(|s| s.provider.as_deref()) == Some(provider_name);
+                (held && ready(Some(b)) && on_it).then_some(RaceEnd::Held)
+            }
+        }
+    };
+    let (mut p_seen, mut b_seen) = (provider.subscribe(), binding.subscribe());
+    let settled = async {
+        loop {
+            if let Some(end) = end(provider.latest().as_ref(), binding.latest().as_ref()) {
+                return end;
+            }
+            tokio::select! {
+                _ = p_seen.changed() => {}
+                _ = b_seen.changed() => {}
+            }
+        }
+    };
+    match tokio::time::timeout(WAIT, settled).await {
+        Ok(end) => end,
+        Err(_) => panic!(
+            "{binding_name}: not settled after {WAIT:?}; provider {}\nbinding {}",
+            to_json(&provider.latest()),
+            to_json(&binding.latest())
+        ),
+    }
+}
+
+/// Every version of one object the API server sent on a watch, with its revision; a
+/// deletion is the object as it went, at the revision of the deletion.
+struct History<K: Clone + Send + Sync + 'static> {
+    versions: Arc<watch::Sender<Vec<Version<K>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone, Debug)]
+struct Version<K> {
+    revision: u64,
+    object: K,
+    deleted: bool,
+}
+
+impl<K> History<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
+    K: 'static,
+{
+    /// Watch `name` from now on: returns once the watch has listed it, so every later
+    /// version is seen.
+    async fn watch(api: Api<K>, name: &str) -> History<K> {
+        let versions = Arc::new(watch::channel(Vec::new()).0);
+        let (listed, mut listed_seen) = watch::channel(false);
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let mut events = Box::pin(watcher(api, config));
+        let sink = versions.clone();
+        let task = tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                let (object, deleted) = match event {
+                    Ok(watcher::Event::InitDone) => {
+                        let _ = listed.send(true);
+                        continue;
+                    }
+                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => (o, false),
+                    Ok(watcher::Event::Delete(o)) => (o, true),
+                    Ok(watcher::Event::Init) | Err(_) => continue,
+                };
+                let revision = object
+                    .resource_version()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_default();
+                sink.send_modify(|v| {
+                    v.push(Version {
+                        revision,
+                        object,
+                        deleted,
+                    })
+                });
+            }
+        });
+        let ready = tokio::time::timeout(WAIT, listed_seen.wait_for(|l| *l)).await;
+        assert!(
+            matches!(ready, Ok(Ok(_))),
+            "the watch of {name} did not start"
+        );
+        History { versions, task }
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Vec<Version<K>>> {
+        self.versions.subscribe()
+    }
+
+    fn versions(&self) -> Vec<Version<K>> {
+        self.versions.borrow().clone()
+    }
+
+    /// The object as last seen; `None` when it is gone or was never there.
+    fn latest(&self) -> Option<K> {
+        let versions = self.versions.borrow();
+        versions
+            .last()
+            .filter(|v| !v.deleted)
+            .map(|v| v.object.clone())
+    }
+
+    /// The revision at which it was deleted.
+    fn deleted_at(&self) -> Option<u64> {
+        let versions = self.versions.borrow();
+        versions.iter().find(|v| v.deleted).map(|v| v.revision)
+    }
+
+    /// The object as it was just before `revision`, if it existed then.
+    fn last_before(&self, revision: u64) -> Option<K> {
+        let versions = self.versions.borrow();
+        versions
+            .iter()
+            .rev()
+            .find(|v| v.revision < revision)
+            .filter(|v| !v.deleted)
+            .map(|v| v.object.clone())
+    }
+}
+
+impl<K: Clone + Send + Sync + 'static> Drop for History<K> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
