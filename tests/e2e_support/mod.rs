@@ -4,9 +4,11 @@
 //! serve the fault tests: an operator that can be killed like a crashed process, a TCP
 //! proxy that can cut a connection off, a Graph front that throttles chosen mailboxes,
 //! and one test's namespace, names and objects; `process` runs `mailops run` as a
-//! process of its own, for what only a process shows (its resident memory).
+//! process of its own, for what only a process shows (its resident memory); `lag` makes
+//! an in-process operator's watch of one kind lag behind the API server.
 #![allow(dead_code)]
 
+pub mod lag;
 pub mod operator;
 pub mod process;
 pub mod proxy;
