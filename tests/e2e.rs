@@ -22,6 +22,7 @@ mod exchange_fake;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use e2e_support::lag::WatchLag;
 use e2e_support::operator::{Backend, Operator, test_config};
 use e2e_support::process::OperatorProcess;
 use e2e_support::world::{Env, Via, exchange_config};
@@ -638,68 +639,160 @@ async fn a_provider_deleted_while_a_binding_for_it_is_created_is_never_released_
 }
 
 /// One round: a Ready provider, then at the same moment its deletion and a binding for
-/// its domain; see [`settle`] for what may come of it. Then the binding goes, and with it
-/// the provider, whichever way it ended: no finalizer is left behind. Returns how it
-/// ended, and whether the binding was there already when the provider went (the release
-/// had to reckon with it) rather than created after.
+/// its domain; see [`settle`] for what may come of it. Returns how it ended, and whether
+/// the binding was there already when the provider went (the release had to reckon with
+/// it) rather than created after.
 async fn race_round(env: &Env, round: &str) -> (RaceEnd, bool) {
-    let (provider, domain) = (env.name(round), env.domain(round));
-    env.basic_provider(&provider, &domain).await;
-    let ready = wait_for(&env.providers(), &provider, "Ready", ready_provider).await;
-    let uid = ready.unwrap().uid().unwrap();
-    let provider_history = History::watch(env.providers(), &provider).await;
-    let binding_history = History::watch(env.bindings(), round).await;
-
-    let email = format!("{round}@{domain}");
+    let r = Round::start(env, round).await;
     let (providers, delete) = (env.providers(), DeleteParams::default());
     let (deleted, ()) = tokio::join!(
-        providers.delete(&provider, &delete),
-        env.binding(round, &email, Via::Password),
+        providers.delete(&r.provider, &delete),
+        env.binding(round, &r.email, Via::Password),
     );
-    deleted.unwrap_or_else(|e| panic!("deleting {provider}: {e}"));
-    let end = settle(
-        &provider_history,
-        &binding_history,
-        &provider,
-        &env.ns,
-        round,
-    )
-    .await;
+    deleted.unwrap_or_else(|e| panic!("deleting {}: {e}", r.provider));
+    r.finish(env).await
+}
 
-    // At the revision the provider went, the binding as the API server held it did not
-    // name it (one etcd: resourceVersions are its revisions, ordered across kinds).
-    let mut binding_first = false;
-    if let Some(gone_at) = provider_history.deleted_at() {
-        let before = binding_history.last_before(gone_at);
-        binding_first = before.is_some();
-        let attached = before.and_then(|b| b.status.and_then(|s| s.provider));
-        assert_ne!(
-            attached.as_deref(),
-            Some(provider.as_str()),
-            "{round}: the provider was deleted (revision {gone_at}) while the binding was attached to it: {:#?}",
-            binding_history.versions()
-        );
+/// One round's provider, its binding's name and address, and the histories of both.
+struct Round {
+    name: String,
+    provider: String,
+    uid: String,
+    email: String,
+    provider_history: History<EmailProvider>,
+    binding_history: History<MailboxBinding>,
+}
+
+impl Round {
+    /// A Ready provider for a domain of the round's own, both objects watched from now.
+    async fn start(env: &Env, round: &str) -> Round {
+        let (provider, domain) = (env.name(round), env.domain(round));
+        env.basic_provider(&provider, &domain).await;
+        let ready = wait_for(&env.providers(), &provider, "Ready", ready_provider).await;
+        Round {
+            name: round.to_string(),
+            uid: ready.unwrap().uid().unwrap(),
+            email: format!("{round}@{domain}"),
+            provider_history: History::watch(env.providers(), &provider).await,
+            binding_history: History::watch(env.bindings(), round).await,
+            provider,
+        }
     }
 
-    env.bindings()
-        .delete(round, &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for(
-        &env.bindings(),
-        round,
-        "deleted",
-        |b: Option<&MailboxBinding>| b.is_none(),
-    )
-    .await;
-    wait_for(
-        &env.providers(),
-        &provider,
-        "deleted",
-        conditions::is_deleted(&uid),
-    )
-    .await;
-    (end, binding_first)
+    /// After the provider's deletion: wait until the round settles, check that the
+    /// provider did not go under an attached binding, then delete the binding, and the
+    /// provider goes with it whichever way it ended: no finalizer is left behind.
+    async fn finish(&self, env: &Env) -> (RaceEnd, bool) {
+        let (round, provider) = (&self.name, &self.provider);
+        let (providers, bindings) = (&self.provider_history, &self.binding_history);
+        let end = settle(providers, bindings, provider, &env.ns, round).await;
+        // At the revision the provider went, the binding as the API server held it did
+        // not name it (one etcd: resourceVersions are its revisions, ordered across kinds).
+        let mut binding_first = false;
+        if let Some(gone_at) = providers.deleted_at() {
+            let before = bindings.last_before(gone_at);
+            binding_first = before.is_some();
+            let attached = before.and_then(|b| b.status.and_then(|s| s.provider));
+            assert_ne!(
+                attached.as_deref(),
+                Some(provider.as_str()),
+                "{round}: the provider was deleted (revision {gone_at}) while the binding was attached to it: {:#?}",
+                self.timeline()
+            );
+        }
+        env.bindings()
+            .delete(round, &DeleteParams::default())
+            .await
+            .unwrap();
+        let gone = |b: Option<&MailboxBinding>| b.is_none();
+        wait_for(&env.bindings(), round, "deleted", gone).await;
+        let uid = &self.uid;
+        wait_for(
+            &env.providers(),
+            provider,
+            "deleted",
+            conditions::is_deleted(uid),
+        )
+        .await;
+        (end, binding_first)
+    }
+
+    /// Both objects' versions by revision, in brief: what a failure shows.
+    fn timeline(&self) -> Vec<String> {
+        let provider = self.provider_history.versions().into_iter().map(|v| {
+            let state = match (v.deleted, v.object.meta().deletion_timestamp.is_some()) {
+                (true, _) => "gone",
+                (false, true) => "deleting",
+                (false, false) => "there",
+            };
+            (v.revision, format!("provider {state}"))
+        });
+        let binding = self.binding_history.versions().into_iter().map(|v| {
+            let status = v.object.status.as_ref();
+            let on = status.and_then(|s| s.provider.clone());
+            let reasons: Vec<&str> = v
+                .object
+                .conditions()
+                .iter()
+                .map(|c| c.reason.as_str())
+                .collect();
+            (
+                v.revision,
+                format!(
+                    "binding on {on:?}, Ready {}, {reasons:?}",
+                    ready(Some(&v.object))
+                ),
+            )
+        });
+        let mut all: Vec<(u64, String)> = provider.chain(binding).collect();
+        all.sort();
+        all.into_iter()
+            .map(|(rv, what)| format!("{rv}: {what}"))
+            .collect()
+    }
+}
+
+/// The binding's watch lags behind the API server by this much in the lagging rounds.
+const BINDING_WATCH_LAG: Duration = Duration::from_secs(1);
+/// Rounds with a lagging binding watch.
+const LAGGING_ROUNDS: usize = 5;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs a cluster"]
+async fn a_provider_deleted_right_after_an_attachment_its_cache_has_not_seen_is_held() {
+    let rounds: Vec<String> = (0..LAGGING_ROUNDS).map(|i| format!("lag{i}")).collect();
+    let round_names: Vec<&str> = rounds.iter().map(String::as_str).collect();
+    let (env, _cleanup) = Env::new("lag", &round_names, &[]).await;
+    create_secret(&env.client, &env.ns, "pw", json!({"password": "pw"})).await;
+    let mut op = Operator::start_lagging(
+        test_config(&env.name("op")),
+        env.kube.clone(),
+        Backend::Fake(Arc::new(FakeBackend::new())),
+        WatchLag::of("mailboxbindings", BINDING_WATCH_LAG),
+    );
+    for round in &rounds {
+        let r = Round::start(&env, round).await;
+        env.binding(round, &r.email, Via::Password).await;
+        let provider = r.provider.clone();
+        let attached = move |b: Option<&MailboxBinding>| {
+            ready(b)
+                && b.and_then(|b| b.status.as_ref())
+                    .and_then(|s| s.provider.as_deref())
+                    == Some(provider.as_str())
+        };
+        wait_for(&env.bindings(), round, "Ready on its provider", attached).await;
+        // The operator's binding cache shows the attachment only a second from now.
+        env.providers()
+            .delete(&r.provider, &DeleteParams::default())
+            .await
+            .unwrap();
+        let (end, _) = r.finish(&env).await;
+        assert_eq!(end, RaceEnd::Held, "{round}: {:#?}", r.timeline());
+        op.assert_running();
+    }
+    println!(
+        "release race, binding watch {BINDING_WATCH_LAG:?} behind: {LAGGING_ROUNDS} of {LAGGING_ROUNDS} providers deleted right after their binding's attachment held (InUse), then released without a finalizer left"
+    );
 }
 
 /// Wait until the round has settled one of the two allowed ways, [`RaceEnd::Held`] or
