@@ -77,70 +77,71 @@ impl Default for Metrics {
     }
 }
 
+/// Register `metric` as `name` with `help`, and hand it back (the registry keeps a clone).
+fn registered<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     /// Create and register every metric under the `mailops` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("mailops");
-        let reconciles = Family::<ReconcileLabels, Counter>::default();
-        registry.register(
-            "reconciles",
-            "Reconciles by kind and result",
-            reconciles.clone(),
-        );
-        let reconcile_duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
-        });
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time spent in one reconcile, by kind",
-            reconcile_duration.clone(),
-        );
-        let kube_requests = Family::<VerbLabels, Counter>::default();
-        registry.register(
-            "kube_requests",
-            "Requests to the Kubernetes API by verb",
-            kube_requests.clone(),
-        );
-        let token_requests = Family::<ResultLabels, Counter>::default();
-        registry.register(
-            "token_requests",
-            "OAuth 2.0 token requests by result",
-            token_requests.clone(),
-        );
-        let probes = Family::<ProbeLabels, Counter>::default();
-        registry.register(
-            "exchange_probes",
-            "Exchange probes by service and result",
-            probes.clone(),
-        );
-        let objects = Family::<ObjectLabels, Gauge>::default();
-        registry.register(
-            "objects",
-            "mailops objects by kind and Ready status",
-            objects.clone(),
-        );
-        let last_verification = Family::<KindLabels, Gauge>::default();
-        registry.register(
-            "last_verification_timestamp_seconds",
-            "When Exchange last confirmed an object of this kind (Unix seconds): the exact time, where status.lastVerifiedTime moves at most daily",
-            last_verification.clone(),
-        );
-        let leader = Gauge::default();
-        registry.register(
-            "leader",
-            "1 while this replica holds the leader Lease (or runs without leader election), else 0",
-            leader.clone(),
-        );
+        let r = &mut registry;
+        let durations = || Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         Metrics {
+            reconciles: registered(
+                r,
+                "reconciles",
+                "Reconciles by kind and result",
+                Family::default(),
+            ),
+            reconcile_duration: registered(
+                r,
+                "reconcile_duration_seconds",
+                "Time spent in one reconcile, by kind",
+                Family::new_with_constructor(durations),
+            ),
+            kube_requests: registered(
+                r,
+                "kube_requests",
+                "Requests to the Kubernetes API by verb",
+                Family::default(),
+            ),
+            token_requests: registered(
+                r,
+                "token_requests",
+                "OAuth 2.0 token requests by result",
+                Family::default(),
+            ),
+            probes: registered(
+                r,
+                "exchange_probes",
+                "Exchange probes by service and result",
+                Family::default(),
+            ),
+            objects: registered(
+                r,
+                "objects",
+                "mailops objects by kind and Ready status",
+                Family::default(),
+            ),
+            last_verification: registered(
+                r,
+                "last_verification_timestamp_seconds",
+                "When Exchange last confirmed an object of this kind (Unix seconds): the exact time, where status.lastVerifiedTime moves at most daily",
+                Family::default(),
+            ),
+            leader: registered(
+                r,
+                "leader",
+                "1 while this replica holds the leader Lease (or runs without leader election), else 0",
+                Gauge::default(),
+            ),
             registry,
-            reconciles,
-            reconcile_duration,
-            kube_requests,
-            token_requests,
-            probes,
-            objects,
-            last_verification,
-            leader,
         }
     }
 

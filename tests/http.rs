@@ -83,6 +83,7 @@ async fn metrics_answer_prometheus_in_openmetrics_with_recorded_samples() {
     server.metrics.record_token_request("InvalidCredentials");
     server.metrics.record_probe("ews", "Verified");
     server.metrics.set_objects("EmailProvider", "True", 2);
+    server.metrics.verified("MailboxBinding", 1_764_892_800);
 
     let response = server
         .client
@@ -105,6 +106,7 @@ async fn metrics_answer_prometheus_in_openmetrics_with_recorded_samples() {
         r#"mailops_token_requests_total{result="InvalidCredentials"} 1"#,
         r#"mailops_exchange_probes_total{service="ews",result="Verified"} 1"#,
         r#"mailops_objects{kind="EmailProvider",ready="True"} 2"#,
+        r#"mailops_last_verification_timestamp_seconds{kind="MailboxBinding"} 1764892800"#,
     ] {
         assert!(body.contains(sample), "missing {sample} in\n{body}");
     }

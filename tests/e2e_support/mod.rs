@@ -3,10 +3,14 @@
 //! even when it fails, after dumping it. `operator`, `proxy`, `throttle` and `world`
 //! serve the fault tests: an operator that can be killed like a crashed process, a TCP
 //! proxy that can cut a connection off, a Graph front that throttles chosen mailboxes,
-//! and one test's namespace, names and objects.
+//! and one test's namespace, names and objects; `process` runs `mailops run` as a
+//! process of its own, for what only a process shows (its resident memory); `lag` makes
+//! an in-process operator's watch of one kind lag behind the API server.
 #![allow(dead_code)]
 
+pub mod lag;
 pub mod operator;
+pub mod process;
 pub mod proxy;
 pub mod throttle;
 pub mod world;
@@ -95,8 +99,24 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
     K: 'static,
 {
+    wait_for_all_selected(api, watcher::Config::default(), what, WAIT, cond).await
+}
+
+/// Watch the objects of `api` that `selected` selects (by label or field) into a cache
+/// until `cond` holds for the whole set, for at most `limit`; returns the set.
+pub async fn wait_for_all_selected<K>(
+    api: &Api<K>,
+    selected: watcher::Config,
+    what: &str,
+    limit: Duration,
+    cond: impl Fn(&[Arc<K>]) -> bool,
+) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
+    K: 'static,
+{
     let (reader, writer) = reflector::store::<K>();
-    let events = reflector::reflector(writer, watcher(api.clone(), watcher::Config::default()));
+    let events = reflector::reflector(writer, watcher(api.clone(), selected));
     let settled = async {
         let mut events = std::pin::pin!(events.default_backoff());
         while events.next().await.is_some() {
@@ -107,9 +127,22 @@ where
         }
         panic!("the watch for {what} ended");
     };
-    tokio::time::timeout(WAIT, settled)
+    tokio::time::timeout(limit, settled)
         .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// Look at `cond` every 50 ms until it holds, for at most `limit`: for what only a count
+/// outside the cluster shows (the fake Exchange's).
+pub async fn eventually(what: &str, limit: Duration, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn reader_ready<K: Resource<DynamicType = ()> + Clone>(reader: &Store<K>) -> bool {

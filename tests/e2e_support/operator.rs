@@ -21,6 +21,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::util::MapRequestLayer;
 
+use super::lag::WatchLag;
+
 /// One request to the API server.
 #[derive(Clone, Debug)]
 pub struct Sent {
@@ -112,6 +114,16 @@ impl Operator {
     /// Start the controllers (`run_controllers`) with `config`, talking to the API server
     /// described by `kube` (which may point at a proxy) and to `backend`.
     pub fn start(config: OperatorConfig, kube: kube::Config, backend: Backend) -> Operator {
+        Self::start_lagging(config, kube, backend, WatchLag::none())
+    }
+
+    /// The same, with the watches `lag` names handed to the operator late.
+    pub fn start_lagging(
+        config: OperatorConfig,
+        kube: kube::Config,
+        backend: Backend,
+        lag: WatchLag,
+    ) -> Operator {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name(format!("operator-{}", config.identity))
@@ -120,7 +132,14 @@ impl Operator {
             .expect("a runtime for the operator");
         let requests = RequestLog::default();
         let metrics = Arc::new(Metrics::new());
-        let run = run(config, kube, backend, requests.clone(), metrics.clone());
+        let run = run(
+            config,
+            kube,
+            backend,
+            lag,
+            requests.clone(),
+            metrics.clone(),
+        );
         // The client is built inside: kube's request buffer spawns its worker on the
         // runtime it is built on, and must die with the operator.
         let task = runtime.spawn(run);
@@ -158,6 +177,7 @@ async fn run(
     config: OperatorConfig,
     kube: kube::Config,
     backend: Backend,
+    lag: WatchLag,
     requests: RequestLog,
     metrics: Arc<Metrics>,
 ) -> mailops::Result<()> {
@@ -172,6 +192,7 @@ async fn run(
             });
             request
         }))
+        .with_layer(&lag)
         .build();
     let backend: Arc<dyn MailBackend> = match backend {
         Backend::Fake(fake) => fake,

@@ -6,6 +6,13 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::{Behaviour, Recorded, Reply, State, json, misbehave, reply};
 
+/// The user name of a Basic `Authorization` header, whatever its password.
+pub(super) fn basic_user(r: &Recorded) -> Option<String> {
+    let basic = r.headers.get("authorization")?.strip_prefix("Basic ")?;
+    let decoded = String::from_utf8(STANDARD.decode(basic).ok()?).ok()?;
+    Some(decoded.split_once(':')?.0.to_string())
+}
+
 /// Who the request authenticates as: `Some(name)` for a Basic user or a token.
 fn authenticate(state: &State, b: &Behaviour, r: &Recorded) -> Option<String> {
     let header = r.headers.get("authorization")?;

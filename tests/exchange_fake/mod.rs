@@ -170,6 +170,8 @@ pub struct Recorded {
     pub headers: HashMap<String, String>,
     /// Body as text.
     pub body: String,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 struct State {
@@ -320,6 +322,15 @@ impl FakeExchange {
             .collect()
     }
 
+    /// When EWS received a request logging in as Basic user `user`, in order.
+    pub fn basic_logins(&self, user: &str) -> Vec<std::time::Instant> {
+        self.requests_to("/EWS/")
+            .into_iter()
+            .filter(|r| mailbox::basic_user(r).is_some_and(|u| u.eq_ignore_ascii_case(user)))
+            .map(|r| r.at)
+            .collect()
+    }
+
     /// Most mailbox requests (EWS, Graph) that were in flight at once.
     pub fn max_in_flight(&self) -> usize {
         self.state.max_in_flight.load(Ordering::SeqCst)
@@ -435,6 +446,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infa
         path: path.clone(),
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
+        at: std::time::Instant::now(),
     };
     state.recorded.lock().unwrap().push(recorded.clone());
     let behaviour = state.behaviour.lock().unwrap().clone();
