@@ -90,6 +90,12 @@ impl Error {
         }
     }
 
+    /// Whether this is the API server refusing a write made from an older copy of the
+    /// object (409 Conflict): expected under races, and retried from the newer copy.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kube(kube::Error::Api(s)) if s.code == 409)
+    }
+
     /// Whether the next attempt waits a fixed, long delay ([`Retry::Slowly`]: certificate
     /// problems) instead of the back-off.
     pub fn retries_slowly(&self) -> bool {

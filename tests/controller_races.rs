@@ -208,3 +208,39 @@ async fn a_status_patch_never_answered_fails_at_its_deadline_and_holds_nothing_e
     assert!(err.to_string().contains("did not answer"), "{err}");
     assert!(started.elapsed() >= Duration::from_secs(30));
 }
+
+#[tokio::test]
+async fn a_binding_status_from_a_stale_copy_is_written_only_over_that_copy() {
+    // The provider is being deleted. The cache's copy of jane predates her attachment (our
+    // own status write saying she is attached has not come back through the watch): from
+    // it she looks new, and a new binding may not attach to a provider being deleted.
+    let mut h = harness();
+    let mut p = basic_provider("exchange", &["contoso.com"]);
+    p["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    h.provider(p);
+    h.secret("team-a", "jane", &[("password", "pw")]);
+    let mut b = own_credentials_binding("team-a", "jane", "jane@contoso.com", "jane");
+    b["metadata"]["resourceVersion"] = json!("41");
+    let obj = h.binding(b.clone());
+    let v = h.verifier(vec![Step {
+        status: 409,
+        ..step(
+            Method::PATCH,
+            "/apis/mailops.dev/v1alpha1/namespaces/team-a/mailboxbindings/jane/status",
+            |_, body| {
+                assert_eq!(condition(body, "Ready")["reason"], "ProviderTerminating");
+                // Only over the copy it was computed from: the API server holds a newer one.
+                assert_eq!(body["metadata"]["resourceVersion"], "41", "{body}");
+            },
+            json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                "reason": "Conflict", "code": 409, "message": "the object has been modified"}),
+        )
+    }]);
+    let err = run(controller::reconcile_binding(obj, h.ctx.clone()))
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    assert!(!err.is_permanent(), "retried from the newer copy");
+    // No Event either: nothing was said.
+    v.done().await;
+}

@@ -40,6 +40,14 @@ impl Reconciled for MailboxBinding {
         Api::namespaced(client, &self.namespace().unwrap_or_default())
     }
 
+    /// A binding's status says which provider and account it is attached to, and an
+    /// attached binding keeps a provider being deleted: a verdict from a copy that does
+    /// not show the attachment yet (the watch lagging behind our own write) would detach
+    /// it, and the provider would go under a Ready binding.
+    fn guards_status_writes() -> bool {
+        true
+    }
+
     fn apply<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Step<MailboxBindingStatus>> {
         Box::pin(apply(self, ctx))
     }

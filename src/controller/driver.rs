@@ -98,8 +98,14 @@ async fn write_step<K: Reconciled>(
         return (report, step.result);
     };
     let api = obj.api(ctx.client.clone());
-    let written =
-        status_writer::write_status(&api, &obj.name_any(), obj.current_status(), new).await;
+    let read_at = obj.resource_version().filter(|_| K::guards_status_writes());
+    let written = status_writer::write_status(
+        &api,
+        &obj.name_any(),
+        (obj.current_status(), read_at.as_deref()),
+        new,
+    )
+    .await;
     match written {
         Ok(transition) => {
             let deletion_blocked = step.deletion_blocked.filter(|_| transition.is_some());

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use kube::Resource;
 use kube::runtime::controller::Action;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::backoff;
 use super::context::Context;
@@ -58,6 +58,14 @@ where
         let own = ctx.backoff.next_delay(&object_key(obj.as_ref()));
         backoff::with_server_delay(own, err.server_delay())
     };
+    if err.is_conflict() {
+        info!(
+            object = %object_key(obj.as_ref()),
+            retry_in_seconds = delay.as_secs(),
+            "the object changed since the copy this reconcile read; again from the newer one"
+        );
+        return Action::requeue(delay);
+    }
     warn!(
         object = %object_key(obj.as_ref()),
         category = err.category(),

@@ -68,6 +68,13 @@ pub trait Reconciled:
     }
     /// Read the caches, validate, probe, and build the complete status.
     fn apply<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Step<Self::Status>>;
+    /// Whether a status computed from this copy may only replace the version it was
+    /// computed from (the write carries its resourceVersion, a newer one answers 409 and
+    /// the reconcile runs again from the newer copy). For a kind whose status from a stale
+    /// copy could lose what only the newer one knows; off by default.
+    fn guards_status_writes() -> bool {
+        false
+    }
 }
 
 /// Kinds whose deletion waits for their users, held by the in-use finalizer.

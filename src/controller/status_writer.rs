@@ -141,12 +141,13 @@ impl HasConditions for crate::api::MailboxBindingStatus {
 }
 
 /// Write `new` to the status subresource of `name` by server-side apply, unless it says
-/// what `old` says. Returns the `Ready` transition of a status it wrote, `None` when
-/// nothing was sent.
+/// what `old` says; with `read_at`, only over that resourceVersion (a newer object
+/// answers 409 Conflict, retried soon from the newer copy). Returns the `Ready` transition
+/// of a status it wrote, `None` when nothing was sent.
 pub async fn write_status<K, S>(
     api: &Api<K>,
     name: &str,
-    old: Option<&S>,
+    (old, read_at): (Option<&S>, Option<&str>),
     new: &S,
 ) -> crate::Result<Option<Transition>>
 where
@@ -156,11 +157,14 @@ where
     if says_the_same(old, new) {
         return Ok(None);
     }
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": new,
     });
+    if let Some(version) = read_at {
+        body["metadata"] = serde_json::json!({ "resourceVersion": version });
+    }
     api.patch_status(
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),

@@ -36,7 +36,6 @@ impl CertSlot {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(key));
         Ok(())
     }
-
 }
 
 impl ResolvesServerCert for CertSlot {
