@@ -597,6 +597,7 @@ fn chart_venv(root: &std::path::Path) -> PathBuf {
         std::process::Command::new(program)
             .args(args)
             .current_dir(root)
+            .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };
