@@ -79,20 +79,40 @@ pub async fn scrape(client: &Client) -> Result<Costs, String> {
     Ok(costs)
 }
 
-/// What was observed between two readings, as count, sum and mean, where anything was.
-pub fn between(before: &Costs, after: &Costs) -> Value {
-    let mut out = serde_json::Map::new();
+/// What was observed between two readings, where anything was.
+pub fn between(before: &Costs, after: &Costs) -> Costs {
+    let mut out = Costs::new();
     for (k, a) in after {
         let b = before.get(k).copied().unwrap_or_default();
         let (sum, count) = (a.sum - b.sum, a.count - b.count);
         if count > 0.0 {
-            let mean = sum / count;
-            out.insert(
-                k.clone(),
-                json!({"count": count, "sum": round6(sum), "mean": round6(mean)}),
-            );
+            out.insert(k.clone(), Histogram { sum, count });
         }
     }
+    out
+}
+
+/// `more` added to `costs`.
+pub fn add(costs: &mut Costs, more: &Costs) {
+    for (k, m) in more {
+        let h = costs.entry(k.clone()).or_default();
+        h.sum += m.sum;
+        h.count += m.count;
+    }
+}
+
+/// Each histogram as count, sum and mean.
+pub fn report(costs: &Costs) -> Value {
+    let out: serde_json::Map<String, Value> = costs
+        .iter()
+        .map(|(k, h)| {
+            let mean = round6(h.sum / h.count);
+            (
+                k.clone(),
+                json!({"count": h.count, "sum": round6(h.sum), "mean": mean}),
+            )
+        })
+        .collect();
     Value::Object(out)
 }
 

@@ -1,6 +1,7 @@
 //! The API server's floor: N status writes of the shape mailops writes, then N such
-//! writes plus one Event each, at the benchmark's concurrency, on one kind; with what the
-//! API server's own metrics say they cost it, and the size of one object after.
+//! writes plus one Event each, at the benchmark's concurrency, on mailops' CRD and on the
+//! schema-less one; with what the API server's own metrics say they cost it, and the size
+//! of one object after.
 
 use std::time::Instant;
 
@@ -9,39 +10,71 @@ use kube::api::ApiResource;
 use serde_json::{Value, json};
 
 use crate::cluster::bulk;
-use crate::cost;
+use crate::cost::{self, Costs};
 use crate::objects::Plan;
 use crate::round;
 
 /// One floor, measured.
+#[derive(Default)]
 pub struct Floor {
     /// Seconds for N status writes.
     pub status: f64,
     /// Seconds for N status writes and N Events.
     pub status_event: f64,
-    /// The API server's histograms over both, and the size of object 0 after.
-    pub cost: Value,
+    /// The API server's histograms over both passes.
+    pub costs: Costs,
+    /// The size of object 0 after them.
+    pub object: Value,
 }
 
-/// Run the floor on `kind` (the run's bindings, or their schema-less twins).
-pub async fn floor(client: &Client, plan: &Plan, kind: &ApiResource) -> Result<Floor, String> {
+impl Floor {
+    /// The API server's cost over this floor, and one object's size.
+    pub fn cost(&self) -> Value {
+        json!({"metrics": cost::report(&self.costs), "object": self.object})
+    }
+}
+
+/// One pass of N writes to `kind` (each with an Event, or not): its seconds and what the
+/// API server's histograms observed meanwhile.
+async fn pass(
+    client: &Client,
+    plan: &Plan,
+    kind: &ApiResource,
+    event: bool,
+) -> Result<(f64, Costs), String> {
     let before = cost::scrape(client).await?;
     let start = Instant::now();
-    bulk(plan.n, |i| plan.floor_status(client, kind, i, "status")).await?;
-    let status = start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    bulk(plan.n, |i| plan.floor_status_and_event(client, kind, i)).await?;
-    let status_event = start.elapsed().as_secs_f64();
+    match event {
+        false => bulk(plan.n, |i| plan.floor_status(client, kind, i, "status")).await?,
+        true => bulk(plan.n, |i| plan.floor_status_and_event(client, kind, i)).await?,
+    }
+    let seconds = start.elapsed().as_secs_f64();
     let after = cost::scrape(client).await?;
-    let cost = json!({
-        "metrics": cost::between(&before, &after),
-        "object": cost::stored_size(client, plan, kind, 0).await?,
-    });
-    Ok(Floor {
-        status,
-        status_event,
-        cost,
-    })
+    Ok((seconds, cost::between(&before, &after)))
+}
+
+/// The floor on each kind, passes alternating between them (status on each, then status
+/// and Event on each) so that both meet the machine in the same state.
+pub async fn floors(
+    client: &Client,
+    plan: &Plan,
+    kinds: [&ApiResource; 2],
+) -> Result<[Floor; 2], String> {
+    let mut floors = [Floor::default(), Floor::default()];
+    for event in [false, true] {
+        for (floor, kind) in floors.iter_mut().zip(kinds) {
+            let (seconds, costs) = pass(client, plan, kind, event).await?;
+            match event {
+                false => floor.status = seconds,
+                true => floor.status_event = seconds,
+            }
+            cost::add(&mut floor.costs, &costs);
+        }
+    }
+    for (floor, kind) in floors.iter_mut().zip(kinds) {
+        floor.object = cost::stored_size(client, plan, kind, 0).await?;
+    }
+    Ok(floors)
 }
 
 /// Both floors of one run side by side.
