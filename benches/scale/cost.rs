@@ -34,6 +34,13 @@ pub struct Histogram {
     count: f64,
 }
 
+impl Histogram {
+    /// The mean of what it observed.
+    pub fn mean(&self) -> f64 {
+        self.sum / self.count
+    }
+}
+
 /// Histograms by `name{kept labels}`.
 pub type Costs = BTreeMap<String, Histogram>;
 
@@ -106,7 +113,7 @@ pub fn report(costs: &Costs) -> Value {
     let out: serde_json::Map<String, Value> = costs
         .iter()
         .map(|(k, h)| {
-            let mean = round6(h.sum / h.count);
+            let mean = round6(h.mean());
             (
                 k.clone(),
                 json!({"count": h.count, "sum": round6(h.sum), "mean": mean}),
