@@ -31,7 +31,32 @@ pub type WriteCounts = BTreeMap<String, u64>;
 
 const WRITE_VERBS: [&str; 5] = ["POST", "PUT", "PATCH", "APPLY", "DELETE"];
 
-fn label<'a>(labels: &'a str, name: &str) -> &'a str {
+/// The API server's `/metrics`, as text.
+pub async fn metrics_text(client: &Client) -> Result<String, String> {
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    client
+        .request_text(request)
+        .await
+        .map_err(|e| format!("reading the API server's /metrics: {e}"))
+}
+
+/// One sample line of the exposition format: its name, its labels and its value.
+pub fn sample(line: &str) -> Option<(&str, &str, f64)> {
+    if line.starts_with('#') {
+        return None;
+    }
+    let (series, value) = line.rsplit_once(' ')?;
+    let (name, labels) = match series.split_once('{') {
+        Some((name, labels)) => (name, labels.strip_suffix('}')?),
+        None => (series, ""),
+    };
+    Some((name, labels, value.parse().ok()?))
+}
+
+/// The value of label `name` in a sample's labels ("" when absent).
+pub fn label<'a>(labels: &'a str, name: &str) -> &'a str {
     let key = format!("{name}=\"");
     labels
         .split(',')
@@ -42,23 +67,11 @@ fn label<'a>(labels: &'a str, name: &str) -> &'a str {
 
 /// `apiserver_request_total` from the API server's `/metrics`, write verbs only.
 pub async fn write_counts(client: &Client) -> Result<WriteCounts, String> {
-    let request = http::Request::get("/metrics")
-        .body(Vec::new())
-        .map_err(|e| e.to_string())?;
-    let text = client
-        .request_text(request)
-        .await
-        .map_err(|e| format!("reading the API server's /metrics: {e}"))?;
+    let text = metrics_text(client).await?;
     let mut counts = WriteCounts::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.split_once("} ") else {
-            continue;
-        };
+    for (name, labels, value) in text.lines().filter_map(sample) {
         let verb = label(labels, "verb");
-        if !WRITE_VERBS.contains(&verb) {
+        if name != "apiserver_request_total" || !WRITE_VERBS.contains(&verb) {
             continue;
         }
         let key = format!(
@@ -66,11 +79,28 @@ pub async fn write_counts(client: &Client) -> Result<WriteCounts, String> {
             label(labels, "resource"),
             label(labels, "subresource")
         );
-        let n = value.trim().parse::<f64>().unwrap_or(0.0) as u64;
-        *counts.entry(key).or_default() += n;
+        *counts.entry(key).or_default() += value as u64;
     }
     Ok(counts)
 }
+
+/// Status writes to mailops' three kinds among `counts`.
+pub fn status_writes(counts: &WriteCounts) -> u64 {
+    counts
+        .iter()
+        .filter(|(k, _)| {
+            STATUS_SUBRESOURCES.iter().any(|r| k.starts_with(r)) && !k.ends_with(" DELETE")
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// The status subresources mailops writes, as [`WriteCounts`] keys begin.
+const STATUS_SUBRESOURCES: [&str; 3] = [
+    "emailproviders/status ",
+    "exchangeserviceaccounts/status ",
+    "mailboxbindings/status ",
+];
 
 /// What changed between two readings, only where something did.
 pub fn delta(before: &WriteCounts, after: &WriteCounts) -> WriteCounts {

@@ -5,7 +5,9 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, ResourceExt};
 use mailops::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
@@ -36,7 +38,8 @@ fn err(what: &str) -> impl Fn(kube::Error) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
-async fn apply<K>(api: &Api<K>, name: &str, body: Value) -> Result<(), String>
+/// Server-side apply `body` as the benchmark, taking every field it names.
+pub async fn apply<K>(api: &Api<K>, name: &str, body: Value) -> Result<(), String>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -50,13 +53,23 @@ where
     .map_err(err(name))
 }
 
-async fn api_status(client: &Client, ns: &str, name: &str, body: &Value) -> Result<(), String> {
-    let api: Api<MailboxBinding> = Api::namespaced(client.clone(), ns);
+async fn api_status(
+    client: &Client,
+    kind: &ApiResource,
+    (ns, name): (&str, &str),
+    body: &Value,
+) -> Result<(), String> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, kind);
     let pp = PatchParams::apply("mailops-bench-floor").force();
     api.patch_status(name, &pp, &Patch::Apply(body))
         .await
         .map(|_| ())
         .map_err(err(name))
+}
+
+/// MailboxBinding, as the floor writes it (an untyped object, like the schema-less kind).
+pub fn binding_kind() -> ApiResource {
+    ApiResource::erase::<MailboxBinding>(&())
 }
 
 impl Plan {
@@ -200,12 +213,14 @@ impl Plan {
         apply(&api, &name, body).await
     }
 
-    /// The floor: one server-side-apply status write to binding `i` of the shape mailops
-    /// writes (its four conditions and attachment fields, so the API server merges as
-    /// much), under a field manager of the benchmark's.
+    /// The floor: one server-side-apply status write to binding `i` (or the schema-less
+    /// object of the same name) of the shape mailops writes (its four conditions and
+    /// attachment fields, so the API server merges as much), under a field manager of the
+    /// benchmark's.
     pub async fn floor_status(
         &self,
         client: &Client,
+        kind: &ApiResource,
         i: usize,
         message: &str,
     ) -> Result<(), String> {
@@ -223,14 +238,14 @@ impl Plan {
         ]
         .map(condition)
         .into();
-        let body = json!({"apiVersion": API, "kind": "MailboxBinding", "status": {
+        let body = json!({"apiVersion": kind.api_version, "kind": kind.kind, "status": {
             "observedGeneration": 1,
             "conditions": conditions,
             "provider": provider, "login": format!("u{i}@{domain}"),
             "authenticatedVia": "ServiceAccount", "serviceAccount": provider,
             "endpoint": format!("{}/v1.0", self.fake),
             "lastVerifiedTime": "2026-01-01T00:00:00Z"}});
-        api_status(client, &ns, &name, &body).await
+        api_status(client, kind, (&ns, &name), &body).await
     }
 
     /// Take the floor's status back (an apply of nothing under its manager drops every
@@ -238,19 +253,25 @@ impl Plan {
     pub async fn floor_clear(&self, client: &Client, i: usize) -> Result<(), String> {
         let (ns, name) = self.binding(i);
         let body = json!({"apiVersion": API, "kind": "MailboxBinding", "status": {}});
-        api_status(client, &ns, &name, &body).await
+        api_status(client, &binding_kind(), (&ns, &name), &body).await
     }
 
     /// The floor with Events: a status write and one Event, as a Ready transition costs.
-    pub async fn floor_status_and_event(&self, client: &Client, i: usize) -> Result<(), String> {
-        self.floor_status(client, i, "status and event").await?;
+    pub async fn floor_status_and_event(
+        &self,
+        client: &Client,
+        kind: &ApiResource,
+        i: usize,
+    ) -> Result<(), String> {
+        self.floor_status(client, kind, i, "status and event")
+            .await?;
         let (ns, name) = self.binding(i);
         let event: Event = serde_json::from_value(json!({
             "metadata": {"generateName": "bench-", "namespace": ns},
             "eventTime": MicroTime(k8s_openapi::jiff::Timestamp::now()),
             "reportingController": "mailops-bench", "reportingInstance": "bench",
             "action": "Reconcile", "reason": "BenchFloor", "type": "Normal", "note": "floor",
-            "regarding": {"apiVersion": API, "kind": "MailboxBinding", "namespace": ns, "name": name},
+            "regarding": {"apiVersion": kind.api_version, "kind": kind.kind, "namespace": ns, "name": name},
         }))
         .map_err(|e| e.to_string())?;
         let api: Api<Event> = Api::namespaced(client.clone(), &ns);

@@ -1,8 +1,7 @@
-//! What the benchmark times: the operator process from start to all Ready, a provider's
-//! release after its last binding, and a namespace label admitting a waiting binding.
+//! What the benchmark times: every binding Ready, a provider's release after its last
+//! binding, and a namespace label admitting a waiting binding.
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -19,47 +18,6 @@ use crate::objects::{LABEL, MANAGER, Plan};
 
 /// How long any one wait may take before the run fails.
 const PATIENCE: Duration = Duration::from_secs(1800);
-
-/// `mailops run` as a child process (this build), logging to a file.
-pub struct Operator(Child);
-
-impl Operator {
-    /// Start it against the cluster in `KUBECONFIG`; the providers trust the fake's CA.
-    pub fn start(run: &str) -> Result<Operator, String> {
-        let log_path = std::env::temp_dir().join(format!("mailops-bench-{run}.log"));
-        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
-        let child = Command::new(env!("CARGO_BIN_EXE_mailops"))
-            .args(["run", "--no-leader-election", "--no-webhook"])
-            .args(["--http-addr", "127.0.0.1:0"])
-            .env(
-                "RUST_LOG",
-                std::env::var("MAILOPS_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("starting mailops: {e}"))?;
-        eprintln!("scale: operator log in {}", log_path.display());
-        Ok(Operator(child))
-    }
-
-    /// Its process ID.
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    /// Stop it.
-    pub fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn ready(b: &MailboxBinding) -> bool {
     b.status.as_ref().is_some_and(|s| is_ready(&s.conditions))
