@@ -80,6 +80,21 @@ fn provider_status(reason: &'static str, written: Arc<Mutex<Value>>, p: Value) -
     )
 }
 
+/// A provider status write that only moves `verifiedInputs` (what it was verified with).
+fn inputs_moved(written: Arc<Mutex<Value>>, p: Value) -> Step {
+    step(
+        Method::PATCH,
+        PROVIDER_STATUS,
+        move |_, body| {
+            let mut before = written.lock().unwrap().clone();
+            assert_ne!(body["status"]["verifiedInputs"], before["verifiedInputs"]);
+            before["verifiedInputs"] = body["status"]["verifiedInputs"].clone();
+            assert_eq!(body["status"], before, "nothing else moved");
+        },
+        p,
+    )
+}
+
 /// The provider, and the metadata of its bundle ConfigMap and of two others nobody names.
 fn onprem_and_strangers(h: &mut Harness) -> Arc<Guarded<EmailProvider>> {
     let obj = h.provider(onprem(false));
@@ -156,8 +171,9 @@ async fn a_changed_bundle_re_verifies_the_provider_and_what_uses_it_with_the_new
         get_roots("5", &[(KEY, &old)]),
         provider_status("Verified", written.clone(), onprem(false)),
         event_step("default", "Normal", "Verified"),
-        // The new version: read again; the status says the same, so it is not written.
+        // The new version: read again, verified, and the status records the new inputs.
         get_roots("6", &[(KEY, &new)]),
+        inputs_moved(written.clone(), onprem(false)),
     ]);
     run(controller::reconcile_provider(obj, h.ctx.clone()))
         .await
@@ -383,5 +399,59 @@ async fn a_bundle_from_a_secret_is_read_by_reference_and_named_when_its_key_is_m
         .unwrap();
     assert!(h.ctx.stores.secret_data.holds(&key("certs", "roots")));
     assert_eq!(h.backend.trusts()[0].1, trust_of(true, &pem));
+    v.done().await;
+}
+
+#[tokio::test]
+async fn an_account_is_authenticated_again_when_its_providers_bundle_changes() {
+    let mut h = harness();
+    h.provider(onprem(false));
+    h.config_map_meta_at("certs", "roots", "5");
+    h.secret("ops", "svc", &[("username", "svc"), ("password", "pw")]);
+    let a = json!({
+        "apiVersion": API, "kind": "ExchangeServiceAccount",
+        "metadata": {"name": "svc", "generation": 1, "finalizers": ["mailops.dev/in-use"]},
+        "spec": {"providerRef": {"name": "onprem"},
+                 "credentials": {"basic": {"secretRef": {"namespace": "ops", "name": "svc"}}}},
+    });
+    let obj = h.account(a.clone());
+    let (old, new) = (ca_pem("Old Root CA"), ca_pem("New Root CA"));
+    let path = "/apis/mailops.dev/v1alpha1/exchangeserviceaccounts/svc/status";
+    let written = Arc::new(Mutex::new(Value::Null));
+    let keep = written.clone();
+    let v = h.verifier(vec![
+        get_roots("5", &[(KEY, &old)]),
+        step(
+            Method::PATCH,
+            path,
+            move |_, body| {
+                assert_eq!(condition(body, "Ready")["status"], "True", "{body}");
+                *keep.lock().unwrap() = body["status"].clone();
+            },
+            a.clone(),
+        ),
+        event_step("default", "Normal", "Verified"),
+        get_roots("6", &[(KEY, &new)]),
+        step(
+            Method::PATCH,
+            path,
+            |_, body| assert_eq!(condition(body, "Ready")["status"], "True", "{body}"),
+            a.clone(),
+        ),
+    ]);
+    run(controller::reconcile_service_account(obj, h.ctx.clone()))
+        .await
+        .unwrap();
+    let mut current = a;
+    current["status"] = written.lock().unwrap().clone();
+    let t = h.config_map_meta_at("certs", "roots", "6");
+    assert!(t.service_accounts.contains("svc"), "{t:?}");
+    let obj = h.account(current);
+    run(controller::reconcile_service_account(obj, h.ctx.clone()))
+        .await
+        .unwrap();
+    assert_eq!(h.backend.auth_calls(), 2, "verified under the new bundle");
+    let trusts = h.backend.trusts();
+    assert_eq!(trusts[1].1, trust_of(false, &new));
     v.done().await;
 }
