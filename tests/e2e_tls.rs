@@ -1,7 +1,8 @@
 //! Private CAs on a real cluster: a provider whose CA bundle lives in a ConfigMap (what
 //! trust-manager writes) or a Secret (what cert-manager writes as `ca.crt`) is Ready over
 //! HTTPS against the fake Entra ID and Graph, and a change of the ConfigMap re-verifies
-//! it. The operator runs in-process with the real Exchange client.
+//! it; a provider whose ConfigMap does not exist yet is `ConfigMapNotFound` until it is
+//! created. The operator runs in-process with the real Exchange client.
 //!
 //! ```sh
 //! KUBECONFIG=~/.kube/config cargo test --test e2e_tls -- --ignored --test-threads=1
@@ -98,6 +99,30 @@ async fn a_provider_trusting_a_secret_ca_crt_is_ready_over_https() {
     let mut op = provider_through(&env, &fake, from).await;
     let ready = wait_for(&env.providers(), &env.name("p"), "Ready", ready_provider).await;
     eprintln!("ready: {}", reachable_message(&ready.unwrap()));
+    env.wait_ready("alice").await;
+    op.assert_running();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs a cluster"]
+async fn a_provider_whose_bundle_configmap_is_missing_says_so_until_it_appears() {
+    let (env, _cleanup) = Env::new("tls-cm-late", &["p"], &["sa"]).await;
+    let fake = FakeExchange::start(behaviour(&env)).await;
+    let from = json!({"caBundleFrom": {"configMapKeyRef":
+        {"namespace": env.ns, "name": "bundle", "key": KEY}}});
+    let mut op = provider_through(&env, &fake, from).await;
+    let provider = env.name("p");
+    let missing = condition("Reachable", "False", "ConfigMapNotFound");
+    let waiting = wait_for(&env.providers(), &provider, "ConfigMapNotFound", missing).await;
+    eprintln!(
+        "before the ConfigMap: {}",
+        reachable_message(&waiting.unwrap())
+    );
+
+    // Its creation is seen by the metadata watch and the provider is verified with it.
+    put_bundle(&env, fake.ca_pem()).await;
+    let ready = wait_for(&env.providers(), &provider, "Ready", ready_provider).await;
+    eprintln!("after it appeared: {}", reachable_message(&ready.unwrap()));
     env.wait_ready("alice").await;
     op.assert_running();
 }

@@ -51,6 +51,10 @@ pub enum Reason {
     SecretNotFound,
     /// A referenced Secret lacks the expected key.
     SecretKeyMissing,
+    /// The ConfigMap named by a provider's `spec.tls.caBundleFrom` does not exist.
+    ConfigMapNotFound,
+    /// That ConfigMap lacks the key named.
+    ConfigMapKeyMissing,
     /// The provider's `loginFormat` is `Manual` and the binding gives no `spec.login`.
     LoginRequired,
     /// The credentials kind does not fit the provider's authentication method.
@@ -109,6 +113,8 @@ impl Reason {
         Reason::NamespaceNotAllowed,
         Reason::SecretNotFound,
         Reason::SecretKeyMissing,
+        Reason::ConfigMapNotFound,
+        Reason::ConfigMapKeyMissing,
         Reason::LoginRequired,
         Reason::AuthMethodMismatch,
         Reason::InsecureEndpoint,
@@ -145,6 +151,8 @@ impl Reason {
             Reason::NamespaceNotAllowed => "NamespaceNotAllowed",
             Reason::SecretNotFound => "SecretNotFound",
             Reason::SecretKeyMissing => "SecretKeyMissing",
+            Reason::ConfigMapNotFound => "ConfigMapNotFound",
+            Reason::ConfigMapKeyMissing => "ConfigMapKeyMissing",
             Reason::LoginRequired => "LoginRequired",
             Reason::AuthMethodMismatch => "AuthMethodMismatch",
             Reason::InsecureEndpoint => "InsecureEndpoint",
@@ -183,6 +191,8 @@ impl Reason {
             | Reason::NamespaceNotAllowed
             | Reason::SecretNotFound
             | Reason::SecretKeyMissing
+            | Reason::ConfigMapNotFound
+            | Reason::ConfigMapKeyMissing
             | Reason::LoginRequired
             | Reason::AuthMethodMismatch
             | Reason::InsecureEndpoint
@@ -366,7 +376,13 @@ mod tests {
         ] {
             assert_eq!(r.retry(), Retry::Slowly, "{r}");
         }
-        assert_eq!(Reason::InvalidCABundle.retry(), Retry::AwaitChange);
+        for r in [
+            Reason::InvalidCABundle,
+            Reason::ConfigMapNotFound,
+            Reason::ConfigMapKeyMissing,
+        ] {
+            assert_eq!(r.retry(), Retry::AwaitChange, "{r}");
+        }
         assert_eq!(SLOW_RETRY, std::time::Duration::from_secs(300));
     }
 

@@ -14,11 +14,11 @@ use kube::ResourceExt;
 
 use super::keys::Guarded;
 use crate::api::conditions::{self, READY};
-use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
+use crate::api::{BundleObject, EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::metrics::Metrics;
 use crate::resolve::email_domain;
 
-pub use super::keys::{BindingKey, SecretKey};
+pub use super::keys::{BindingKey, ConfigMapKey, SecretKey};
 
 /// `Ready` of an object, for the gauge.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,7 +62,10 @@ struct BindingEntry {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct ProviderEntry {
     domains: Vec<String>,
-    app_secret: Option<SecretKey>,
+    /// Its app's client secret and the Secret of its CA bundle.
+    secrets: Vec<SecretKey>,
+    /// The ConfigMap of its CA bundle.
+    config_map: Option<ConfigMapKey>,
     ready: ReadyState,
 }
 
@@ -112,6 +115,7 @@ struct Inner {
     accounts_of_provider: Multi<String, String>,
     providers_serving: Multi<String, String>,
     providers_reading: Multi<SecretKey, String>,
+    providers_reading_config_map: Multi<ConfigMapKey, String>,
     accounts_reading: Multi<SecretKey, String>,
     /// Objects by kind (provider, account, binding) and `Ready` (True, False, Unknown).
     ready: [[i64; 3]; 3],
@@ -168,6 +172,30 @@ pub fn secret_of_provider(p: &EmailProvider) -> Option<SecretKey> {
     Some((r.namespace.clone(), r.name.clone()))
 }
 
+/// The Secrets a provider reads: its app's client secret, and the Secret its CA bundle
+/// comes from (`spec.tls.caBundleFrom.secretKeyRef`).
+pub fn secrets_of_provider(p: &EmailProvider) -> Vec<SecretKey> {
+    let bundle = match bundle_of_provider(p) {
+        Some((BundleObject::Secret, key)) => Some(key),
+        _ => None,
+    };
+    secret_of_provider(p).into_iter().chain(bundle).collect()
+}
+
+/// The ConfigMap a provider's CA bundle comes from (`caBundleFrom.configMapKeyRef`).
+pub fn config_map_of_provider(p: &EmailProvider) -> Option<ConfigMapKey> {
+    match bundle_of_provider(p)? {
+        (BundleObject::ConfigMap, key) => Some(key),
+        (BundleObject::Secret, _) => None,
+    }
+}
+
+/// The object a provider's CA bundle comes from (`spec.tls.caBundleFrom`), if any.
+pub fn bundle_of_provider(p: &EmailProvider) -> Option<(BundleObject, (String, String))> {
+    let (object, r) = p.spec.tls.as_ref()?.referenced_bundle()?;
+    Some((object, (r.namespace.clone(), r.name.clone())))
+}
+
 /// The Secrets a service account reads its own credentials from.
 pub fn secrets_of_account(a: &ExchangeServiceAccount) -> Vec<SecretKey> {
     let creds = a.spec.credentials.as_ref();
@@ -190,7 +218,8 @@ fn provider_entry(p: &EmailProvider) -> ProviderEntry {
             .iter()
             .map(|d| d.to_ascii_lowercase())
             .collect(),
-        app_secret: secret_of_provider(p),
+        secrets: secrets_of_provider(p),
+        config_map: config_map_of_provider(p),
         ready: ReadyState::of(p.status.as_ref().map(|s| s.conditions.as_slice())),
     }
 }
@@ -288,9 +317,12 @@ impl Inner {
             for d in old.domains {
                 unlink(&mut self.providers_serving, Some(d), &name.to_string());
             }
+            for s in old.secrets {
+                unlink(&mut self.providers_reading, Some(s), &name.to_string());
+            }
             unlink(
-                &mut self.providers_reading,
-                old.app_secret,
+                &mut self.providers_reading_config_map,
+                old.config_map,
                 &name.to_string(),
             );
         }
@@ -302,9 +334,16 @@ impl Inner {
                     name.to_string(),
                 );
             }
+            for s in &new.secrets {
+                link(
+                    &mut self.providers_reading,
+                    Some(s.clone()),
+                    name.to_string(),
+                );
+            }
             link(
-                &mut self.providers_reading,
-                new.app_secret.clone(),
+                &mut self.providers_reading_config_map,
+                new.config_map.clone(),
                 name.to_string(),
             );
             self.providers.insert(name.to_string(), new);

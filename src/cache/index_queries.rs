@@ -140,6 +140,16 @@ impl Index {
             || inner.reading_secret.contains_key(secret)
     }
 
+    /// Providers whose CA bundle comes from a ConfigMap.
+    pub fn readers_of_config_map(&self, config_map: &ConfigMapKey) -> Vec<String> {
+        names(self.lock().providers_reading_config_map.get(config_map))
+    }
+
+    /// Whether a provider's CA bundle comes from a ConfigMap.
+    pub fn is_config_map_read(&self, config_map: &ConfigMapKey) -> bool {
+        (self.lock().providers_reading_config_map).contains_key(config_map)
+    }
+
     /// The data of a Secret nobody reads was dropped: recorded with the deleted objects,
     /// so that what was remembered of it (a rotated token) is forgotten too.
     pub fn note_released(&self, secret: &SecretKey) {
@@ -245,7 +255,7 @@ impl Indexed for Guarded<ExchangeServiceAccount> {
     }
 }
 
-/// Secrets and Namespaces are looked up by their own key: nothing to index.
+/// Secrets, ConfigMaps and Namespaces are looked up by their own key: nothing to index.
 macro_rules! not_indexed {
     ($($t:ty),*) => {$(
         impl Indexed for $t {
@@ -257,5 +267,6 @@ macro_rules! not_indexed {
 }
 not_indexed!(
     crate::cache::secrets::SecretMeta,
+    crate::cache::secrets::ConfigMapMeta,
     k8s_openapi::api::core::v1::Namespace
 );

@@ -10,6 +10,8 @@ use kube::{Resource, ResourceExt};
 pub type BindingKey = (String, String);
 /// A Secret as `(namespace, name)`.
 pub type SecretKey = (String, String);
+/// A ConfigMap as `(namespace, name)`.
+pub type ConfigMapKey = (String, String);
 
 /// An object as watched: either the typed object or what could be read of a malformed one.
 pub type Guarded<K> = DeserializeGuard<K>;

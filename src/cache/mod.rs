@@ -10,7 +10,9 @@ pub mod stores;
 pub mod usage;
 pub mod watch;
 
-pub use index::{BindingKey, Index, SecretKey};
+pub use index::{BindingKey, ConfigMapKey, Index, SecretKey};
 pub use keys::{Guarded, object_at, object_key, object_ref};
-pub use secrets::{SecretData, SecretMeta};
-pub use stores::{SecretLookup, Stores, Writers, stores, typed_objects, well_formed};
+pub use secrets::{ConfigMapData, ConfigMapMeta, SecretData, SecretMeta};
+pub use stores::{
+    ConfigMapLookup, SecretLookup, Stores, Writers, stores, typed_objects, well_formed,
+};

@@ -1,63 +1,104 @@
-//! Secrets by reference. The cache watches every Secret's metadata only (name, namespace,
-//! resourceVersion: a few hundred bytes each, whatever the data), and holds the data of
-//! just those a mailops object references: read with one GET when first needed ([`super::stores::Stores::read_secrets`]), dropped
-//! when the Secret changes or nobody references it any more. A tenant's large Secrets, or
-//! a cluster's Helm release Secrets, cost the operator their metadata; other teams'
-//! credentials are never in its memory.
+//! Secrets and ConfigMaps by reference. The cache watches every Secret's and ConfigMap's
+//! metadata only (name, namespace, resourceVersion: a few hundred bytes each, whatever the
+//! data), and holds the data of just those a mailops object references: read with one GET
+//! when first needed ([`super::stores::Stores::read_secrets`],
+//! [`super::stores::Stores::read_config_maps`]), dropped when the object changes or nobody
+//! references it any more. A tenant's large Secrets, a cluster's Helm release Secrets or
+//! another team's ConfigMaps cost the operator their metadata; other teams' credentials
+//! are never in its memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::PartialObjectMeta;
+use kube::{Resource, ResourceExt};
 
-use super::keys::SecretKey;
+/// A held object's `(namespace, name)`.
+type ObjectKey = (String, String);
 
 /// What the cache keeps of every Secret: its metadata.
 pub type SecretMeta = PartialObjectMeta<Secret>;
 
+/// What the cache keeps of every ConfigMap: its metadata.
+pub type ConfigMapMeta = PartialObjectMeta<ConfigMap>;
+
 /// The data of referenced Secrets, each as read at one resourceVersion.
-#[derive(Default)]
-pub struct SecretData {
-    held: Mutex<HashMap<SecretKey, Arc<Secret>>>,
+pub type SecretData = HeldData<Secret>;
+
+/// The data of referenced ConfigMaps (CA bundles), each as read at one resourceVersion.
+pub type ConfigMapData = HeldData<ConfigMap>;
+
+/// A kind whose data is held by reference.
+pub trait HeldKind: Resource<DynamicType = ()> {
+    /// Drop what of the kind's own fields is never read.
+    fn drop_unread(&mut self);
 }
 
-impl SecretData {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SecretKey, Arc<Secret>>> {
+impl HeldKind for Secret {
+    /// `stringData` is write-only; a GET never returns it, but nothing of it is kept.
+    fn drop_unread(&mut self) {
+        self.string_data = None;
+    }
+}
+
+impl HeldKind for ConfigMap {
+    /// A CA bundle is text (`data`); `binaryData` (a JKS or PKCS#12 copy of the same
+    /// bundle, as trust-manager can add) is not read, so not kept.
+    fn drop_unread(&mut self) {
+        self.binary_data = None;
+    }
+}
+
+/// The data of referenced objects of one kind, each as read at one resourceVersion, by
+/// `(namespace, name)`.
+pub struct HeldData<K> {
+    held: Mutex<HashMap<ObjectKey, Arc<K>>>,
+}
+
+impl<K> Default for HeldData<K> {
+    fn default() -> Self {
+        HeldData {
+            held: Mutex::default(),
+        }
+    }
+}
+
+impl<K: HeldKind> HeldData<K> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, Arc<K>>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The Secret as held, if it was read at `version`.
-    pub fn get(&self, key: &SecretKey, version: &str) -> Option<Arc<Secret>> {
+    /// The object as held, if it was read at `version`.
+    pub fn get(&self, key: &ObjectKey, version: &str) -> Option<Arc<K>> {
         self.lock()
             .get(key)
             .filter(|s| s.resource_version().as_deref() == Some(version))
             .cloned()
     }
 
-    /// Hold a Secret as read (what a GET returned), trimmed to its data.
-    pub fn hold(&self, mut secret: Secret) -> Arc<Secret> {
-        let key = (secret.namespace().unwrap_or_default(), secret.name_any());
-        let meta = &mut secret.metadata;
+    /// Hold an object as read (what a GET returned), trimmed to its data.
+    pub fn hold(&self, mut object: K) -> Arc<K> {
+        let key = (object.namespace().unwrap_or_default(), object.name_any());
+        let meta = object.meta_mut();
         meta.managed_fields = None;
         meta.annotations = None;
         meta.labels = None;
         meta.owner_references = None;
-        secret.string_data = None;
-        let secret = Arc::new(secret);
-        self.lock().insert(key, secret.clone());
-        secret
+        object.drop_unread();
+        let object = Arc::new(object);
+        self.lock().insert(key, object.clone());
+        object
     }
 
     /// Drop what is held of `key` (it changed, went, or nobody reads it any more).
     /// Returns whether anything was held.
-    pub fn release(&self, key: &SecretKey) -> bool {
+    pub fn release(&self, key: &ObjectKey) -> bool {
         self.lock().remove(key).is_some()
     }
 
     /// Drop what is held of `key` unless it was read at `version`.
-    pub fn release_unless_at(&self, key: &SecretKey, version: Option<&str>) {
+    pub fn release_unless_at(&self, key: &ObjectKey, version: Option<&str>) {
         let mut held = self.lock();
         if held
             .get(key)
@@ -68,16 +109,16 @@ impl SecretData {
     }
 
     /// Whether the data of `key` is held.
-    pub fn holds(&self, key: &SecretKey) -> bool {
+    pub fn holds(&self, key: &ObjectKey) -> bool {
         self.lock().contains_key(key)
     }
 
-    /// How many Secrets' data is held.
+    /// How many objects' data is held.
     pub fn len(&self) -> usize {
         self.lock().len()
     }
 
-    /// Whether no Secret's data is held.
+    /// Whether no object's data is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::index::{Index, SecretKey};
+use super::index::{ConfigMapKey, Index, SecretKey};
 use super::keys::Guarded;
-use super::secrets::{SecretData, SecretMeta};
+use super::secrets::{ConfigMapData, ConfigMapMeta, HeldData, HeldKind, SecretData, SecretMeta};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 
 /// Read side of every cache; reconciles and admission read these, never LIST.
@@ -27,6 +28,11 @@ pub struct Stores {
     pub secrets: Store<SecretMeta>,
     /// The data of the Secrets a mailops object references, read when first needed.
     pub secret_data: Arc<SecretData>,
+    /// Every ConfigMap's metadata (no data: see [`super::secrets`]).
+    pub config_maps: Store<ConfigMapMeta>,
+    /// The data of the ConfigMaps a provider's `spec.tls.caBundleFrom` references, read
+    /// when first needed.
+    pub config_map_data: Arc<ConfigMapData>,
     /// Namespaces (their labels decide `allowedNamespaces` selectors).
     pub namespaces: Store<Namespace>,
     /// Who uses, names or reads what, kept from the same watch events.
@@ -43,18 +49,21 @@ pub struct Writers {
     pub bindings: reflector::store::Writer<Guarded<MailboxBinding>>,
     /// Secrets' metadata.
     pub secrets: reflector::store::Writer<SecretMeta>,
+    /// ConfigMaps' metadata.
+    pub config_maps: reflector::store::Writer<ConfigMapMeta>,
     /// Namespaces.
     pub namespaces: reflector::store::Writer<Namespace>,
 }
 
 impl Stores {
-    /// Wait until all five caches hold their initial LIST.
+    /// Wait until all six caches hold their initial LIST.
     pub async fn wait_until_ready(&self) {
         let _ = futures::join!(
             self.providers.wait_until_ready(),
             self.service_accounts.wait_until_ready(),
             self.bindings.wait_until_ready(),
             self.secrets.wait_until_ready(),
+            self.config_maps.wait_until_ready(),
             self.namespaces.wait_until_ready(),
         );
     }
@@ -86,23 +95,23 @@ impl Stores {
         client: &Client,
         keys: impl IntoIterator<Item = SecretKey>,
     ) -> crate::Result<BTreeMap<SecretKey, Arc<Secret>>> {
-        let mut found = BTreeMap::new();
-        for key in keys {
-            let (namespace, name) = (&key.0, &key.1);
-            let Some(meta) = self.secrets.get(&ObjectRef::new(name).within(namespace)) else {
-                continue;
-            };
-            let version = meta.resource_version().unwrap_or_default();
-            if let Some(held) = self.secret_data.get(&key, &version) {
-                found.insert(key, held);
-                continue;
-            }
-            let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-            if let Some(secret) = api.get_opt(name).await? {
-                found.insert(key, self.secret_data.hold(secret));
-            }
-        }
-        Ok(found)
+        read_held(&self.secrets, &self.secret_data, client, keys).await
+    }
+
+    /// The ConfigMaps at `keys` that exist, with their data, as [`Self::read_secrets`]
+    /// reads Secrets (a missing one is reported `ConfigMapNotFound`).
+    pub async fn read_config_maps(
+        &self,
+        client: &Client,
+        keys: impl IntoIterator<Item = ConfigMapKey>,
+    ) -> crate::Result<BTreeMap<ConfigMapKey, Arc<ConfigMap>>> {
+        read_held(&self.config_maps, &self.config_map_data, client, keys).await
+    }
+
+    /// A ConfigMap's metadata as cached.
+    pub fn config_map_meta(&self, namespace: &str, name: &str) -> Option<Arc<ConfigMapMeta>> {
+        self.config_maps
+            .get(&ObjectRef::new(name).within(namespace))
     }
 
     /// The Secrets `keys` with the resourceVersions the cache knows (`None`: absent): what
@@ -127,6 +136,37 @@ impl Stores {
     }
 }
 
+/// The objects at `keys` that the metadata watch knows, with their data: held at the
+/// version the watch shows, else read with one GET each and held.
+async fn read_held<K>(
+    metas: &Store<PartialObjectMeta<K>>,
+    held: &HeldData<K>,
+    client: &Client,
+    keys: impl IntoIterator<Item = (String, String)>,
+) -> crate::Result<BTreeMap<(String, String), Arc<K>>>
+where
+    K: HeldKind<Scope = k8s_openapi::NamespaceResourceScope>,
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut found = BTreeMap::new();
+    for key in keys {
+        let (namespace, name) = (&key.0, &key.1);
+        let Some(meta) = metas.get(&ObjectRef::new(name).within(namespace)) else {
+            continue;
+        };
+        let version = meta.resource_version().unwrap_or_default();
+        if let Some(object) = held.get(&key, &version) {
+            found.insert(key, object);
+            continue;
+        }
+        let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        if let Some(object) = api.get_opt(name).await? {
+            found.insert(key, held.hold(object));
+        }
+    }
+    Ok(found)
+}
+
 /// Where credentials read Secrets from: what a reconcile read ([`Stores::read_secrets`]).
 pub trait SecretLookup {
     /// The Secret `namespace/name`, if there is one.
@@ -140,12 +180,27 @@ impl SecretLookup for std::collections::BTreeMap<SecretKey, Arc<Secret>> {
     }
 }
 
+/// Where a provider's CA bundle is read from when it names a ConfigMap: what a reconcile
+/// read ([`Stores::read_config_maps`]).
+pub trait ConfigMapLookup {
+    /// The ConfigMap `namespace/name`, if there is one.
+    fn config_map(&self, namespace: &str, name: &str) -> Option<Arc<ConfigMap>>;
+}
+
+impl ConfigMapLookup for BTreeMap<ConfigMapKey, Arc<ConfigMap>> {
+    fn config_map(&self, namespace: &str, name: &str) -> Option<Arc<ConfigMap>> {
+        self.get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+}
+
 /// Fresh, empty caches.
 pub fn stores() -> (Stores, Writers) {
     let (providers, pw) = reflector::store();
     let (service_accounts, sw) = reflector::store();
     let (bindings, bw) = reflector::store();
     let (secrets, secw) = reflector::store();
+    let (config_maps, cmw) = reflector::store();
     let (namespaces, nw) = reflector::store();
     (
         Stores {
@@ -154,6 +209,8 @@ pub fn stores() -> (Stores, Writers) {
             bindings,
             secrets,
             secret_data: Arc::default(),
+            config_maps,
+            config_map_data: Arc::default(),
             namespaces,
             index: Arc::default(),
         },
@@ -162,6 +219,7 @@ pub fn stores() -> (Stores, Writers) {
             service_accounts: sw,
             bindings: bw,
             secrets: secw,
+            config_maps: cmw,
             namespaces: nw,
         },
     )

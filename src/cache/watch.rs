@@ -1,14 +1,15 @@
 //! The watches that feed the caches: each event is trimmed, applied to its store and the
 //! index, and handed with the object as it was before to the kind's [`Sink`] (the
-//! controllers' trigger mapping). Secrets are watched as metadata only; the data held of
-//! referenced ones is dropped here when a Secret changes or loses its last reader. The
-//! pumps and the tests feed events through one path, [`apply`].
+//! controllers' trigger mapping). Secrets and ConfigMaps are watched as metadata only; the
+//! data held of referenced ones is dropped here when the object changes or loses its last
+//! reader. The pumps and the tests feed events through one path, [`apply`].
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::{self, Event};
@@ -16,9 +17,12 @@ use kube::runtime::{WatchStreamExt, watcher as make_watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::warn;
 
-use super::index::{Indexed, SecretKey, secret_of_binding, secret_of_provider, secrets_of_account};
+use super::index::{
+    ConfigMapKey, Indexed, SecretKey, config_map_of_provider, secret_of_binding,
+    secrets_of_account, secrets_of_provider,
+};
 use super::keys::Guarded;
-use super::secrets::SecretMeta;
+use super::secrets::{ConfigMapMeta, HeldData, HeldKind, SecretMeta};
 use super::stores::{Stores, Writers};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 
@@ -40,16 +44,25 @@ pub trait Cached: Resource<DynamicType = ()> + Clone + Indexed {
         Vec::new()
     }
 
+    /// The ConfigMaps the object reads (held while anyone reads them).
+    fn config_maps_read(&self) -> Vec<ConfigMapKey> {
+        Vec::new()
+    }
+
     /// After the event is in the cache: what else it means for the caches.
     fn changed(&self, _stores: &Stores, _deleted: bool) {}
 }
 
 impl Cached for Guarded<EmailProvider> {
     fn secrets_read(&self) -> Vec<SecretKey> {
+        self.0.as_ref().map(secrets_of_provider).unwrap_or_default()
+    }
+
+    fn config_maps_read(&self) -> Vec<ConfigMapKey> {
         self.0
             .as_ref()
             .ok()
-            .and_then(secret_of_provider)
+            .and_then(config_map_of_provider)
             .into_iter()
             .collect()
     }
@@ -72,27 +85,42 @@ impl Cached for Guarded<MailboxBinding> {
     }
 }
 
+/// Data held of an older version of `meta`'s object, or of one now gone, is dropped.
+fn release_stale<K: HeldKind>(held: &HeldData<K>, meta: &PartialObjectMeta<K>, deleted: bool) {
+    let key = (meta.namespace().unwrap_or_default(), meta.name_any());
+    if deleted {
+        held.release(&key);
+    } else {
+        held.release_unless_at(&key, meta.resource_version().as_deref());
+    }
+}
+
+/// Every Secret's and ConfigMap's metadata is cached (a reference may name any), trimmed
+/// to its name and version: what tells a reader that it changed.
+fn trim_metadata<K>(meta: &mut PartialObjectMeta<K>) {
+    meta.metadata.managed_fields = None;
+    meta.metadata.annotations = None;
+    meta.metadata.labels = None;
+    meta.metadata.owner_references = None;
+}
+
 impl Cached for SecretMeta {
-    /// Every Secret's metadata is cached (a reference may name any), trimmed to its name
-    /// and version: what tells a reader that it changed.
     fn trim(&mut self) {
-        self.metadata.managed_fields = None;
-        self.metadata.annotations = None;
-        self.metadata.labels = None;
-        self.metadata.owner_references = None;
+        trim_metadata(self);
     }
 
-    /// Data held of an older version, or of a Secret now gone, is dropped.
     fn changed(&self, stores: &Stores, deleted: bool) {
-        let key = (self.namespace().unwrap_or_default(), self.name_any());
-        if deleted {
-            stores.secret_data.release(&key);
-        } else {
-            let version = self.resource_version();
-            stores
-                .secret_data
-                .release_unless_at(&key, version.as_deref());
-        }
+        release_stale(&stores.secret_data, self, deleted);
+    }
+}
+
+impl Cached for ConfigMapMeta {
+    fn trim(&mut self) {
+        trim_metadata(self);
+    }
+
+    fn changed(&self, stores: &Stores, deleted: bool) {
+        release_stale(&stores.config_map_data, self, deleted);
     }
 }
 
@@ -108,8 +136,8 @@ impl Cached for Namespace {
 }
 
 /// Apply one watch event to a cache and the index; returns the object as it was before,
-/// for an update or a deletion of a cached object. The data of a Secret that the object
-/// as it was read, and that nobody reads now, is dropped.
+/// for an update or a deletion of a cached object. The data of a Secret or ConfigMap that
+/// the object as it was read, and that nobody reads now, is dropped.
 pub fn apply<K: Cached>(
     writer: &mut Writer<K>,
     stores: &Stores,
@@ -138,6 +166,11 @@ pub fn apply<K: Cached>(
             index.note_released(&key);
         }
     }
+    for key in old.iter().flat_map(|o| o.config_maps_read()) {
+        if !index.is_config_map_read(&key) {
+            stores.config_map_data.release(&key);
+        }
+    }
     old
 }
 
@@ -155,6 +188,8 @@ pub struct Sinks {
     pub bindings: Sink<Guarded<MailboxBinding>>,
     /// Secrets' metadata.
     pub secrets: Sink<SecretMeta>,
+    /// ConfigMaps' metadata.
+    pub config_maps: Sink<ConfigMapMeta>,
     /// Namespaces.
     pub namespaces: Sink<Namespace>,
 }
@@ -186,14 +221,15 @@ where
         .modify(K::trim)
 }
 
-/// Watch the five kinds into the caches (Secrets as metadata), telling each kind's sink,
-/// until the process ends.
+/// Watch the six kinds into the caches (Secrets and ConfigMaps as metadata), telling each
+/// kind's sink, until the process ends.
 pub async fn pump_all(client: Client, writers: Writers, stores: Stores, sinks: Sinks) {
     let Writers {
         providers,
         service_accounts,
         bindings,
         secrets,
+        config_maps,
         namespaces,
     } = writers;
     futures::join!(
@@ -221,6 +257,12 @@ pub async fn pump_all(client: Client, writers: Writers, stores: Stores, sinks: S
             secrets,
             stores.clone(),
             sinks.secrets,
+        ),
+        pump(
+            watch(Api::<ConfigMapMeta>::all(client.clone())),
+            config_maps,
+            stores.clone(),
+            sinks.config_maps,
         ),
         pump(
             watch(Api::<Namespace>::all(client)),

@@ -16,6 +16,7 @@ use kube::{Api, Client, ResourceExt};
 
 use super::binding_probe::{self, Checked};
 use super::binding_status::{Outcome, build_status, outcome_error};
+use super::bundle;
 use super::context::Context;
 use super::probe_cache::{probe_inputs_digest, spec_digest};
 use super::reconciled::{Reconciled, Step, reverify_later};
@@ -98,6 +99,8 @@ pub struct Snapshot {
     provider: Option<Arc<Guarded<EmailProvider>>>,
     account: Option<Arc<Guarded<ExchangeServiceAccount>>>,
     secrets: Vec<(SecretKey, Option<String>)>,
+    /// Where the provider's CA bundle object stands ([`bundle::bundle_version`]).
+    bundle: Option<String>,
 }
 
 /// Read the caches for a binding: the one place its reconcile touches them.
@@ -129,11 +132,13 @@ pub fn dereference(b: &MailboxBinding, stores: &Stores, allow_insecure: bool) ->
             .chain(typed(&provider).and_then(secret_of_provider))
             .chain(typed(&account).map(secrets_of_account).unwrap_or_default()),
     );
+    let bundle = typed(&provider).and_then(|p| bundle::bundle_version(stores, p));
     Snapshot {
         resolution,
         provider,
         account,
         secrets,
+        bundle,
     }
 }
 
@@ -177,6 +182,8 @@ pub fn validate(
         &spec_digest(&provider.spec),
         &account.map(|a| spec_digest(&a.spec)).unwrap_or_default(),
     ]);
+    // The version of the provider's CA bundle object: a new bundle is a new input.
+    let base = bundle::fold_version(base, snap.bundle.as_deref());
     let Some(provider_object) = snap.provider.clone() else {
         return Err(unverified(Error::Spec {
             reason: Reason::ProviderNotFound,

@@ -15,20 +15,20 @@ use secrecy::SecretString;
 
 use super::binding_status::{Outcome, Verified};
 use super::context::Context;
-use super::credentials;
 use super::probe_cache::{Confirmed, Inputs, ProbeCache, probe_inputs_digest};
 use super::refusals;
 use super::restart::{self, stable_digest};
 use super::write_back::{
     OwnSecret, SinkResult, TokenStore, adopt_rotated, write_back_refresh_token,
 };
+use super::{bundle, credentials};
 use crate::api::conditions::Reason;
 use crate::api::{AuthenticatedVia, EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::cache::index::secret_of_binding;
 use crate::cache::{Guarded, SecretKey, object_key};
 use crate::endpoints::ProviderEndpoints;
 use crate::exchange::lockout::login_identity;
-use crate::exchange::{Failure, MailboxOutcome, MailboxProbe, Service};
+use crate::exchange::{Failure, MailboxOutcome, MailboxProbe, Service, Trust};
 use crate::resolve::Resolution;
 use crate::{Error, Result};
 
@@ -91,7 +91,9 @@ pub async fn verify(b: &MailboxBinding, c: Checked, ctx: &Context) -> Result<Out
     }
     let keys: Vec<SecretKey> = c.secrets.iter().map(|(k, _)| k.clone()).collect();
     let secrets = ctx.stores.read_secrets(&ctx.client, keys).await?;
-    let mut prepared = match prepare(b, &c, &secrets) {
+    let provider = c.provider.0.as_ref().ok();
+    let trust = bundle::read_trust(&ctx.stores, &ctx.client, provider).await?;
+    let mut prepared = match prepare(b, &c, &secrets, trust) {
         Ok(prepared) => prepared,
         Err(error) => {
             return Ok(Outcome::Unverified {
@@ -137,6 +139,7 @@ fn prepare(
     b: &MailboxBinding,
     c: &Checked,
     secrets: &BTreeMap<SecretKey, Arc<Secret>>,
+    trust: Result<Trust>,
 ) -> Result<Prepared> {
     let Ok(provider) = &c.provider.0 else {
         return Err(Error::Spec {
@@ -161,7 +164,7 @@ fn prepare(
         .and_then(|key| secrets.get(&key))
         .and_then(|secret| OwnSecret::of(secret, &creds));
     Ok(Prepared {
-        service: credentials::service(provider, &c.endpoints)?,
+        service: credentials::service(provider, &c.endpoints, trust)?,
         creds,
         own,
     })

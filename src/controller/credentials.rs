@@ -75,16 +75,14 @@ pub fn secret_key(
     Ok(SecretString::from(text.to_string()))
 }
 
-/// The CAs and name a provider's servers are verified against (`spec.tls`). The text of
-/// a `caBundleFrom` ConfigMap or Secret is not read here yet (`None`): such a provider
-/// reports `InvalidCABundle` until the cache supplies it.
-pub fn trust(provider: &EmailProvider) -> Result<Trust> {
-    crate::exchange::trust::provider_trust(provider.spec.tls.as_ref(), None)
-}
-
-/// The service mailboxes of a provider are verified against, under the provider's trust.
-pub fn service(provider: &EmailProvider, endpoints: &ProviderEndpoints) -> Result<Service> {
-    let trust = trust(provider)?;
+/// The service mailboxes of a provider are verified against, under the provider's trust
+/// (as [`super::bundle::read_trust`] read it: a trust, or why there is none).
+pub fn service(
+    provider: &EmailProvider,
+    endpoints: &ProviderEndpoints,
+    trust: Result<Trust>,
+) -> Result<Service> {
+    let trust = trust?;
     Ok(match provider.spec.service_type {
         ServiceType::Exchange => Service::Ews {
             url: endpoints.mailbox_endpoint.clone(),

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
@@ -25,7 +25,7 @@ use super::status_writer::HasConditions;
 use crate::api::conditions;
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::cache::watch::{self, Cached, Sink, Sinks};
-use crate::cache::{BindingKey, Guarded, SecretMeta, Stores};
+use crate::cache::{BindingKey, ConfigMapMeta, Guarded, SecretMeta, Stores};
 use crate::resolve::email_domain;
 
 /// Objects to reconcile again, per controller.
@@ -122,20 +122,38 @@ pub fn for_binding(b: &Guarded<MailboxBinding>, stores: &Stores) -> Triggers {
 }
 
 /// A Secret changed: whatever reads it, and the bindings whose credentials come from it
-/// through their provider or service account.
+/// through their provider or service account. A provider's Secret (its app's client
+/// secret, which accounts without their own credentials use too, or its CA bundle, which
+/// all of them are verified under) reaches the provider's accounts and bindings.
 pub fn for_secret(s: &SecretMeta, stores: &Stores) -> Triggers {
     let mut t = Triggers::default();
     let key = (s.namespace().unwrap_or_default(), s.name_any());
     let (providers, accounts, own) = stores.index.readers_of_secret(&key);
     t.bindings.extend(own);
-    for p in &providers {
-        t.bindings.extend(stores.index.attached_to_provider(p));
-    }
     for a in &accounts {
         t.bindings.extend(stores.index.naming_account(a));
     }
-    t.providers.extend(providers);
     t.service_accounts.extend(accounts);
+    t.merge(providers_and_users(providers, stores));
+    t
+}
+
+/// A ConfigMap changed: the providers whose CA bundle it holds, their accounts and the
+/// bindings attached to them (all verified under that bundle).
+pub fn for_config_map(c: &ConfigMapMeta, stores: &Stores) -> Triggers {
+    let key = (c.namespace().unwrap_or_default(), c.name_any());
+    providers_and_users(stores.index.readers_of_config_map(&key), stores)
+}
+
+/// Providers, their service accounts and the bindings attached to them.
+fn providers_and_users(providers: Vec<String>, stores: &Stores) -> Triggers {
+    let mut t = Triggers::default();
+    for p in &providers {
+        t.service_accounts
+            .extend(stores.index.accounts_of_provider(p));
+        t.bindings.extend(stores.index.attached_to_provider(p));
+    }
+    t.providers.extend(providers);
     t
 }
 
@@ -305,6 +323,16 @@ impl Triggered for SecretMeta {
     }
 }
 
+impl Triggered for ConfigMapMeta {
+    const KIND_OF_TRIGGER: Trigger = Trigger::None;
+    fn triggers(&self, stores: &Stores) -> Triggers {
+        for_config_map(self, stores)
+    }
+    fn relevance(old: &Self, new: &Self) -> Relevance {
+        version_relevance(&old.metadata, &new.metadata)
+    }
+}
+
 impl Triggered for Namespace {
     const KIND_OF_TRIGGER: Trigger = Trigger::None;
     fn triggers(&self, stores: &Stores) -> Triggers {
@@ -360,6 +388,7 @@ pub fn sinks(stores: &Stores, senders: &Senders) -> Sinks {
         service_accounts: sink(stores, senders),
         bindings: sink(stores, senders),
         secrets: sink(stores, senders),
+        config_maps: sink(stores, senders),
         namespaces: sink(stores, senders),
     }
 }
@@ -431,7 +460,12 @@ pub fn binding_relevance(
 /// look, and a reader whose credentials read the same as before neither probes again nor
 /// writes (its probe inputs digest the values, not the version).
 fn secret_relevance(old: &SecretMeta, new: &SecretMeta) -> Relevance {
-    if old.metadata.resource_version == new.metadata.resource_version {
+    version_relevance(&old.metadata, &new.metadata)
+}
+
+/// A new version of a Secret or ConfigMap watched as metadata: it may hold new data.
+fn version_relevance(old: &ObjectMeta, new: &ObjectMeta) -> Relevance {
+    if old.resource_version == new.resource_version {
         Relevance::Nothing
     } else {
         Relevance::Everything

@@ -3,6 +3,7 @@
 //! driver ([`driver`]) over what each kind gives it ([`reconciled`]); the kinds
 //! ([`provider`], [`service_account`], [`binding`] with [`binding_status`]); the in-use
 //! finalizer and the blocked deletion; the status write; Events and the retry policy;
+//! a provider's trust with its CA bundle read by reference ([`bundle`]);
 //! the per-object memories (probe results, back-off, rotated tokens and their write-back);
 //! the triggers and their ways in (settled, gated, due again); running it all.
 
@@ -10,6 +11,7 @@ pub mod backoff;
 pub mod binding;
 pub mod binding_probe;
 pub mod binding_status;
+pub mod bundle;
 pub mod clock;
 pub mod context;
 pub mod credentials;

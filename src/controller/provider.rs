@@ -11,7 +11,7 @@ use super::probe_cache::{Inputs, probe_inputs_digest, spec_digest};
 use super::reconciled::{HeldWhileUsed, Reconciled, Step, reverify_later};
 use super::refusals;
 use super::restart::{self, Recorded, recorded as recorded_inputs, stable_digest};
-use super::{credentials, status_writer};
+use super::{bundle, credentials, status_writer};
 use crate::Error;
 use crate::api::conditions::{self, AUTHENTICATED, Desired, REACHABLE, Reason};
 use crate::api::{EmailProvider, EmailProviderStatus};
@@ -26,7 +26,7 @@ use crate::cache::index::secret_of_provider;
 use crate::cache::usage::{self, Users};
 use crate::cache::{SecretKey, object_key};
 use crate::endpoints::{ProviderEndpoints, provider_endpoints};
-use crate::exchange::{Failure, ProviderOutcome, ProviderProbe, Service};
+use crate::exchange::{Failure, ProviderOutcome, ProviderProbe, Service, Trust};
 
 impl Reconciled for EmailProvider {
     type Status = EmailProviderStatus;
@@ -89,15 +89,16 @@ struct Validated {
     app: Option<credentials::Resolved>,
 }
 
-/// Validate from the caches, no API call: endpoints and app credentials.
+/// Validate what was read, no API call: endpoints, trust and app credentials.
 fn validate(
     p: &EmailProvider,
     secrets: &BTreeMap<SecretKey, Arc<Secret>>,
+    trust: crate::Result<Trust>,
     allow_insecure: bool,
 ) -> std::result::Result<Validated, Box<Check>> {
     let invalid = |e| Box::new(Check::InvalidEndpoints(e));
     let endpoints = provider_endpoints(&p.spec, allow_insecure).map_err(invalid)?;
-    let service = credentials::service(p, &endpoints).map_err(invalid)?;
+    let service = credentials::service(p, &endpoints, trust).map_err(invalid)?;
     match credentials::provider_app(p, &endpoints, secrets) {
         Ok(app) => Ok(Validated {
             endpoints,
@@ -112,13 +113,15 @@ fn validate(
 }
 
 /// The digest of what a provider's verdict depends on but the Secrets' values: its uid,
-/// its spec, the versions of the Secrets it reads (from the cache's metadata).
+/// its spec, the versions of the Secrets it reads and of its CA bundle object (from the
+/// cache's metadata).
 fn stable_inputs(p: &EmailProvider, stores: &Stores) -> u64 {
     let base = probe_inputs_digest(&[
         p.uid().as_deref().unwrap_or_default(),
         &spec_digest(&p.spec),
     ]);
-    stable_digest(base, &stores.secret_versions(secret_of_provider(p)))
+    let stable = stable_digest(base, &stores.secret_versions(secret_of_provider(p)));
+    bundle::with_bundle_version(stable, stores, Some(p))
 }
 
 /// A verdict known without reading a Secret: remembered for these inputs, or what the
@@ -223,8 +226,9 @@ async fn verify(
         .stores
         .read_secrets(&ctx.client, secret_of_provider(p))
         .await?;
+    let trust = bundle::read_trust(&ctx.stores, &ctx.client, Some(p)).await?;
     Ok(
-        match validate(p, &secrets, ctx.config.allow_insecure_endpoints) {
+        match validate(p, &secrets, trust, ctx.config.allow_insecure_endpoints) {
             Ok(v) => probe(p, v, stable, ctx).await,
             Err(check) => (*check, None),
         },

@@ -11,7 +11,7 @@ use super::probe_cache::{Inputs, probe_inputs_digest, spec_digest};
 use super::reconciled::{HeldWhileUsed, Reconciled, Step, reverify_later};
 use super::refusals;
 use super::restart::{self, Recorded, stable_digest};
-use super::{credentials, status_writer};
+use super::{bundle, credentials, status_writer};
 use crate::api::conditions::{self, AUTHENTICATED, Desired, Reason};
 use crate::api::{ExchangeServiceAccount, ExchangeServiceAccountStatus};
 use crate::cache::Stores;
@@ -26,7 +26,7 @@ use crate::cache::index::{secret_of_provider, secrets_of_account};
 use crate::cache::usage::{self, Users};
 use crate::cache::{Guarded, SecretKey, object_key};
 use crate::endpoints::provider_endpoints;
-use crate::exchange::Service;
+use crate::exchange::{Service, Trust};
 use crate::resolve::{check_account_may_attach, check_service_account_fits};
 use crate::{Error, Result};
 
@@ -73,7 +73,7 @@ struct Validated {
 fn validate(
     a: &ExchangeServiceAccount,
     provider: Option<Arc<Guarded<EmailProvider>>>,
-    secrets: &BTreeMap<SecretKey, Arc<Secret>>,
+    (secrets, trust): (&BTreeMap<SecretKey, Arc<Secret>>, Result<Trust>),
     allow_insecure: bool,
 ) -> Result<Validated> {
     let provider_name = &a.spec.provider_ref.name;
@@ -96,7 +96,7 @@ fn validate(
     Ok(Validated {
         provider: provider_name.clone(),
         provider_spec: spec_digest(&provider.spec),
-        service: credentials::service(provider, &endpoints)?,
+        service: credentials::service(provider, &endpoints, trust)?,
         creds: credentials::service_account(a, provider, &endpoints, secrets)?,
     })
 }
@@ -190,8 +190,11 @@ async fn verify(
     ctx: &Context,
 ) -> Result<(Result<()>, Option<String>)> {
     let secrets = ctx.stores.read_secrets(&ctx.client, keys).await?;
+    let typed = provider.as_ref().and_then(|g| g.0.as_ref().ok());
+    let trust = bundle::read_trust(&ctx.stores, &ctx.client, typed).await?;
+    let read = (&secrets, trust);
     Ok(
-        match validate(a, provider, &secrets, ctx.config.allow_insecure_endpoints) {
+        match validate(a, provider, read, ctx.config.allow_insecure_endpoints) {
             Ok(v) => probe(a, v, stable, ctx).await,
             Err(e) => (Err(e), None),
         },
@@ -209,6 +212,7 @@ async fn apply(a: &ExchangeServiceAccount, ctx: &Context) -> Step<ExchangeServic
         .collect();
     let versions = ctx.stores.secret_versions(keys.clone());
     let stable = stable_inputs(a, typed, &versions, ctx.config.allow_insecure_endpoints);
+    let stable = bundle::with_bundle_version(stable, &ctx.stores, typed);
     let (checked, login_paused) = match known(a, stable, ctx) {
         Some(verdict) => (verdict, None),
         None => match verify(a, provider.clone(), (keys, stable), ctx).await {

@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use super::lockout::{LoginBudget, login_identity};
 use super::{
     Credential, Failure, MailBackend, MailboxOutcome, MailboxProbe, ProviderOutcome, ProviderProbe,
-    Service,
+    Service, Trust,
 };
 
 /// A fake mail system. Everything succeeds unless configured otherwise.
@@ -28,6 +28,7 @@ pub struct FakeBackend {
     mailbox_calls: AtomicUsize,
     logins: AtomicUsize,
     verified: Mutex<Vec<String>>,
+    trusts: Mutex<Vec<(String, Trust)>>,
     budget: Option<LoginBudget>,
 }
 
@@ -106,6 +107,16 @@ impl FakeBackend {
     pub fn verified_addresses(&self) -> Vec<String> {
         lock(&self.verified).clone()
     }
+
+    /// The trust each call was made under, with the provider it was for, in call order:
+    /// what the real client would have verified the servers' certificates against.
+    pub fn trusts(&self) -> Vec<(String, Trust)> {
+        lock(&self.trusts).clone()
+    }
+
+    fn saw(&self, provider: &str, service: &Service) {
+        lock(&self.trusts).push((provider.to_string(), service.trust().clone()));
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -120,6 +131,7 @@ impl MailBackend for FakeBackend {
 
     fn check_provider<'a>(&'a self, probe: &'a ProviderProbe) -> BoxFuture<'a, ProviderOutcome> {
         self.provider_calls.fetch_add(1, Ordering::SeqCst);
+        self.saw(&probe.provider, &probe.service);
         let failure = lock(&self.provider_failures).get(&probe.provider).cloned();
         Box::pin(async move {
             ProviderOutcome {
@@ -132,16 +144,18 @@ impl MailBackend for FakeBackend {
     fn authenticate<'a>(
         &'a self,
         provider: &'a str,
-        _service: &'a Service,
+        service: &'a Service,
         _credential: &'a Credential,
     ) -> BoxFuture<'a, Result<(), Failure>> {
         self.auth_calls.fetch_add(1, Ordering::SeqCst);
+        self.saw(provider, service);
         let failure = lock(&self.auth_failures).get(provider).cloned();
         Box::pin(async move { failure.map_or(Ok(()), Err) })
     }
 
     fn verify_mailbox<'a>(&'a self, probe: &'a MailboxProbe) -> BoxFuture<'a, MailboxOutcome> {
         self.mailbox_calls.fetch_add(1, Ordering::SeqCst);
+        self.saw(&probe.provider, &probe.service);
         lock(&self.verified).push(probe.email.clone());
         let failure = lock(&self.mailbox_failures).get(&probe.email).cloned();
         if let Credential::RefreshToken { refresh_token, .. } = &probe.credential {

@@ -254,13 +254,15 @@ class DefaultRenderTest(unittest.TestCase):
         expected = {}
         # The controllers read the three kinds from watch caches: no `get`; only providers
         # and service accounts carry a finalizer, so bindings are not patched. Secrets are
-        # watched as metadata and the referenced ones read with a `get`.
+        # watched as metadata and the referenced ones read with a `get`; so are ConfigMaps
+        # (a provider's CA bundle), which are never written.
         for kind in ("emailproviders", "exchangeserviceaccounts", "mailboxbindings"):
             expected[("mailops.dev", kind)] = {"list", "watch"}
             expected[("mailops.dev", f"{kind}/status")] = {"patch"}
         for kind in ("emailproviders", "exchangeserviceaccounts"):
             expected[("mailops.dev", kind)].add("patch")
         expected[("", "secrets")] = {"get", "list", "watch", "patch"}
+        expected[("", "configmaps")] = {"get", "list", "watch"}
         expected[("", "namespaces")] = {"list", "watch"}
         expected[("events.k8s.io", "events")] = {"create", "patch"}
         self.assertEqual(granted, expected)
@@ -423,6 +425,12 @@ class ValuesTest(unittest.TestCase):
         self.assertIn("secretWriteBack=false", manifests["mailops/templates/NOTES.txt"])
         # ...and the operator is told, so it does not try a patch it may not make.
         self.assertIn("--no-secret-write-back", container(objects)["args"])
+
+    def test_config_maps_are_read_only_whatever_the_write_back(self):
+        for write_back in (False, True):
+            objects, _ = render({"rbac": {"secretWriteBack": write_back}})
+            (rule,) = rules_for(operator_role(objects), "", "configmaps")
+            self.assertEqual(rule["verbs"], ["get", "list", "watch"])
 
     def test_secret_write_back_on_adds_only_patch(self):
         objects, _ = render({"rbac": {"secretWriteBack": True}})

@@ -9,7 +9,7 @@ pub use std::time::Duration;
 
 pub use http::{Method, Request, Response};
 pub use k8s_openapi::ByteString;
-pub use k8s_openapi::api::core::v1::{Namespace, Secret};
+pub use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 pub use kube::client::Body;
 pub use kube::core::PartialObjectMetaExt;
 pub use kube::runtime::controller::Action;
@@ -279,6 +279,19 @@ impl Harness {
         );
     }
 
+    /// Only the metadata of a ConfigMap, as the watch delivers it (its data is read with a
+    /// GET when a reconcile needs it); the triggers that change causes.
+    pub fn config_map_meta_at(&mut self, ns: &str, name: &str, version: &str) -> fanout::Triggers {
+        let meta = config_map_object(ns, name, &[], version)
+            .metadata
+            .into_response_partial::<ConfigMap>();
+        fanout::observe(
+            &mut self.writers.config_maps,
+            &self.ctx.stores,
+            &Event::Apply(meta),
+        )
+    }
+
     pub fn namespace(&mut self, name: &str, labels: &[(&str, &str)]) {
         let mut n = Namespace::default();
         n.metadata.name = Some(name.into());
@@ -341,6 +354,20 @@ pub fn secret_object(ns: &str, name: &str, data: &[(&str, &str)], version: &str)
             .collect(),
     );
     s
+}
+
+/// A ConfigMap as the API server returns it.
+pub fn config_map_object(ns: &str, name: &str, data: &[(&str, &str)], version: &str) -> ConfigMap {
+    let mut c = ConfigMap::default();
+    c.metadata.name = Some(name.into());
+    c.metadata.namespace = Some(ns.into());
+    c.metadata.resource_version = Some(version.into());
+    c.data = Some(
+        data.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    c
 }
 
 pub const API: &str = "mailops.dev/v1alpha1";

@@ -174,6 +174,7 @@ impl Caches {
         fanout::observe(&mut w.service_accounts, stores, &Event::InitDone);
         fanout::observe(&mut w.bindings, stores, &Event::InitDone);
         fanout::observe(&mut w.secrets, stores, &Event::InitDone);
+        fanout::observe(&mut w.config_maps, stores, &Event::InitDone);
         fanout::observe(&mut w.namespaces, stores, &Event::InitDone);
         self
     }
