@@ -54,29 +54,17 @@ fn secrets(h: &mut Harness, changed: Option<&str>) {
 
 /// An API server that accepts every write, answering a write to an object with that
 /// object (by the name in its path) and an Event with itself.
-fn accepting(mut handle: Handle) -> Writes {
-    let writes = Writes::default();
-    let seen = writes.clone();
-    tokio::spawn(async move {
-        while let Some((request, send)) = handle.next_request().await {
-            let path = request.uri().path().to_string();
-            let bytes = request.into_body().collect_bytes().await.unwrap();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let object = if path.contains("/emailproviders/") {
-                provider()
-            } else if path.contains("/exchangeserviceaccounts/") {
-                account()
-            } else if let Some(name) = MAILBOXES.iter().find(|n| path.contains(&format!("/{n}/"))) {
-                binding(name)
-            } else {
-                body.clone()
-            };
-            seen.lock().unwrap().push((path, body));
-            let answer = serde_json::to_vec(&object).unwrap();
-            send.send_response(Response::builder().body(Body::from(answer)).unwrap());
+fn accepting(handle: Handle) -> Writes {
+    accepting_api_with(handle, |path| {
+        if path.contains("/emailproviders/") {
+            provider()
+        } else if path.contains("/exchangeserviceaccounts/") {
+            account()
+        } else {
+            let name = MAILBOXES.iter().find(|n| path.contains(&format!("/{n}/")));
+            binding(name.expect("one of the mailboxes"))
         }
-    });
-    writes
+    })
 }
 
 fn with_status(mut object: Value, status: &Value) -> Value {

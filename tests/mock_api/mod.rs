@@ -429,7 +429,15 @@ pub type Writes = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// An API server that accepts every write, answering a status write with `object` and an
 /// Event with itself, and records each as `(path, body)`; for scenarios of many writes.
-pub fn accepting_api(mut handle: Handle, object: Value) -> Writes {
+pub fn accepting_api(handle: Handle, object: Value) -> Writes {
+    accepting_api_with(handle, move |_| object.clone())
+}
+
+/// [`accepting_api`] answering a write to an object with `object_at(path)`.
+pub fn accepting_api_with(
+    mut handle: Handle,
+    object_at: impl Fn(&str) -> Value + Send + 'static,
+) -> Writes {
     let writes = Arc::new(Mutex::new(Vec::new()));
     let seen = writes.clone();
     tokio::spawn(async move {
@@ -440,7 +448,7 @@ pub fn accepting_api(mut handle: Handle, object: Value) -> Writes {
             let answer = if path.ends_with("/events") {
                 bytes.to_vec()
             } else {
-                serde_json::to_vec(&object).unwrap()
+                serde_json::to_vec(&object_at(&path)).unwrap()
             };
             seen.lock().unwrap().push((path, body));
             send.send_response(Response::builder().body(Body::from(answer)).unwrap());
