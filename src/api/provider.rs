@@ -291,7 +291,10 @@ pub struct EmailProviderStatus {
     pub observed_generation: Option<i64>,
     /// `Ready`, `Authenticated`, `Reachable` and `Terminating`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    // Atomic, not a map keyed by type: only mailops writes conditions, always all of
+    // them, and an atomic list is one field in managedFields instead of six per
+    // condition, which halves what the API server stores and diffs per status write.
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub conditions: Vec<Condition>,
     /// Effective service address (from `spec.serviceAddress` or the cloud's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
