@@ -112,6 +112,19 @@ impl Error {
         }
     }
 
+    /// The text for a condition's `message`: for an error with a reason, its detail
+    /// alone (the reason is the condition's `reason` already: a message that repeats it,
+    /// `ConfigMapNotFound: ConfigMap ... does not exist`, says it twice); otherwise the
+    /// whole error.
+    pub fn detail(&self) -> String {
+        match self {
+            Error::Spec { message, .. }
+            | Error::Waiting { message, .. }
+            | Error::Exchange { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// The delay the server asked for before the next attempt, if any.
     pub fn server_delay(&self) -> Option<std::time::Duration> {
         match self {
@@ -130,6 +143,21 @@ impl From<kube::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_conditions_detail_does_not_repeat_the_reason() {
+        let e = Error::Spec {
+            reason: Reason::ConfigMapNotFound,
+            message: "ConfigMap certs/roots does not exist".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "ConfigMapNotFound: ConfigMap certs/roots does not exist"
+        );
+        assert_eq!(e.detail(), "ConfigMap certs/roots does not exist");
+        let parse = Error::Parse("not YAML".into());
+        assert_eq!(parse.detail(), "not YAML");
+    }
 
     #[test]
     fn spec_and_waiting_errors_are_permanent_and_exchange_errors_are_not() {

@@ -154,7 +154,7 @@ pub fn last_verified(old: Option<&Time>, confirmed: Option<Timestamp>) -> Option
 /// Pure: conditions when resolution failed (nothing was sent to Exchange).
 pub fn unresolved(e: &Error) -> Vec<Desired> {
     conditions::with_ready(
-        vec![Desired::fail(AUTHORIZED, reason_of(e), e.to_string())],
+        vec![Desired::fail(AUTHORIZED, reason_of(e), e.detail())],
         "",
     )
 }
@@ -173,7 +173,7 @@ pub fn authorized_but(e: &Error) -> Vec<Desired> {
     conditions::with_ready(
         vec![
             authorized(),
-            Desired::fail(VERIFIED, reason_of(e), e.to_string()),
+            Desired::fail(VERIFIED, reason_of(e), e.detail()),
         ],
         "",
     )

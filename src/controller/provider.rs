@@ -316,14 +316,14 @@ pub fn conditions(check: &Check) -> Vec<Desired> {
         Check::InvalidEndpoints(e) => {
             let reason = e.reason().unwrap_or(Reason::InsecureEndpoint);
             vec![
-                Desired::fail(REACHABLE, reason, e.to_string()),
+                Desired::fail(REACHABLE, reason, e.detail()),
                 Desired::fail(AUTHENTICATED, reason, "endpoints are not usable"),
             ]
         }
         Check::InvalidApp { error, .. } => vec![Desired::fail(
             AUTHENTICATED,
             error.reason().unwrap_or(Reason::SecretNotFound),
-            error.to_string(),
+            error.detail(),
         )],
         Check::Probed { outcome, .. } => vec![reachable(outcome), authenticated(outcome)],
     };

@@ -272,7 +272,7 @@ pub fn conditions(checked: &Result<()>) -> Vec<Desired> {
         Err(e) => Desired::fail(
             AUTHENTICATED,
             e.reason().unwrap_or(Reason::UnexpectedResponse),
-            e.to_string(),
+            e.detail(),
         ),
     };
     conditions::with_ready(vec![part], "the service account's credentials work")
