@@ -128,11 +128,9 @@ pub fn trust_verdict<T: Clone>(
     if authenticated.status == "False"
         && authenticated.reason == Reason::InvalidCredentials.as_str()
     {
-        // The message as the status has it, without the reason an error's text leads with.
-        let message = &authenticated.message;
-        let prefix = format!("{}: ", Reason::InvalidCredentials.as_str());
-        let message = message.strip_prefix(&prefix).unwrap_or(message);
-        let refused = Failure::new(Reason::InvalidCredentials, message.to_string());
+        // The message as the status has it: a condition's message is the error's detail
+        // (`Error::detail`), so the refusal rebuilt from it gives the same status back.
+        let refused = Failure::new(Reason::InvalidCredentials, authenticated.message.clone());
         cache.refuse(key, stable, refused.clone());
         return Some(Err(refused));
     }
