@@ -278,7 +278,7 @@ fn failure_message(b: &MailboxBinding, reason: &str) -> String {
     b.conditions()
         .iter()
         .find(|c| c.status == "False" && c.reason == reason)
-        .map(|c| c.message.clone())
+        .map(|c| c.message.to_string())
         .unwrap_or_default()
 }
 

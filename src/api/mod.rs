@@ -3,8 +3,10 @@
 
 pub mod binding;
 pub mod common;
+pub mod condition;
 pub mod conditions;
 pub mod provider;
+pub mod reasons;
 pub mod service_account;
 pub mod tls;
 

@@ -9,8 +9,9 @@
 
 use std::sync::Arc;
 
+use crate::api::condition::Condition;
 use futures::future::BoxFuture;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::controller::Action;
 use kube::{Api, Client, ResourceExt};
 

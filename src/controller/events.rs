@@ -184,7 +184,7 @@ pub fn events_for(report: &Report) -> Vec<Event> {
             let after = t.after.as_ref();
             out.push(Event {
                 type_: EventType::Normal,
-                reason: after.map_or("Ready".into(), |c| c.reason.clone()),
+                reason: after.map_or("Ready".into(), |c| c.reason.to_string()),
                 note: after.map(|c| capped_note(&c.message)),
                 action: "Reconcile".into(),
                 secondary: None,
@@ -192,7 +192,7 @@ pub fn events_for(report: &Report) -> Vec<Event> {
         } else if let Some(failed) = t.new_failure() {
             out.push(Event {
                 type_: EventType::Warning,
-                reason: failed.reason.clone(),
+                reason: failed.reason.to_string(),
                 note: Some(capped_note(&failed.message)),
                 action: "Reconcile".into(),
                 secondary: None,
@@ -214,10 +214,7 @@ mod tests {
     use super::*;
     use crate::api::conditions::{Desired, READY, Reason, materialize};
 
-    fn ready(
-        ok: bool,
-        reason: Reason,
-    ) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    fn ready(ok: bool, reason: Reason) -> Vec<crate::api::condition::Condition> {
         let d = if ok {
             Desired::ok(READY, reason, "fine")
         } else {

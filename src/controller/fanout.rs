@@ -11,9 +11,10 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::api::condition::Condition;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
@@ -397,7 +398,13 @@ pub fn sinks(stores: &Stores, senders: &Senders) -> Sinks {
 /// waits for a verdict on the provider's current generation).
 fn ready_of(c: Option<&[Condition]>) -> Option<(String, String, Option<i64>)> {
     c.and_then(|c| conditions::find(c, conditions::READY))
-        .map(|c| (c.status.clone(), c.reason.clone(), c.observed_generation))
+        .map(|c| {
+            (
+                c.status.to_string(),
+                c.reason.to_string(),
+                c.observed_generation,
+            )
+        })
 }
 
 /// Metadata every controller acts on: spec generation, deletion and finalizers.

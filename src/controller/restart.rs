@@ -8,7 +8,8 @@
 //!
 //! [`Checked::stable`]: super::binding_probe::Checked::stable
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use crate::api::condition::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Resource;
 use tokio::time::Instant;
 
@@ -83,7 +84,7 @@ pub fn trust_binding(
         return Some(Ok(confirmed));
     }
     if verified.reason == Reason::InvalidCredentials.as_str() {
-        let refused = Failure::new(Reason::InvalidCredentials, verified.message.clone());
+        let refused = Failure::new(Reason::InvalidCredentials, verified.message.to_string());
         cache.refuse(&key, stable, refused.clone());
         return Some(Err(refused));
     }
@@ -130,7 +131,10 @@ pub fn trust_verdict<T: Clone>(
     {
         // The message as the status has it: a condition's message is the error's detail
         // (`Error::detail`), so the refusal rebuilt from it gives the same status back.
-        let refused = Failure::new(Reason::InvalidCredentials, authenticated.message.clone());
+        let refused = Failure::new(
+            Reason::InvalidCredentials,
+            authenticated.message.to_string(),
+        );
         cache.refuse(key, stable, refused.clone());
         return Some(Err(refused));
     }

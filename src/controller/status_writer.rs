@@ -2,7 +2,7 @@
 //! field manager, sent only when the new status says something the old one does not, and
 //! the `Ready` transition it makes (returned, for the Events).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use crate::api::condition::Condition;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource};
 use serde::Serialize;

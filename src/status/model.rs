@@ -1,7 +1,7 @@
 //! What `status` shows of each object: its line ([`Entry`]), its `Ready` as the tree
 //! tells it, and the objects read ([`Snapshot`]).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use crate::api::condition::Condition;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
@@ -93,13 +93,13 @@ impl Entry {
                     _ => Ready::Unknown,
                 };
                 let message =
-                    (state != Ready::True && !c.message.is_empty()).then(|| c.message.clone());
-                (state, c.reason.clone(), message)
+                    (state != Ready::True && !c.message.is_empty()).then(|| c.message.to_string());
+                (state, c.reason.to_string(), message)
             }
         };
         let deletion_blocked_by = find(conditions, TERMINATING)
             .filter(|c| c.status == "True" && c.reason == "InUse")
-            .map(|c| c.message.clone());
+            .map(|c| c.message.to_string());
         Entry {
             kind: kind_label::<K>(),
             namespace: obj.namespace(),
