@@ -33,7 +33,7 @@ pub enum ReadyState {
 }
 
 impl ReadyState {
-    fn of(conds: Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]>) -> Self {
+    fn of(conds: Option<&[crate::api::condition::Condition]>) -> Self {
         match conds
             .and_then(|c| conditions::find(c, READY))
             .map(|c| c.status.as_str())
@@ -45,16 +45,21 @@ impl ReadyState {
     }
 }
 
+/// A provider, account or domain name as the binding entries hold it: one allocation per
+/// name, shared by every entry that holds it (the key of its set), not one per binding.
+type Name = Arc<str>;
+
 /// What one binding contributes to the indexes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct BindingEntry {
-    attached_provider: Option<String>,
-    named_provider: Option<String>,
+    attached_provider: Option<Name>,
+    named_provider: Option<Name>,
     /// Lower-cased domain, for bindings that resolve by domain (no `providerRef`).
-    domain: Option<String>,
-    attached_account: Option<String>,
-    named_account: Option<String>,
-    own_secret: Option<SecretKey>,
+    domain: Option<Name>,
+    attached_account: Option<Name>,
+    named_account: Option<Name>,
+    /// Boxed: most bindings read none (they go through a service account).
+    own_secret: Option<Box<SecretKey>>,
     ready: ReadyState,
 }
 
@@ -105,11 +110,11 @@ struct Inner {
     bindings: HashMap<Shared, BindingEntry>,
     providers: HashMap<String, ProviderEntry>,
     accounts: HashMap<String, AccountEntry>,
-    attached_to_provider: Multi<String, Shared>,
-    naming_provider: Multi<String, Shared>,
-    in_domain: Multi<String, Shared>,
-    attached_to_account: Multi<String, Shared>,
-    naming_account: Multi<String, Shared>,
+    attached_to_provider: Multi<Name, Shared>,
+    naming_provider: Multi<Name, Shared>,
+    in_domain: Multi<Name, Shared>,
+    attached_to_account: Multi<Name, Shared>,
+    naming_account: Multi<Name, Shared>,
     reading_secret: Multi<SecretKey, Shared>,
     in_namespace: Multi<String, Shared>,
     accounts_of_provider: Multi<String, String>,
@@ -145,17 +150,18 @@ pub struct Index {
 
 fn binding_entry(b: &MailboxBinding) -> BindingEntry {
     let status = b.status.as_ref();
-    let named_provider = b.spec.provider_ref.as_ref().map(|r| r.name.clone());
+    let named_provider: Option<Name> = b.spec.provider_ref.as_ref().map(|r| r.name.as_str().into());
     BindingEntry {
-        attached_provider: status.and_then(|s| s.provider.clone()),
+        attached_provider: status.and_then(|s| s.provider.as_deref()).map(Name::from),
         domain: named_provider
             .is_none()
-            .then(|| email_domain(&b.spec.email_address).map(|d| d.to_ascii_lowercase()))
+            .then(|| email_domain(&b.spec.email_address).map(|d| d.to_ascii_lowercase().into()))
             .flatten(),
         named_provider,
-        attached_account: b.attached_service_account().map(str::to_string),
-        named_account: (b.spec.authentication.service_account_ref.as_ref()).map(|r| r.name.clone()),
-        own_secret: secret_of_binding(b),
+        attached_account: b.attached_service_account().map(Name::from),
+        named_account: (b.spec.authentication.service_account_ref.as_ref())
+            .map(|r| r.name.as_str().into()),
+        own_secret: secret_of_binding(b).map(Box::new),
         ready: ReadyState::of(status.map(|s| s.conditions.as_slice())),
     }
 }
@@ -247,7 +253,11 @@ impl Inner {
             key,
         );
         unlink(&mut self.naming_account, e.named_account.clone(), key);
-        unlink(&mut self.reading_secret, e.own_secret.clone(), key);
+        unlink(
+            &mut self.reading_secret,
+            e.own_secret.as_deref().cloned(),
+            key,
+        );
         unlink(&mut self.in_namespace, Some(key.0.clone()), key);
     }
 
@@ -273,8 +283,28 @@ impl Inner {
             e.named_account.clone(),
             key.clone(),
         );
-        link(&mut self.reading_secret, e.own_secret.clone(), key.clone());
+        link(
+            &mut self.reading_secret,
+            e.own_secret.as_deref().cloned(),
+            key.clone(),
+        );
         link(&mut self.in_namespace, Some(key.0.clone()), key.clone());
+    }
+
+    /// Hold each name of `e` by the allocation its set's key already has, when it has one.
+    fn share_names(&self, e: &mut BindingEntry) {
+        fn share(m: &Multi<Name, Shared>, name: &mut Option<Name>) {
+            if let Some(n) = name
+                && let Some((held, _)) = m.get_key_value(&**n)
+            {
+                *n = held.clone();
+            }
+        }
+        share(&self.attached_to_provider, &mut e.attached_provider);
+        share(&self.naming_provider, &mut e.named_provider);
+        share(&self.in_domain, &mut e.domain);
+        share(&self.attached_to_account, &mut e.attached_account);
+        share(&self.naming_account, &mut e.named_account);
     }
 
     fn count(&mut self, kind: usize, old: Option<ReadyState>, new: Option<ReadyState>) {
@@ -300,7 +330,8 @@ impl Inner {
         if let Some((_, old)) = &old {
             self.unlink_binding(&shared, old);
         }
-        if let Some(new) = entry {
+        if let Some(mut new) = entry {
+            self.share_names(&mut new);
             self.link_binding(&shared, &new);
             self.bindings.insert(shared, new);
         }

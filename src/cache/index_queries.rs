@@ -85,7 +85,11 @@ impl Index {
         let inner = self.lock();
         let mut out = keys(inner.naming_provider.get(provider));
         for d in domains {
-            out.extend(keys(inner.in_domain.get(&d.as_ref().to_ascii_lowercase())));
+            out.extend(keys(
+                inner
+                    .in_domain
+                    .get(d.as_ref().to_ascii_lowercase().as_str()),
+            ));
         }
         out
     }
