@@ -16,7 +16,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::reasons::{
-    AUTHENTICATED, AUTHORIZED, CALENDAR_CONNECTED, REACHABLE, READY, Reason, TERMINATING, VERIFIED,
+    AUTHENTICATED, AUTHORIZED, CALENDAR_CONNECTED, FIXED_MESSAGES, REACHABLE, READY, Reason,
+    TERMINATING, VERIFIED,
 };
 
 /// One condition of an object's status (`metav1.Condition`).
@@ -68,21 +69,6 @@ pub enum Word {
     Other(Box<str>),
 }
 
-/// Fixed condition messages (the variable ones are boxed).
-const MESSAGES: &[&str] = &[
-    "",
-    "mailbox verified",
-    "the namespace may use the provider and account",
-    "the calendar is connected",
-    "the calendar was not checked yet",
-    "connectCalendar is off",
-    "the provider is reachable and its credentials work",
-    "the service account's credentials work",
-    "a token was obtained with the app credentials",
-    "Basic provider: no app token to obtain",
-    "endpoint answers over TLS",
-];
-
 fn vocabulary() -> &'static (Vec<&'static str>, HashMap<&'static str, u16>) {
     static WORDS: OnceLock<(Vec<&'static str>, HashMap<&'static str, u16>)> = OnceLock::new();
     WORDS.get_or_init(|| {
@@ -100,7 +86,8 @@ fn vocabulary() -> &'static (Vec<&'static str>, HashMap<&'static str, u16>) {
         let mut words: Vec<&'static str> = Vec::new();
         let all = (types.into_iter().chain(statuses))
             .chain(reasons)
-            .chain(MESSAGES.iter().copied());
+            .chain([""])
+            .chain(FIXED_MESSAGES.iter().copied());
         for word in all {
             if !words.contains(&word) {
                 words.push(word);

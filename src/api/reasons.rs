@@ -239,3 +239,39 @@ impl std::fmt::Display for Reason {
         f.write_str(self.as_str())
     }
 }
+
+/// The fixed condition messages (the others name a mailbox, an endpoint or a failure):
+/// written by the controllers, and words of [`super::condition::Word`]'s vocabulary.
+/// Binding `Ready`: Exchange confirmed the mailbox (followed by the settings' notes, if any).
+pub const MSG_MAILBOX_VERIFIED: &str = "mailbox verified";
+/// Binding `Authorized`.
+pub const MSG_NAMESPACE_MAY_USE: &str = "the namespace may use the provider and account";
+/// Binding `CalendarConnected`.
+pub const MSG_CALENDAR_CONNECTED: &str = "the calendar is connected";
+/// Binding `CalendarConnected` before its first check.
+pub const MSG_CALENDAR_NOT_CHECKED: &str = "the calendar was not checked yet";
+/// Binding `CalendarConnected` when not requested.
+pub const MSG_CALENDAR_OFF: &str = "connectCalendar is off";
+/// Provider `Ready`.
+pub const MSG_PROVIDER_WORKS: &str = "the provider is reachable and its credentials work";
+/// Service account `Authenticated` and `Ready`.
+pub const MSG_ACCOUNT_WORKS: &str = "the service account's credentials work";
+/// Provider `Authenticated` (OAuth 2.0).
+pub const MSG_TOKEN_OBTAINED: &str = "a token was obtained with the app credentials";
+/// Provider `Authenticated` (Basic).
+pub const MSG_NO_APP_TOKEN: &str = "Basic provider: no app token to obtain";
+/// Provider `Reachable`.
+pub const MSG_ENDPOINT_ANSWERS: &str = "endpoint answers over TLS";
+/// Every fixed message, for the vocabulary.
+pub const FIXED_MESSAGES: &[&str] = &[
+    MSG_MAILBOX_VERIFIED,
+    MSG_NAMESPACE_MAY_USE,
+    MSG_CALENDAR_CONNECTED,
+    MSG_CALENDAR_NOT_CHECKED,
+    MSG_CALENDAR_OFF,
+    MSG_PROVIDER_WORKS,
+    MSG_ACCOUNT_WORKS,
+    MSG_TOKEN_OBTAINED,
+    MSG_NO_APP_TOKEN,
+    MSG_ENDPOINT_ANSWERS,
+];

@@ -163,7 +163,7 @@ fn authorized() -> Desired {
     Desired::ok(
         AUTHORIZED,
         Reason::Verified,
-        "the namespace may use the provider and account",
+        conditions::MSG_NAMESPACE_MAY_USE,
     )
 }
 
@@ -193,18 +193,18 @@ pub fn verified_conditions(r: &Resolution, o: &MailboxOutcome) -> Vec<Desired> {
         (Some(Ok(())), _) => Desired::ok(
             CALENDAR_CONNECTED,
             Reason::Verified,
-            "the calendar is connected",
+            conditions::MSG_CALENDAR_CONNECTED,
         ),
         (Some(Err(f)), _) => Desired::fail(CALENDAR_CONNECTED, f.reason, f.message.clone()),
         (None, true) => Desired::fail(
             CALENDAR_CONNECTED,
             Reason::Reconciling,
-            "the calendar was not checked yet",
+            conditions::MSG_CALENDAR_NOT_CHECKED,
         ),
         (None, false) => Desired::fail(
             CALENDAR_CONNECTED,
             Reason::NotRequested,
-            "connectCalendar is off",
+            conditions::MSG_CALENDAR_OFF,
         ),
     };
     let parts = vec![authorized(), verified, calendar];
@@ -216,7 +216,7 @@ pub fn verified_conditions(r: &Resolution, o: &MailboxOutcome) -> Vec<Desired> {
         .collect();
     let mut all = vec![conditions::ready_summary(
         &counted,
-        &format!("mailbox verified{}", notes(r)),
+        &format!("{}{}", conditions::MSG_MAILBOX_VERIFIED, notes(r)),
     )];
     all.extend(parts);
     all

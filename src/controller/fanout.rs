@@ -11,7 +11,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::api::condition::Condition;
+use crate::api::condition::{Condition, Word};
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -396,15 +396,9 @@ pub fn sinks(stores: &Stores, senders: &Senders) -> Sinks {
 
 /// `Ready` as bindings see it: its verdict and the generation it is about (a binding
 /// waits for a verdict on the provider's current generation).
-fn ready_of(c: Option<&[Condition]>) -> Option<(String, String, Option<i64>)> {
+fn ready_of(c: Option<&[Condition]>) -> Option<(Word, Word, Option<i64>)> {
     c.and_then(|c| conditions::find(c, conditions::READY))
-        .map(|c| {
-            (
-                c.status.to_string(),
-                c.reason.to_string(),
-                c.observed_generation,
-            )
-        })
+        .map(|c| (c.status.clone(), c.reason.clone(), c.observed_generation))
 }
 
 /// Metadata every controller acts on: spec generation, deletion and finalizers.

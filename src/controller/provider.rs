@@ -327,12 +327,16 @@ pub fn conditions(check: &Check) -> Vec<Desired> {
         )],
         Check::Probed { outcome, .. } => vec![reachable(outcome), authenticated(outcome)],
     };
-    conditions::with_ready(parts, "the provider is reachable and its credentials work")
+    conditions::with_ready(parts, conditions::MSG_PROVIDER_WORKS)
 }
 
 fn reachable(o: &ProviderOutcome) -> Desired {
     match &o.reachable {
-        Ok(()) => Desired::ok(REACHABLE, Reason::Verified, "endpoint answers over TLS"),
+        Ok(()) => Desired::ok(
+            REACHABLE,
+            Reason::Verified,
+            conditions::MSG_ENDPOINT_ANSWERS,
+        ),
         Err(f) => Desired::fail(REACHABLE, f.reason, f.message.clone()),
     }
 }
@@ -342,13 +346,13 @@ fn authenticated(o: &ProviderOutcome) -> Desired {
         Some(Ok(())) => Desired::ok(
             AUTHENTICATED,
             Reason::Verified,
-            "a token was obtained with the app credentials",
+            conditions::MSG_TOKEN_OBTAINED,
         ),
         Some(Err(f)) => Desired::fail(AUTHENTICATED, f.reason, f.message.clone()),
         None => Desired::ok(
             AUTHENTICATED,
             Reason::NotRequested,
-            "Basic provider: no app token to obtain",
+            conditions::MSG_NO_APP_TOKEN,
         ),
     }
 }

@@ -267,7 +267,7 @@ pub fn conditions(checked: &Result<()>) -> Vec<Desired> {
         Ok(()) => Desired::ok(
             AUTHENTICATED,
             Reason::Verified,
-            "the service account's credentials work",
+            conditions::MSG_ACCOUNT_WORKS,
         ),
         Err(e) => Desired::fail(
             AUTHENTICATED,
@@ -275,5 +275,5 @@ pub fn conditions(checked: &Result<()>) -> Vec<Desired> {
             e.detail(),
         ),
     };
-    conditions::with_ready(vec![part], "the service account's credentials work")
+    conditions::with_ready(vec![part], conditions::MSG_ACCOUNT_WORKS)
 }
