@@ -349,10 +349,10 @@ fn terminating_provider_refuses_new_bindings_but_keeps_attached_ones() {
         reason(resolve_binding(&b, catalog(&[&p], &[]), None)),
         Reason::ProviderTerminating
     );
-    b.status = Some(crate::api::MailboxBindingStatus {
+    b.status = Some(Box::new(crate::api::MailboxBindingStatus {
         provider: Some("contoso".into()),
         ..Default::default()
-    });
+    }));
     assert!(resolve_binding(&b, catalog(&[&p], &[]), None).is_ok());
 }
 
@@ -405,12 +405,12 @@ fn a_binding_attached_through_one_account_may_not_move_to_a_terminating_one() {
         "sales",
         "  emailAddress: jane@contoso.com\n  authentication: {serviceAccountRef: {name: b}}\n",
     );
-    binding.status = Some(crate::api::MailboxBindingStatus {
+    binding.status = Some(Box::new(crate::api::MailboxBindingStatus {
         provider: Some("contoso".into()),
         authenticated_via: Some(AuthenticatedVia::ServiceAccount),
         service_account: Some("a".into()),
         ..Default::default()
-    });
+    }));
     let accounts = [&a, &b_account];
     assert_eq!(
         reason(resolve_binding(&binding, catalog(&[&p], &accounts), None)),

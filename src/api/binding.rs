@@ -22,7 +22,7 @@ use super::provider::AuthMethod;
     namespaced,
     shortname = "mbx",
     category = "mailops",
-    status = "MailboxBindingStatus",
+    status = "Box<MailboxBindingStatus>",
     // `kubectl get mbx -A --field-selector status.provider=NAME`, and the quorum LIST that
     // confirms nothing uses a provider or account before it is released.
     selectable = ".spec.providerRef.name",

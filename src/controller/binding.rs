@@ -35,7 +35,7 @@ impl Reconciled for MailboxBinding {
     type Status = MailboxBindingStatus;
 
     fn current_status(&self) -> Option<&MailboxBindingStatus> {
-        self.status.as_ref()
+        self.status.as_deref()
     }
 
     fn api(&self, client: Client) -> Api<Self> {
