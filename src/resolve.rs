@@ -38,7 +38,7 @@ pub fn resolve_provider<'a>(
     if let Some(reference) = &spec.provider_ref {
         return providers
             .iter()
-            .find(|p| p.name_any() == reference.name)
+            .find(|p| *p.name_any() == *reference.name)
             .copied()
             .ok_or_else(|| {
                 spec_error(
@@ -387,7 +387,7 @@ fn resolve_service_account<'a>(
                 format!("ExchangeServiceAccount {name:?} named in spec.authentication.serviceAccountRef does not exist"),
             )
         })?;
-    if account.spec.provider_ref.name != provider_name {
+    if *account.spec.provider_ref.name != *provider_name {
         return Err(spec_error(
             Reason::ServiceAccountProviderMismatch,
             format!(

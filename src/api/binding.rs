@@ -3,6 +3,8 @@
 // duplicated attribute.
 #![allow(clippy::duplicated_attributes)]
 
+use std::sync::Arc;
+
 use super::condition::Condition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
@@ -139,7 +141,7 @@ pub struct MailboxBindingStatus {
     pub conditions: Vec<Condition>,
     /// Name of the EmailProvider in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
+    pub provider: Option<Arc<str>>,
     /// Effective login.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login: Option<String>,
@@ -149,10 +151,10 @@ pub struct MailboxBindingStatus {
     /// Name of the ExchangeServiceAccount the mailbox is attached through (counted by, and
     /// holding the deletion of); only that account may be used while it is being deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_account: Option<String>,
+    pub service_account: Option<Arc<str>>,
     /// The EWS URL or Graph base URL in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
+    pub endpoint: Option<Arc<str>>,
     /// When Exchange last confirmed the mailbox, to within a day: while the mailbox stays
     /// verified, it moves forward at most once every 24 hours, so that a re-verification
     /// that changes nothing writes nothing (`mailops_last_verification_timestamp_seconds`
@@ -182,7 +184,7 @@ impl MailboxBinding {
                 .authentication
                 .service_account_ref
                 .as_ref()
-                .map(|r| r.name.as_str()),
+                .map(|r| &*r.name),
         }
     }
 }

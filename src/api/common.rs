@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub struct NameRef {
     /// Name of the referenced object.
     #[schemars(length(min = 1, max = 253))]
-    pub name: String,
+    pub name: std::sync::Arc<str>,
 }
 
 /// Reference to a Secret in the binding's own namespace.

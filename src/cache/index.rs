@@ -150,7 +150,7 @@ pub struct Index {
 
 fn binding_entry(b: &MailboxBinding) -> BindingEntry {
     let status = b.status.as_ref();
-    let named_provider: Option<Name> = b.spec.provider_ref.as_ref().map(|r| r.name.as_str().into());
+    let named_provider: Option<Name> = b.spec.provider_ref.as_ref().map(|r| r.name.clone());
     BindingEntry {
         attached_provider: status.and_then(|s| s.provider.as_deref()).map(Name::from),
         domain: named_provider
@@ -159,8 +159,7 @@ fn binding_entry(b: &MailboxBinding) -> BindingEntry {
             .flatten(),
         named_provider,
         attached_account: b.attached_service_account().map(Name::from),
-        named_account: (b.spec.authentication.service_account_ref.as_ref())
-            .map(|r| r.name.as_str().into()),
+        named_account: (b.spec.authentication.service_account_ref.as_ref()).map(|r| r.name.clone()),
         own_secret: secret_of_binding(b).map(Box::new),
         ready: ReadyState::of(status.map(|s| s.conditions.as_slice())),
     }
@@ -232,7 +231,7 @@ fn provider_entry(p: &EmailProvider) -> ProviderEntry {
 
 fn account_entry(a: &ExchangeServiceAccount) -> AccountEntry {
     AccountEntry {
-        provider: Some(a.spec.provider_ref.name.clone()),
+        provider: Some(a.spec.provider_ref.name.to_string()),
         secrets: secrets_of_account(a),
         ready: ReadyState::of(a.status.as_ref().map(|s| s.conditions.as_slice())),
     }

@@ -4,6 +4,7 @@
 //! triggers is the controllers' business, handed to the pumps as [`watch::Sinks`].
 
 pub mod index;
+pub mod intern;
 pub mod keys;
 pub mod secrets;
 pub mod stores;

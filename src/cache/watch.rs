@@ -21,6 +21,7 @@ use super::index::{
     ConfigMapKey, Indexed, SecretKey, config_map_of_provider, secret_of_binding,
     secrets_of_account, secrets_of_provider,
 };
+use super::intern;
 use super::keys::Guarded;
 use super::secrets::{ConfigMapMeta, HeldData, HeldKind, SecretMeta};
 use super::stores::{Stores, Writers};
@@ -32,11 +33,7 @@ pub trait Cached: Resource<DynamicType = ()> + Clone + Indexed {
     /// annotations (the last-applied one may even hold a copy of a Secret's values),
     /// labels and owner references.
     fn trim(&mut self) {
-        let meta = self.meta_mut();
-        meta.managed_fields = None;
-        meta.annotations = None;
-        meta.labels = None;
-        meta.owner_references = None;
+        trim_object(self);
     }
 
     /// The Secrets the object reads (their data is held while anyone reads them).
@@ -75,6 +72,24 @@ impl Cached for Guarded<ExchangeServiceAccount> {
 }
 
 impl Cached for Guarded<MailboxBinding> {
+    /// Also: the names it refers to and the endpoint are the table's shared copies.
+    fn trim(&mut self) {
+        trim_object(self);
+        let Ok(b) = &mut self.0 else { return };
+        let refs = [
+            &mut b.spec.provider_ref,
+            &mut b.spec.authentication.service_account_ref,
+        ];
+        for r in refs.into_iter().flatten() {
+            intern::share(&mut r.name);
+        }
+        if let Some(status) = &mut b.status {
+            intern::share_opt(&mut status.provider);
+            intern::share_opt(&mut status.service_account);
+            intern::share_opt(&mut status.endpoint);
+        }
+    }
+
     fn secrets_read(&self) -> Vec<SecretKey> {
         self.0
             .as_ref()
@@ -83,6 +98,15 @@ impl Cached for Guarded<MailboxBinding> {
             .into_iter()
             .collect()
     }
+}
+
+/// The default trim of a watched kind (see [`Cached::trim`]).
+fn trim_object(object: &mut impl Resource) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.labels = None;
+    meta.owner_references = None;
 }
 
 /// Data held of an older version of `meta`'s object, or of one now gone, is dropped.

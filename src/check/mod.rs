@@ -214,7 +214,7 @@ fn check_account(
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
     let wanted = &account.spec.provider_ref.name;
-    match catalog.providers.iter().find(|p| &p.name_any() == wanted) {
+    match catalog.providers.iter().find(|p| *p.name_any() == **wanted) {
         None => problems.push(origin.problem(
             Some("spec.providerRef.name"),
             Some(Reason::ProviderNotFound),

@@ -88,7 +88,8 @@ pub fn for_service_account(a: &Guarded<ExchangeServiceAccount>, stores: &Stores)
     let name = a.name_any();
     t.service_accounts.insert(name.clone());
     let Ok(account) = &a.0 else { return t };
-    t.providers.insert(account.spec.provider_ref.name.clone());
+    t.providers
+        .insert(account.spec.provider_ref.name.to_string());
     t.bindings.extend(stores.index.naming_account(&name));
     t.bindings.extend(stores.index.attached_to_account(&name));
     t
@@ -100,12 +101,12 @@ pub fn for_binding(b: &Guarded<MailboxBinding>, stores: &Stores) -> Triggers {
     let mut t = Triggers::default();
     t.add_binding(b);
     let Ok(binding) = &b.0 else { return t };
-    if let Some(p) = binding.status.as_ref().and_then(|s| s.provider.clone()) {
-        t.providers.insert(p);
+    if let Some(p) = binding.status.as_ref().and_then(|s| s.provider.as_deref()) {
+        t.providers.insert(p.to_string());
     }
     match &binding.spec.provider_ref {
         Some(r) => {
-            t.providers.insert(r.name.clone());
+            t.providers.insert(r.name.to_string());
         }
         None => {
             if let Some(domain) = email_domain(&binding.spec.email_address) {
@@ -114,7 +115,7 @@ pub fn for_binding(b: &Guarded<MailboxBinding>, stores: &Stores) -> Triggers {
         }
     }
     if let Some(r) = &binding.spec.authentication.service_account_ref {
-        t.service_accounts.insert(r.name.clone());
+        t.service_accounts.insert(r.name.to_string());
     }
     if let Some(a) = binding.attached_service_account() {
         t.service_accounts.insert(a.to_string());

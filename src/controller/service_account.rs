@@ -94,7 +94,7 @@ fn validate(
     check_service_account_fits(&a.spec, &provider.spec)?;
     let endpoints = provider_endpoints(&provider.spec, allow_insecure)?;
     Ok(Validated {
-        provider: provider_name.clone(),
+        provider: provider_name.to_string(),
         provider_spec: spec_digest(&provider.spec),
         service: credentials::service(provider, &endpoints, trust)?,
         creds: credentials::service_account(a, provider, &endpoints, secrets)?,

@@ -85,12 +85,12 @@ fn place(b: &MailboxBinding) -> (Option<String>, Option<String>) {
         .authentication
         .service_account_ref
         .as_ref()
-        .map(|r| r.name.clone());
+        .map(|r| r.name.to_string());
     let provider = b
         .status
         .as_ref()
-        .and_then(|s| s.provider.clone())
-        .or_else(|| b.spec.provider_ref.as_ref().map(|r| r.name.clone()));
+        .and_then(|s| s.provider.as_deref().map(str::to_string))
+        .or_else(|| b.spec.provider_ref.as_ref().map(|r| r.name.to_string()));
     (provider, account)
 }
 
@@ -106,7 +106,7 @@ pub fn build(snapshot: &Snapshot) -> StatusTree {
     }
     let mut account_of: BTreeMap<String, Option<String>> = BTreeMap::new();
     for a in &snapshot.accounts {
-        let provider = a.spec.provider_ref.name.clone();
+        let provider = a.spec.provider_ref.name.to_string();
         let entry = Entry::of_account(a);
         let name = entry.name.clone();
         account_of.insert(name.clone(), Some(provider.clone()));
