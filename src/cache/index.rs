@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use kube::ResourceExt;
 
-use super::keys::Guarded;
+use super::guard::Guarded;
 use crate::api::conditions::{self, READY};
 use crate::api::{BundleObject, EmailProvider, ExchangeServiceAccount, MailboxBinding};
 use crate::metrics::Metrics;

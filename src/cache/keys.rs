@@ -2,7 +2,6 @@
 //! named outside its cache: the key per-object memories (probe results, back-off) use,
 //! the reference a controller is triggered with, and its kind as a label.
 
-use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
@@ -12,9 +11,6 @@ pub type BindingKey = (String, String);
 pub type SecretKey = (String, String);
 /// A ConfigMap as `(namespace, name)`.
 pub type ConfigMapKey = (String, String);
-
-/// An object as watched: either the typed object or what could be read of a malformed one.
-pub type Guarded<K> = DeserializeGuard<K>;
 
 /// The key back-off and probe caches use for an object: `Kind/namespace/name`.
 pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {

@@ -3,6 +3,7 @@
 //! them (who uses a provider or an account). The watch pumps feed it; what a change
 //! triggers is the controllers' business, handed to the pumps as [`watch::Sinks`].
 
+pub mod guard;
 pub mod index;
 pub mod intern;
 pub mod keys;
@@ -11,8 +12,9 @@ pub mod stores;
 pub mod usage;
 pub mod watch;
 
+pub use guard::Guarded;
 pub use index::{BindingKey, ConfigMapKey, Index, SecretKey};
-pub use keys::{Guarded, object_at, object_key, object_ref};
+pub use keys::{object_at, object_key, object_ref};
 pub use secrets::{ConfigMapData, ConfigMapMeta, SecretData, SecretMeta};
 pub use stores::{
     ConfigMapLookup, SecretLookup, Stores, Writers, stores, typed_objects, well_formed,

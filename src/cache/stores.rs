@@ -10,8 +10,8 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 
+use super::guard::Guarded;
 use super::index::{ConfigMapKey, Index, SecretKey};
-use super::keys::Guarded;
 use super::secrets::{ConfigMapData, ConfigMapMeta, HeldData, HeldKind, SecretData, SecretMeta};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
 

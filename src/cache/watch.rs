@@ -17,12 +17,12 @@ use kube::runtime::{WatchStreamExt, watcher as make_watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::warn;
 
+use super::guard::Guarded;
 use super::index::{
     ConfigMapKey, Indexed, SecretKey, config_map_of_provider, secret_of_binding,
     secrets_of_account, secrets_of_provider,
 };
 use super::intern;
-use super::keys::Guarded;
 use super::secrets::{ConfigMapMeta, HeldData, HeldKind, SecretMeta};
 use super::stores::{Stores, Writers};
 use crate::api::{EmailProvider, ExchangeServiceAccount, MailboxBinding};
