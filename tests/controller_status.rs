@@ -167,9 +167,15 @@ fn a_verdict_known_already_keeps_the_inputs_the_status_recorded() {
         login_paused: None,
     };
     let kept = binding::build_status(&b, &verdict(None), now());
-    assert_eq!(kept.verified_inputs.as_deref(), Some("000000000000beef"));
+    assert_eq!(
+        kept.verified_inputs.map(|d| d.to_string()).as_deref(),
+        Some("000000000000beef")
+    );
     let probed = binding::build_status(&b, &verdict(Some(0xfeed)), now());
-    assert_eq!(probed.verified_inputs.as_deref(), Some("000000000000feed"));
+    assert_eq!(
+        probed.verified_inputs.map(|d| d.to_string()).as_deref(),
+        Some("000000000000feed")
+    );
 }
 
 fn resolution() -> Resolution {

@@ -5,6 +5,7 @@ pub mod binding;
 pub mod common;
 pub mod condition;
 pub mod conditions;
+pub mod digest;
 pub mod provider;
 pub mod reasons;
 pub mod service_account;
@@ -12,6 +13,7 @@ pub mod tls;
 
 pub use binding::*;
 pub use common::*;
+pub use digest::Digest;
 pub use provider::*;
 pub use service_account::*;
 pub use tls::*;

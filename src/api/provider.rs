@@ -309,5 +309,5 @@ pub struct EmailProviderStatus {
     /// read (never their values). A restarted operator that finds the same digest takes
     /// the verdict as it stands, and writes and asks nothing for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verified_inputs: Option<String>,
+    pub verified_inputs: Option<super::Digest>,
 }

@@ -131,7 +131,7 @@ fn known(p: &EmailProvider, stable: u64, ctx: &Context) -> Option<Check> {
     let (key, cache) = (object_key(p), &ctx.provider_probes);
     let recorded = p.status.as_ref().map(|s| Recorded {
         observed: s.observed_generation,
-        inputs: s.verified_inputs.as_deref(),
+        inputs: s.verified_inputs.as_ref(),
         conditions: &s.conditions,
     });
     let outcome = cache

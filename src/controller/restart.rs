@@ -14,14 +14,14 @@ use kube::Resource;
 use tokio::time::Instant;
 
 use super::probe_cache::{Confirmed, ProbeCache, probe_inputs_digest};
-use crate::api::MailboxBinding;
 use crate::api::conditions::{self, AUTHENTICATED, CALENDAR_CONNECTED, READY, Reason, VERIFIED};
+use crate::api::{Digest, MailboxBinding};
 use crate::cache::{SecretKey, object_key};
 use crate::exchange::Failure;
 
 /// How a digest of inputs is written in a status.
-pub fn recorded(stable: u64) -> String {
-    format!("{stable:016x}")
+pub fn recorded(stable: u64) -> Digest {
+    Digest::of(stable)
 }
 
 /// A digest of `base` (specs and such) with the resourceVersions of the Secrets read,
@@ -45,10 +45,10 @@ pub fn instant_of(time: &Time) -> Instant {
 pub fn describes(
     generation: Option<i64>,
     observed: Option<i64>,
-    recorded_inputs: Option<&str>,
+    recorded_inputs: Option<&Digest>,
     stable: u64,
 ) -> bool {
-    generation == observed && recorded_inputs == Some(recorded(stable).as_str())
+    generation == observed && recorded_inputs == Some(&recorded(stable))
 }
 
 /// The verdict a binding's status records for these inputs, taken into `cache`: a
@@ -69,7 +69,7 @@ pub fn trust_binding(
     let current = describes(
         b.meta().generation,
         s.observed_generation,
-        s.verified_inputs.as_deref(),
+        s.verified_inputs.as_ref(),
         stable,
     );
     if !current {
@@ -96,7 +96,7 @@ pub struct Recorded<'a> {
     /// `status.observedGeneration`.
     pub observed: Option<i64>,
     /// `status.verifiedInputs`.
-    pub inputs: Option<&'a str>,
+    pub inputs: Option<&'a Digest>,
     /// `status.conditions`.
     pub conditions: &'a [Condition],
 }

@@ -130,7 +130,7 @@ fn known(a: &ExchangeServiceAccount, stable: u64, ctx: &Context) -> Option<Resul
     }
     let recorded = a.status.as_ref().map(|s| Recorded {
         observed: s.observed_generation,
-        inputs: s.verified_inputs.as_deref(),
+        inputs: s.verified_inputs.as_ref(),
         conditions: &s.conditions,
     });
     let at = (a.metadata.generation, stable);
