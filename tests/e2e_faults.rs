@@ -606,5 +606,5 @@ fn assert_throttling_honoured(
 fn calm_since(b: &MailboxBinding) -> Option<String> {
     assert!(ready(Some(b)), "{} is not Ready", b.name_any());
     let ready = mailops::api::conditions::find(HasConditions::conditions(b), "Ready")?;
-    Some(ready.last_transition_time.0.to_string())
+    Some(ready.last_transition_time.time().0.to_string())
 }

@@ -1,8 +1,9 @@
 //! Helpers that build conditions while keeping `lastTransitionTime` stable when nothing
 //! changed; the condition types and reasons are re-exported from [`super::reasons`].
 
+use std::num::NonZeroI64;
+
 use super::condition::Condition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 pub use super::reasons::*;
@@ -58,14 +59,13 @@ pub fn materialize(
             let last_transition_time = previous
                 .iter()
                 .find(|c| c.type_ == d.type_ && c.status == status)
-                .map(|c| c.last_transition_time.clone())
-                .unwrap_or(Time(now));
+                .map_or_else(|| now.into(), |c| c.last_transition_time);
             Condition {
                 type_: d.type_.into(),
                 status: status.into(),
                 reason: d.reason.as_str().into(),
                 message: d.message.as_str().into(),
-                observed_generation: generation,
+                observed_generation: generation.and_then(NonZeroI64::new),
                 last_transition_time,
             }
         })
@@ -166,14 +166,14 @@ mod tests {
             Some(2),
             t1,
         );
-        assert_eq!(again[0].last_transition_time, Time(t0));
+        assert_eq!(again[0].last_transition_time.time().0, t0);
         let flipped = materialize(
             &again,
             &[Desired::fail(READY, Reason::Unreachable, "down")],
             Some(2),
             t1,
         );
-        assert_eq!(flipped[0].last_transition_time, Time(t1));
+        assert_eq!(flipped[0].last_transition_time.time().0, t1);
         assert_eq!(flipped[0].reason, "Unreachable");
     }
 

@@ -206,7 +206,7 @@ pub fn validate(
 fn no_verdict(meta: &ObjectMeta, conds: Option<&[Condition]>) -> bool {
     conds
         .and_then(|c| conditions::find(c, conditions::READY))
-        .is_none_or(|ready| ready.observed_generation != meta.generation)
+        .is_none_or(|ready| ready.generation() != meta.generation)
 }
 
 /// Whether the provider or service account the binding resolved to has not yet judged

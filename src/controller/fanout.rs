@@ -399,7 +399,7 @@ pub fn sinks(stores: &Stores, senders: &Senders) -> Sinks {
 /// waits for a verdict on the provider's current generation).
 fn ready_of(c: Option<&[Condition]>) -> Option<(Word, Word, Option<i64>)> {
     c.and_then(|c| conditions::find(c, conditions::READY))
-        .map(|c| (c.status.clone(), c.reason.clone(), c.observed_generation))
+        .map(|c| (c.status.clone(), c.reason.clone(), c.generation()))
 }
 
 /// Metadata every controller acts on: spec generation, deletion and finalizers.

@@ -121,7 +121,7 @@ pub fn trust_verdict<T: Clone>(
             key,
             stable,
             value.clone(),
-            instant_of(&ready.last_transition_time),
+            instant_of(&ready.last_transition_time.time()),
         );
         return Some(Ok(value));
     }

@@ -80,7 +80,7 @@ impl Entry {
         let generation = obj.meta().generation;
         let ready = find(conditions, READY);
         let current = |c: &Condition| {
-            let seen = c.observed_generation.or(observed);
+            let seen = c.generation().or(observed);
             generation.is_none() || seen.is_none() || seen >= generation
         };
         let (state, reason, message) = match ready {
